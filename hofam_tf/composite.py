@@ -1,0 +1,59 @@
+"""The original's composite PNG layout (reference §2.1): RGB 256 (H) x 768 (W) = [frame | HOP | GT].
+
+This module is the only place that knows the tile offsets. The GT tile holds CDnet 2014 label
+values replicated over the three channels: 0 static, 50 shadow, 85 outside ROI, 170 unknown,
+255 moving. The original read the GT from the red channel, and so does ``split_composite``.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from hofam_tf.config import TILE
+from hofam_tf.errors import HOFAMInputError
+
+# CDnet 2014 label scheme, kept in the GT tile and in the TFRecord's full label map.
+STATIC, SHADOW, OUTSIDE_ROI, UNKNOWN, MOVING = 0, 50, 85, 170, 255
+IGNORED_LABELS = (OUTSIDE_ROI, UNKNOWN)
+COMPOSITE_SHAPE = (TILE, 3 * TILE, 3)
+
+
+def compose(frame: np.ndarray, hop: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """frame uint8 [256,256,3], hop uint8 [256,256,3], labels uint8 [256,256] -> [256,768,3]."""
+    for name, arr, shape in (("frame", frame, (TILE, TILE, 3)), ("hop", hop, (TILE, TILE, 3)),
+                             ("labels", labels, (TILE, TILE))):
+        if arr.shape != shape or arr.dtype != np.uint8:
+            raise ValueError(f"{name} must be uint8 {shape}, got {arr.dtype} {arr.shape}")
+    gt = np.repeat(labels[..., None], 3, axis=-1)
+    return np.concatenate([frame, hop, gt], axis=1)
+
+
+def split_composite(composite: np.ndarray, source: str | Path = "composite"):
+    """uint8 [256,768,3] -> (frame [256,256,3], hop [256,256,3], labels [256,256]).
+
+    The labels are the red channel of the GT tile, unmodified (the authors' demo GT of clip 260
+    is anti-aliased: threshold it, as the TFRecord writer does with > 200, before using it).
+    ``source`` names the file in the error raised for a wrong shape.
+    """
+    if composite.shape != COMPOSITE_SHAPE:
+        raise HOFAMInputError(
+            f"{source}: composite must be {COMPOSITE_SHAPE[0]}x{COMPOSITE_SHAPE[1]} RGB "
+            f"([frame | HOP | GT] tiles of 256), got shape {composite.shape}"
+        )
+    frame = composite[:, :TILE]
+    hop = composite[:, TILE : 2 * TILE]
+    labels = composite[:, 2 * TILE :, 0]
+    return frame, hop, labels
+
+
+def read_composite(path: str | Path):
+    """Reads a composite PNG and splits it; see ``split_composite``."""
+    from hofam_tf.files import read_image
+
+    return split_composite(read_image(path, "RGB"), path)
+
+
+def binarize_gt(labels: np.ndarray) -> np.ndarray:
+    """The original's training GT (tfrecode.py:L45-46): 255 where labels > 200, else 0."""
+    return np.where(labels > 200, 255, 0).astype(np.uint8)

@@ -1,0 +1,244 @@
+"""Hierarchical optical flow: estimators, the HOP encoding, Middlebury ``.flo`` files and colours.
+
+Conventions (documented in the README, "Hierarchical optical flow"):
+- Flows are computed on the 256x256 tile grid, after the frame is resized, so displacements are in
+  tile pixels whatever the video's native size.
+- For frame T and interval tau the flow goes from frame T to frame T-tau (backward flow), as the
+  reference suggests for the original's SelFlow use; only its magnitude enters the HOP image.
+- Frame indices are positions in the sorted sequence. For the first frames (T < tau) the reference
+  frame is clamped to the first frame, max(T - tau, 0): frame 0 has an all-zero HOP, frame 1 has a
+  real Op(tau1) and Op(tau2), Op(tau3) over the one interval available. Every frame gets a HOP.
+- Encoding of one channel: ``clip(gain * round(scale * |F|), 0, 255)`` as uint8, with
+  ``scale`` grey levels per pixel (default 6, so 42.5 px saturates) and per-channel ``gain``
+  (default R 1, G 1, B 3 as in the authors' demo files). Channel order: R = Op(tau3), G = Op(tau2),
+  B = Op(tau1).
+"""
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from hofam_tf.config import TILE, FlowConfig
+from hofam_tf.errors import HOFAMInputError
+
+FLO_MAGIC = 202021.25
+_DIS_PRESETS = {
+    "ultrafast": cv2.DISOPTICAL_FLOW_PRESET_ULTRAFAST,
+    "fast": cv2.DISOPTICAL_FLOW_PRESET_FAST,
+    "medium": cv2.DISOPTICAL_FLOW_PRESET_MEDIUM,
+}
+_local = threading.local()
+
+
+def resize_frame(rgb: np.ndarray, size: int = TILE) -> np.ndarray:
+    """uint8 [H,W,3] -> uint8 [size,size,3]; area filter when shrinking, bilinear when enlarging."""
+    h, w = rgb.shape[:2]
+    if (h, w) == (size, size):
+        return rgb
+    interp = cv2.INTER_AREA if h >= size and w >= size else cv2.INTER_LINEAR
+    return cv2.resize(rgb, (size, size), interpolation=interp)
+
+
+def resize_labels(labels: np.ndarray, size: int = TILE) -> np.ndarray:
+    """uint8 label map [H,W] -> [size,size] with nearest neighbour, so labels stay labels."""
+    if labels.shape[:2] == (size, size):
+        return labels
+    return cv2.resize(labels, (size, size), interpolation=cv2.INTER_NEAREST)
+
+
+def to_gray(rgb: np.ndarray) -> np.ndarray:
+    return cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
+
+
+def estimate_flow(gray_t: np.ndarray, gray_ref: np.ndarray, cfg: FlowConfig) -> np.ndarray:
+    """Flow from ``gray_t`` to ``gray_ref``: float32 [H,W,2] (dx, dy) in pixels, such that
+    gray_t(x) ~ gray_ref(x + flow(x)). Thread-safe (one estimator per thread)."""
+    if cfg.estimator == "dis":
+        key = f"dis_{cfg.dis_preset}"
+        dis = getattr(_local, key, None)
+        if dis is None:
+            dis = cv2.DISOpticalFlow_create(_DIS_PRESETS[cfg.dis_preset])
+            setattr(_local, key, dis)
+        return dis.calc(gray_t, gray_ref, None)
+    if cfg.estimator == "farneback":
+        return cv2.calcOpticalFlowFarneback(gray_t, gray_ref, None, 0.5, 4, 15, 3, 5, 1.2, 0)
+    raise HOFAMInputError("estimator 'flo' reads files; use read_flo / hop_from_flo_files")
+
+
+def encode_magnitude(flow: np.ndarray, scale: float, gain: int) -> np.ndarray:
+    """float32 [H,W,2] -> uint8 [H,W] motion map: clip(gain * round(scale * |flow|), 0, 255)."""
+    mag = np.sqrt(flow[..., 0] ** 2 + flow[..., 1] ** 2)
+    quant = np.rint(mag * scale)
+    return np.clip(quant * gain, 0, 255).astype(np.uint8)
+
+
+def encode_hop(flows_by_tau: dict[int, np.ndarray], cfg: FlowConfig) -> np.ndarray:
+    """Three flows keyed by tau -> uint8 [H,W,3] HOP image, R = tau3, G = tau2, B = tau1."""
+    t1, t2, t3 = cfg.taus
+    g_r, g_g, g_b = cfg.gains
+    return np.stack(
+        [
+            encode_magnitude(flows_by_tau[t3], cfg.scale, g_r),
+            encode_magnitude(flows_by_tau[t2], cfg.scale, g_g),
+            encode_magnitude(flows_by_tau[t1], cfg.scale, g_b),
+        ],
+        axis=-1,
+    )
+
+
+def reference_index(t: int, tau: int) -> int:
+    """Index of the earlier frame paired with frame ``t`` for interval ``tau`` (clamped at 0)."""
+    return max(t - tau, 0)
+
+
+def hop_from_grays(grays: dict[int, np.ndarray], t: int, cfg: FlowConfig) -> np.ndarray:
+    """HOP image of frame index ``t`` given grey 256x256 frames indexed by position."""
+    flows = {}
+    for tau in cfg.taus:
+        ref = reference_index(t, tau)
+        if ref == t:
+            flows[tau] = np.zeros(grays[t].shape + (2,), np.float32)
+        else:
+            flows[tau] = estimate_flow(grays[t], grays[ref], cfg)
+    return encode_hop(flows, cfg)
+
+
+# ----------------------------------------------------------------------------- .flo files
+def read_flo(path: str | Path) -> np.ndarray:
+    """Reads a Middlebury ``.flo`` file -> float32 [H,W,2]. Clear errors for bad files."""
+    path = Path(path)
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise HOFAMInputError(f"{path}: flow file not found") from None
+    if len(data) < 12:
+        raise HOFAMInputError(f"{path}: truncated .flo header ({len(data)} bytes)")
+    magic = np.frombuffer(data, "<f4", 1, 0)[0]
+    if magic != np.float32(FLO_MAGIC):
+        raise HOFAMInputError(f"{path}: not a Middlebury .flo file (magic {magic!r})")
+    w, h = (int(v) for v in np.frombuffer(data, "<i4", 2, 4))
+    if w <= 0 or h <= 0 or w > 100000 or h > 100000:
+        raise HOFAMInputError(f"{path}: implausible .flo size {w}x{h}")
+    need = 12 + w * h * 2 * 4
+    if len(data) != need:
+        raise HOFAMInputError(f"{path}: .flo of {w}x{h} needs {need} bytes, file has {len(data)}")
+    flow = np.frombuffer(data, "<f4", w * h * 2, 12).reshape(h, w, 2).astype(np.float32)
+    if not np.isfinite(flow).all():
+        bad = int((~np.isfinite(flow)).any(-1).sum())
+        raise HOFAMInputError(f"{path}: {bad} flow vectors are NaN or infinite")
+    return flow
+
+
+def write_flo(path: str | Path, flow: np.ndarray) -> None:
+    """Writes float32 [H,W,2] as a Middlebury ``.flo`` file (atomically)."""
+    from hofam_tf.files import atomic_path
+
+    flow = np.asarray(flow, np.float32)
+    h, w = flow.shape[:2]
+    with atomic_path(path) as tmp:
+        with open(tmp, "wb") as f:
+            np.array([FLO_MAGIC], "<f4").tofile(f)
+            np.array([w, h], "<i4").tofile(f)
+            flow.astype("<f4").tofile(f)
+
+
+def resize_flow(flow: np.ndarray, size: int = TILE) -> np.ndarray:
+    """Resizes a native-resolution flow field to the tile grid, scaling the vectors with it."""
+    h, w = flow.shape[:2]
+    if (h, w) == (size, size):
+        return flow
+    out = cv2.resize(flow, (size, size), interpolation=cv2.INTER_LINEAR)
+    out[..., 0] *= size / w
+    out[..., 1] *= size / h
+    return out
+
+
+# ----------------------------------------------------------------------------- colours
+def _colour_wheel() -> np.ndarray:
+    """The Middlebury colour wheel: 55 hues (RY 15, YG 6, GC 4, CB 11, BM 13, MR 6), RGB 0..255."""
+    segments = [(15, (255, 0, 0), (255, 255, 0)), (6, (255, 255, 0), (0, 255, 0)),
+                (4, (0, 255, 0), (0, 255, 255)), (11, (0, 255, 255), (0, 0, 255)),
+                (13, (0, 0, 255), (255, 0, 255)), (6, (255, 0, 255), (255, 0, 0))]
+    rows = []
+    for n, start, end in segments:
+        t = np.arange(n, dtype=np.float64)[:, None] / n
+        rows.append(np.array(start)[None] * (1 - t) + np.array(end)[None] * t)
+    return np.concatenate(rows)
+
+
+def flow_to_color(flow: np.ndarray, max_magnitude: float | None = None) -> np.ndarray:
+    """float [H,W,2] -> uint8 RGB [H,W,3] in the Middlebury convention: hue = direction,
+    saturation = magnitude / max_magnitude (default: the field's largest), zero motion white."""
+    wheel = _colour_wheel()
+    ncols = len(wheel)
+    u, v = flow[..., 0].astype(np.float64), flow[..., 1].astype(np.float64)
+    mag = np.sqrt(u * u + v * v)
+    if max_magnitude is None:
+        max_magnitude = float(mag.max()) if mag.size else 0.0
+    rad = mag / max(max_magnitude, 1e-9)
+    angle = np.arctan2(-v, -u) / np.pi  # in [-1, 1]
+    fk = (angle + 1) / 2 * (ncols - 1)
+    k0 = np.floor(fk).astype(int)
+    k1 = (k0 + 1) % ncols
+    f = (fk - k0)[..., None]
+    col = (1 - f) * wheel[k0] / 255 + f * wheel[k1] / 255
+    r = np.minimum(rad, 1)[..., None]
+    col = 1 - r * (1 - col)
+    col[rad > 1] *= 0.75
+    return np.clip(np.rint(col * 255), 0, 255).astype(np.uint8)
+
+
+# ----------------------------------------------------------------------------- streaming
+def iter_hop(frames, cfg: FlowConfig, workers: int = 2, max_pending: int = 16):
+    """Streams HOP images for a sequence of ``hofam_tf.sources.Frame`` objects, in order.
+
+    Yields ``(frame, frame_tile, hop)`` for every scored frame: ``frame_tile`` uint8
+    [256,256,3] (the resized RGB frame), ``hop`` uint8 [256,256,3]. Only the last tau3 grey
+    frames are kept, so memory does not grow with the sequence. Flows run on ``workers`` threads
+    (OpenCV releases the GIL).
+    """
+    from collections import deque
+    from concurrent.futures import ThreadPoolExecutor
+
+    tau_max = max(cfg.taus)
+    grays: dict[int, np.ndarray] = {}
+    pending: deque = deque()
+
+    def work(index: int, needed: dict[int, np.ndarray]) -> np.ndarray:
+        return hop_from_grays(needed, index, cfg)
+
+    with ThreadPoolExecutor(max(1, workers)) as pool:
+        for fr in frames:
+            tile = resize_frame(fr.rgb)
+            grays[fr.index] = to_gray(tile)
+            for old in [k for k in grays if k < fr.index - tau_max]:
+                del grays[old]
+            if not fr.scored:
+                continue
+            first = min(grays)
+            needed = {fr.index: grays[fr.index]}
+            for tau in cfg.taus:
+                ref = max(reference_index(fr.index, tau), first)
+                needed[ref] = grays[ref]
+            # hop_from_grays clamps at 0; remap so a sequence read from a later start works too
+            needed = _remap_refs(needed, fr.index, cfg, first)
+            pending.append((fr, tile, pool.submit(work, fr.index, needed)))
+            while len(pending) >= max_pending:
+                f0, t0, fut = pending.popleft()
+                yield f0, t0, fut.result()
+        while pending:
+            f0, t0, fut = pending.popleft()
+            yield f0, t0, fut.result()
+
+
+def _remap_refs(needed: dict[int, np.ndarray], t: int, cfg: FlowConfig, first: int) -> dict:
+    """Makes every ``reference_index(t, tau)`` resolvable when frames before ``first`` were not read."""
+    out = dict(needed)
+    for tau in cfg.taus:
+        ref = reference_index(t, tau)
+        if ref not in out:
+            out[ref] = needed[max(ref, first)]
+    return out

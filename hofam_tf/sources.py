@@ -1,0 +1,271 @@
+"""Readers for the input datasets: CDnet 2014 / SBI 2015 folders, LASIESTA, plain frame folders
+(with optional masks) and video files. Each yields frames in order with their label maps in the
+CDnet scheme (see ``hofam_tf.composite``).
+
+Label mappings (also in the README):
+- CDnet / SBI: ground truth kept as is (0, 50, 85, 170, 255); pixels where ``ROI.bmp`` (read as
+  grey, palette files included) is 0 become 85. Only frames inside ``temporalROI.txt`` are scored;
+  a range that names missing frames (SBI IBMtest2 says ``0 90`` for frames 0-89) is clipped to the
+  frames present. Earlier frames are still read where a HOP needs them as reference frames.
+- LASIESTA: black -> 0; red, green, yellow (moving objects) -> 255; white (stopped object) -> 255;
+  grey (uncertain) -> 170.
+- Plain masks: kept as is if every value is in the CDnet scheme, otherwise > 127 -> 255, else 0.
+- Sequences without masks (video files, frame folders without masks) are "unlabelled": their
+  label map is 170 (unknown) everywhere, so training and scoring ignore them.
+"""
+from __future__ import annotations
+
+import dataclasses
+import re
+from pathlib import Path
+from typing import Iterator, Optional
+
+import cv2
+import numpy as np
+
+from hofam_tf.composite import MOVING, OUTSIDE_ROI, STATIC, UNKNOWN
+from hofam_tf.errors import HOFAMInputError
+from hofam_tf.files import IMAGE_SUFFIXES, list_images, read_image, read_image_raw
+
+VIDEO_SUFFIXES = (".avi", ".mp4", ".mov", ".mkv", ".webm", ".mpg", ".mpeg", ".m4v", ".wmv")
+CDNET_VALUES = {0, 50, 85, 170, 255}
+
+
+@dataclasses.dataclass
+class Frame:
+    """One frame of a sequence. rgb uint8 [H,W,3] at native size; labels uint8 [H,W] or None."""
+
+    index: int  # position in the sequence (0-based), used for the tau intervals
+    frame_id: str  # name of the output files, e.g. "000600"
+    rgb: np.ndarray
+    labels: Optional[np.ndarray]
+    scored: bool  # inside the temporal ROI: a composite is written for it
+
+
+@dataclasses.dataclass
+class Sequence:
+    """A sequence found on disk. ``kind`` is cdnet | lasiesta | frames | video."""
+
+    name: str
+    kind: str
+    path: Path
+    labelled: bool
+    frame_paths: list = dataclasses.field(default_factory=list)
+    mask_paths: list = dataclasses.field(default_factory=list)  # parallel to frame_paths, None ok
+    scored: list = dataclasses.field(default_factory=list)  # parallel: inside the temporal ROI
+    roi_path: Optional[Path] = None
+
+    def iter_frames(self, lookback: int = 0) -> Iterator[Frame]:
+        """Frames in order, starting ``lookback`` frames before the first scored one."""
+        if self.kind == "video":
+            yield from _iter_video(self.path)
+            return
+        first = next((i for i, s in enumerate(self.scored) if s), len(self.scored))
+        last = max((i for i, s in enumerate(self.scored) if s), default=-1)
+        roi = _read_roi(self.roi_path) if self.roi_path else None
+        shape = None
+        for i in range(max(first - lookback, 0), last + 1):
+            path = self.frame_paths[i]
+            rgb = read_image(path, "RGB")
+            if shape is None:
+                shape = rgb.shape
+            elif rgb.shape != shape:
+                raise HOFAMInputError(
+                    f"{path}: frame size {rgb.shape[1]}x{rgb.shape[0]} differs from the sequence's "
+                    f"{shape[1]}x{shape[0]}"
+                )
+            labels = None
+            if self.scored[i] and self.labelled:
+                labels = self._labels(i, rgb.shape[:2], roi)
+            yield Frame(i, frame_id_of(path), rgb, labels, self.scored[i])
+
+    def count_scored(self) -> Optional[int]:
+        if self.kind == "video":
+            cap = cv2.VideoCapture(str(self.path))
+            n = int(cap.get(cv2.CAP_PROP_FRAME_COUNT))
+            cap.release()
+            return n if n > 0 else None
+        return sum(self.scored)
+
+    def _labels(self, i: int, shape, roi) -> np.ndarray:
+        mask_path = self.mask_paths[i]
+        if mask_path is None:
+            raise HOFAMInputError(f"{self.frame_paths[i]}: no ground-truth mask for this frame")
+        if self.kind == "lasiesta":
+            labels = lasiesta_to_labels(np.asarray(read_image_raw(mask_path).convert("RGB")))
+        elif self.kind == "cdnet":
+            labels = read_image(mask_path, "L").copy()
+        else:
+            labels = plain_mask_to_labels(read_image(mask_path, "L"))
+        if labels.shape != tuple(shape):
+            raise HOFAMInputError(
+                f"{mask_path}: mask size {labels.shape[1]}x{labels.shape[0]} does not match frame "
+                f"{self.frame_paths[i]} ({shape[1]}x{shape[0]})"
+            )
+        if roi is not None:
+            if roi.shape != labels.shape:
+                raise HOFAMInputError(
+                    f"{self.roi_path}: ROI size {roi.shape[1]}x{roi.shape[0]} does not match the "
+                    f"frames ({shape[1]}x{shape[0]})"
+                )
+            labels[roi == 0] = OUTSIDE_ROI
+        return labels
+
+
+def frame_number(path: Path) -> Optional[int]:
+    """The last group of digits of a file stem ("in000600" -> 600, "I_SI_01-GT_12" -> 12)."""
+    found = re.findall(r"\d+", Path(path).stem)
+    return int(found[-1]) if found else None
+
+
+def frame_id_of(path: Path) -> str:
+    """Output name of a frame: CDnet's 'in000600' -> '000600'; otherwise the digits, else the stem."""
+    found = re.findall(r"\d+", Path(path).stem)
+    return found[-1] if found else Path(path).stem
+
+
+def lasiesta_to_labels(rgb: np.ndarray) -> np.ndarray:
+    """LASIESTA colour-coded GT uint8 [H,W,3] -> CDnet labels [H,W] (see module docstring)."""
+    rgb = rgb.astype(np.int16)
+    r, g, b = rgb[..., 0], rgb[..., 1], rgb[..., 2]
+    spread = rgb.max(-1) - rgb.min(-1)
+    mean = rgb.mean(-1)
+    labels = np.full(r.shape, STATIC, np.uint8)
+    labels[(r > 127) | (g > 127)] = MOVING  # red, green, yellow objects, white stopped object
+    labels[(spread < 40) & (mean > 64) & (mean < 192)] = UNKNOWN  # grey: uncertain
+    return labels
+
+
+def plain_mask_to_labels(gray: np.ndarray) -> np.ndarray:
+    values = set(np.unique(gray).tolist())
+    if values <= CDNET_VALUES:
+        return gray.copy()
+    return np.where(gray > 127, MOVING, STATIC).astype(np.uint8)
+
+
+def _read_roi(path: Path) -> np.ndarray:
+    # Palette ('P') files: convert to grey first; the raw palette indices are not the mask.
+    return np.asarray(read_image_raw(path).convert("L"))
+
+
+def _read_temporal_roi(path: Path) -> tuple[int, int]:
+    try:
+        a, b = (int(v) for v in path.read_text().split()[:2])
+    except (ValueError, OSError) as err:
+        raise HOFAMInputError(f"{path}: expected two frame numbers 'first last' ({err})") from None
+    return a, b
+
+
+def _match_masks(frames: list[Path], mask_dir: Path) -> list[Optional[Path]]:
+    masks = list_images(mask_dir) if mask_dir.is_dir() else []
+    by_number = {frame_number(m): m for m in masks}
+    by_stem = {m.stem: m for m in masks}
+    out = []
+    for f in frames:
+        out.append(by_stem.get(f.stem) or by_number.get(frame_number(f)))
+    return out
+
+
+def _cdnet(path: Path, name: str) -> Sequence:
+    frames = sorted(list_images(path / "input"), key=lambda p: (frame_number(p) or 0, p.name))
+    if not frames:
+        raise HOFAMInputError(f"{path / 'input'}: no frames")
+    masks = _match_masks(frames, path / "groundtruth")
+    troi = path / "temporalROI.txt"
+    if troi.exists():
+        a, b = _read_temporal_roi(troi)
+        scored = [a <= (frame_number(f) or 0) <= b for f in frames]
+    else:
+        scored = [True] * len(frames)
+    labelled = (path / "groundtruth").is_dir()
+    if labelled:
+        missing = [f.name for f, m, s in zip(frames, masks, scored) if s and m is None]
+        if missing:
+            raise HOFAMInputError(
+                f"{path / 'groundtruth'}: no mask for {len(missing)} scored frame(s), e.g. {missing[:3]}"
+            )
+    roi = path / "ROI.bmp"
+    return Sequence(name, "cdnet", path, labelled, frames, masks, scored, roi if roi.exists() else None)
+
+
+def _frames(path: Path, name: str, masks_dir: Optional[Path], kind: str = "frames") -> Sequence:
+    frames = sorted(list_images(path), key=lambda p: (frame_number(p) or 0, p.name))
+    if not frames:
+        raise HOFAMInputError(f"{path}: no image frames")
+    if masks_dir is None:
+        return Sequence(name, kind, path, False, frames, [None] * len(frames), [True] * len(frames))
+    if not masks_dir.is_dir():
+        raise HOFAMInputError(f"{masks_dir}: masks folder does not exist")
+    masks = _match_masks(frames, masks_dir)
+    missing = [f.name for f, m in zip(frames, masks) if m is None]
+    if missing:
+        raise HOFAMInputError(f"{masks_dir}: no mask for {len(missing)} frame(s), e.g. {missing[:3]}")
+    return Sequence(name, kind, path, True, frames, masks, [True] * len(frames))
+
+
+def _iter_video(path: Path) -> Iterator[Frame]:
+    cap = cv2.VideoCapture(str(path))
+    if not cap.isOpened():
+        raise HOFAMInputError(f"{path}: cannot open video (not a video, or no decoder for it)")
+    index = 0
+    try:
+        while True:
+            ok, bgr = cap.read()
+            if not ok:
+                break
+            yield Frame(index, f"{index:06d}", cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), None, True)
+            index += 1
+    finally:
+        cap.release()
+    if index == 0:
+        raise HOFAMInputError(f"{path}: no frame could be decoded")
+
+
+def discover(dataset_dir: str | Path, masks_dir: str | Path | None = None) -> list[Sequence]:
+    """Finds every sequence under ``dataset_dir`` (a video file, a sequence folder, or nested
+    category/video folders). Raises HOFAMInputError if nothing usable is found."""
+    root = Path(dataset_dir)
+    if not root.exists():
+        raise HOFAMInputError(f"{root}: does not exist")
+    masks = Path(masks_dir) if masks_dir else None
+    found: list[Sequence] = []
+    _discover(root, root, masks, found)
+    if not found:
+        raise HOFAMInputError(
+            f"{root}: no sequences found (expected a video file, a folder of frames, a CDnet-style "
+            "folder with input/ and groundtruth/, or folders of those)"
+        )
+    names = [s.name for s in found]
+    if len(set(names)) != len(names):
+        raise HOFAMInputError(f"{root}: sequence names collide: {sorted(names)}")
+    return found
+
+
+def _name(root: Path, path: Path) -> str:
+    rel = path.relative_to(root) if path != root else Path(path.stem if path.is_file() else path.name)
+    parts = list(rel.parts)
+    if path.is_file():
+        parts[-1] = Path(parts[-1]).stem
+    return "_".join(parts) or root.name
+
+
+def _discover(root: Path, path: Path, masks: Optional[Path], found: list) -> None:
+    if path.is_file():
+        if path.suffix.lower() in VIDEO_SUFFIXES:
+            found.append(Sequence(_name(root, path), "video", path, False))
+        return
+    if (path / "input").is_dir():
+        found.append(_cdnet(path, _name(root, path)))
+        return
+    gt_sibling = path.parent / f"{path.name}-GT"
+    has_images = any(p.suffix.lower() in IMAGE_SUFFIXES for p in path.iterdir() if p.is_file())
+    if has_images and gt_sibling.is_dir():
+        found.append(_frames(path, _name(root, path), gt_sibling, kind="lasiesta"))
+        return
+    if has_images:
+        found.append(_frames(path, _name(root, path), masks if path == root else None))
+        return
+    for child in sorted(path.iterdir()):
+        if child.name.startswith(".") or (child.is_dir() and child.name.endswith("-GT")):
+            continue
+        _discover(root, child, masks, found)

@@ -1,0 +1,34 @@
+"""Installs the hofam_tf library and the data_prep command-line tools."""
+from setuptools import find_packages, setup
+
+BASE = [
+    "numpy>=1.26",
+    "opencv-python-headless>=4.9",
+    "pillow>=10",
+    "absl-py>=2.1",
+    "tqdm>=4.66",
+    "scipy>=1.11",
+]
+TF_PIN = "2.21.0"
+
+setup(
+    name="hofam-tf",
+    version="0.1.0",
+    description="TensorFlow 2 / Keras 3 port of HOFAM (Hierarchical Optical Flow Attention Model)",
+    python_requires=">=3.10",
+    packages=find_packages(include=["hofam_tf", "hofam_tf.*", "data_prep", "data_prep.*"]),
+    install_requires=BASE,
+    extras_require={
+        # Exactly one of cpu / gpu: tensorflow and tensorflow-cpu must never share an environment.
+        "cpu": [f"tensorflow-cpu=={TF_PIN}", "keras>=3.10,<4", "tensorboard>=2.20"],
+        "gpu": [f"tensorflow[and-cuda]=={TF_PIN}", "keras>=3.10,<4", "tensorboard>=2.20"],
+        "test": ["pytest>=8"],
+    },
+    entry_points={
+        "console_scripts": [
+            "hofam-flows=data_prep.flows:run",
+            "hofam-merge=data_prep.merge:run",
+            "hofam-tfrecord=data_prep.tfrecord:run",
+        ]
+    },
+)
