@@ -1,0 +1,157 @@
+"""Composite PNGs -> sharded TFRecords, split by whole sequences.
+
+    python data_prep/tfrecord.py --input_dir OUT --output_dir REC [--test_sequences a,b |
+        --test_fraction 0.2] [--seed 12138] [--examples_per_shard 256] [--gzip]
+
+Writes ``REC/train-00000-of-0000N.tfrecord`` ..., ``REC/test-...`` and ``REC/dataset.json``
+(splits, sequences, counts). Every shard is written under a hidden temporary name and renamed
+when complete. A sequence goes to train or to test, never both (cross-scene evaluation).
+Sequences without masks are left out unless ``--include_unlabelled``.
+"""
+from __future__ import annotations
+
+import json
+import random
+import sys
+from pathlib import Path
+
+if __package__ in (None, ""):
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from absl import app, flags
+from tqdm import tqdm
+
+from hofam_tf.cli import guarded
+from hofam_tf.composite import read_composite
+from hofam_tf.errors import HOFAMInputError
+from hofam_tf.files import atomic_path, write_json
+from hofam_tf.schema import encode_example, shard_name
+
+SEQUENCE_META = "sequence.json"
+
+
+def read_sequences(input_dir: str | Path) -> list[dict]:
+    """The sequence.json of every sequence folder under ``input_dir`` (sorted by name)."""
+    root = Path(input_dir)
+    if not root.is_dir():
+        raise HOFAMInputError(f"{root}: composites folder does not exist")
+    metas = []
+    for folder in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")):
+        meta_path = folder / SEQUENCE_META
+        if not meta_path.exists():
+            raise HOFAMInputError(f"{folder}: no {SEQUENCE_META}; the merge of this sequence did not finish")
+        try:
+            meta = json.loads(meta_path.read_text())
+        except json.JSONDecodeError as err:
+            raise HOFAMInputError(f"{meta_path}: not valid JSON ({err})") from None
+        meta["dir"] = str(folder)
+        metas.append(meta)
+    if not metas:
+        raise HOFAMInputError(f"{root}: no sequence folders (run data_prep/merge.py first)")
+    return metas
+
+
+def split_sequences(names: list[str], test_sequences=(), test_fraction: float = 0.0,
+                    seed: int = 12138) -> dict[str, list[str]]:
+    """Whole sequences -> {"train": [...], "test": [...]}, deterministic for a seed."""
+    names = sorted(names)
+    if test_sequences:
+        unknown = sorted(set(test_sequences) - set(names))
+        if unknown:
+            raise HOFAMInputError(f"--test_sequences names unknown sequences {unknown}; have {names}")
+        test = sorted(test_sequences)
+    else:
+        n = int(round(len(names) * test_fraction))
+        if test_fraction > 0 and n == 0 and len(names) > 1:
+            n = 1
+        shuffled = names[:]
+        random.Random(seed).shuffle(shuffled)
+        test = sorted(shuffled[:n])
+    return {"train": [s for s in names if s not in test], "test": test}
+
+
+def write_split(examples: list[tuple[dict, str]], output_dir: Path, split: str, per_shard: int,
+                gzip: bool, progress: bool = True) -> list[str]:
+    """Writes (meta, frame_id) examples of one split into shards. Returns the shard names."""
+    import tensorflow as tf
+
+    if not examples:
+        return []
+    count = (len(examples) + per_shard - 1) // per_shard
+    options = tf.io.TFRecordOptions(compression_type="GZIP" if gzip else "")
+    names = []
+    bar = tqdm(total=len(examples), desc=split, unit="ex", disable=not progress, leave=False)
+    for s in range(count):
+        name = shard_name(split, s, count, gzip)
+        with atomic_path(output_dir / name) as tmp:
+            with tf.io.TFRecordWriter(str(tmp), options) as writer:
+                for meta, frame_id in examples[s * per_shard : (s + 1) * per_shard]:
+                    path = Path(meta["dir"]) / f"{frame_id}.png"
+                    frame, hop, labels = read_composite(path)
+                    writer.write(encode_example(frame, hop, labels, meta["name"], frame_id,
+                                                meta["flow"]["taus"], meta["labelled"]))
+                    bar.update(1)
+        names.append(name)
+    bar.close()
+    return names
+
+
+def write_tfrecords(input_dir, output_dir, test_sequences=(), test_fraction: float = 0.0,
+                    seed: int = 12138, examples_per_shard: int = 256, gzip: bool = False,
+                    include_unlabelled: bool = False, progress: bool = True) -> dict:
+    """Composites under ``input_dir`` -> shards + dataset.json under ``output_dir``.
+
+    Returns the dataset.json content.
+    """
+    if examples_per_shard < 1:
+        raise HOFAMInputError("--examples_per_shard must be positive")
+    metas = read_sequences(input_dir)
+    skipped = [m["name"] for m in metas if not m["labelled"] and not include_unlabelled]
+    metas = [m for m in metas if m["labelled"] or include_unlabelled]
+    if not metas:
+        raise HOFAMInputError(f"{input_dir}: only unlabelled sequences ({skipped}); "
+                              "pass --include_unlabelled to write them anyway")
+    by_name = {m["name"]: m for m in metas}
+    splits = split_sequences(list(by_name), test_sequences, test_fraction, seed)
+    out = Path(output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    info = {"splits": {}, "skipped_unlabelled": skipped, "seed": seed, "gzip": gzip}
+    for split, seq_names in splits.items():
+        examples = [(by_name[n], f) for n in seq_names for f in by_name[n]["frames"]]
+        random.Random(seed).shuffle(examples)  # deterministic for a seed
+        shards = write_split(examples, out, split, examples_per_shard, gzip, progress)
+        info["splits"][split] = {"sequences": seq_names, "examples": len(examples), "shards": shards}
+    write_json(out / "dataset.json", info)
+    return info
+
+
+FLAGS = flags.FLAGS
+flags.DEFINE_string("input_dir", None, "Composites folder written by data_prep/merge.py.")
+flags.DEFINE_string("output_dir", None, "Where the shards and dataset.json go.")
+flags.DEFINE_list("test_sequences", [], "Sequences that form the test split.")
+flags.DEFINE_float("test_fraction", 0.0, "Fraction of sequences (seeded choice) for test.")
+flags.DEFINE_integer("seed", 12138, "Seed of the sequence split and of the example order.")
+flags.DEFINE_integer("examples_per_shard", 256, "Examples per shard.")
+flags.DEFINE_bool("gzip", False, "GZIP-compress the shards (.tfrecord.gz).")
+flags.DEFINE_bool("include_unlabelled", False, "Also write sequences without masks.")
+
+
+def main(argv):
+    del argv
+    if not FLAGS.input_dir or not FLAGS.output_dir:
+        raise HOFAMInputError("--input_dir and --output_dir are required")
+    info = write_tfrecords(FLAGS.input_dir, FLAGS.output_dir, FLAGS.test_sequences,
+                           FLAGS.test_fraction, FLAGS.seed, FLAGS.examples_per_shard, FLAGS.gzip,
+                           FLAGS.include_unlabelled)
+    for split, s in info["splits"].items():
+        print(f"{split}: {s['examples']} examples from {len(s['sequences'])} sequences "
+              f"in {len(s['shards'])} shard(s)")
+    return 0
+
+
+def run():
+    app.run(guarded(main))
+
+
+if __name__ == "__main__":
+    run()

@@ -1,0 +1,81 @@
+"""tf.data input pipelines over the TFRecords described in ``hofam_tf.schema``."""
+from __future__ import annotations
+
+import glob
+from pathlib import Path
+
+import tensorflow as tf
+
+from hofam_tf.errors import HOFAMInputError
+from hofam_tf.schema import compression_of, parse_example
+
+
+def list_tfrecords(pattern: str | list[str]) -> list[str]:
+    """Sorted files matching a glob (or comma-separated globs / a list). Raises if none match."""
+    patterns = pattern if isinstance(pattern, (list, tuple)) else str(pattern).split(",")
+    files = sorted({f for p in patterns if p for f in glob.glob(p.strip())})
+    files = [f for f in files if not Path(f).name.startswith(".")]
+    if not files:
+        raise HOFAMInputError(f"TFRecord pattern {pattern!r} matches no file")
+    return files
+
+
+def check_tfrecords(files: list[str]) -> int:
+    """Reads every record of every file; raises HOFAMInputError naming a corrupt or truncated
+    file. Returns the number of records."""
+    total = 0
+    for path in files:
+        try:
+            for _ in tf.data.TFRecordDataset(path, compression_type=compression_of(path)):
+                total += 1
+        except (tf.errors.DataLossError, tf.errors.InvalidArgumentError, tf.errors.UnknownError) as err:
+            msg = str(err).splitlines()[0] if str(err) else type(err).__name__
+            raise HOFAMInputError(f"{path}: corrupt or truncated TFRecord after {total} records ({msg})") from None
+    return total
+
+
+def _records(files: list[str], shuffle_files: bool, seed: int) -> tf.data.Dataset:
+    comps = {compression_of(f) for f in files}
+    if len(comps) > 1:
+        raise HOFAMInputError("cannot mix GZIP (.gz) and uncompressed TFRecords in one pattern")
+    comp = comps.pop()
+    ds = tf.data.Dataset.from_tensor_slices(files)
+    if shuffle_files:
+        ds = ds.shuffle(len(files), seed=seed)
+    return ds.interleave(
+        lambda f: tf.data.TFRecordDataset(f, compression_type=comp),
+        cycle_length=min(4, len(files)), num_parallel_calls=tf.data.AUTOTUNE, deterministic=True,
+    )
+
+
+def read_examples(pattern, ignore_labels: bool = True) -> tf.data.Dataset:
+    """Every example, in file order, as the full dict of ``schema.parse_example``."""
+    files = list_tfrecords(pattern)
+    return _records(files, False, 0).map(
+        lambda s: parse_example(s, ignore_labels), num_parallel_calls=tf.data.AUTOTUNE)
+
+
+def build_dataset(pattern, batch_size: int = 1, training: bool = True, shuffle_buffer: int = 2000,
+                  seed: int = 12138, ignore_labels: bool = True, repeat: bool | None = None,
+                  with_target_num: bool = False) -> tf.data.Dataset:
+    """Batches ``({"frame", "hop"}, mask, weight)`` for training or evaluation.
+
+    frame, hop: uint8 [B,256,256,3] (the model normalises); mask: float32 [B,256,256,1] in {0,1};
+    weight: float32 [B,256,256,1], 0 on ignored pixels (85/170 when ``ignore_labels``).
+    ``with_target_num`` appends the int64 [B] instance counts used by the class-in-scale loss.
+    Training shuffles files and examples with ``seed`` and repeats forever.
+    """
+    files = list_tfrecords(pattern)
+    ds = _records(files, training, seed)
+    if training and shuffle_buffer > 1:
+        ds = ds.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
+    if repeat if repeat is not None else training:
+        ds = ds.repeat()
+
+    def to_tuple(serialized):
+        ex = parse_example(serialized, ignore_labels)
+        out = ({"frame": ex["frame"], "hop": ex["hop"]}, ex["mask"], ex["weight"])
+        return out + (ex["target_num"],) if with_target_num else out
+
+    ds = ds.map(to_tuple, num_parallel_calls=tf.data.AUTOTUNE)
+    return ds.batch(batch_size, drop_remainder=training).prefetch(tf.data.AUTOTUNE)

@@ -1,0 +1,145 @@
+"""The TFRecord schema: keys, dtypes, shard names. The only place that knows them.
+
+Original keys (reference §3, written exactly as ``tfrecode.py`` did, so the original reader can
+consume our files):
+    img_raw     bytes  256*256*3 uint8, RGB frame
+    img_flow    bytes  256*256*3 uint8, HOP image (R = tau3, G = tau2, B = tau1)
+    img_gt      bytes  256*256*1 uint8, GT binarised: 255 where label > 200, else 0
+    label       int64  always 0 (the original's class-folder index)
+    target_num  int64  number of 8-connected foreground components of img_gt
+Extras (self-describing; absent from the original's files, and the reader copes):
+    height, width     int64    tile size (256, 256)
+    sequence          bytes    sequence name
+    frame_id          bytes    frame name, e.g. b"000600"
+    taus              int64[3] frame intervals (tau1, tau2, tau3)
+    gt_labels         bytes    256*256 uint8 full CDnet label map (0/50/85/170/255)
+    labelled          int64    1 if the sequence has ground truth
+"""
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+from hofam_tf.composite import IGNORED_LABELS, binarize_gt
+from hofam_tf.config import TILE
+
+KEY_FRAME = "img_raw"
+KEY_HOP = "img_flow"
+KEY_GT = "img_gt"
+KEY_LABEL = "label"
+KEY_TARGET_NUM = "target_num"
+KEY_HEIGHT = "height"
+KEY_WIDTH = "width"
+KEY_SEQUENCE = "sequence"
+KEY_FRAME_ID = "frame_id"
+KEY_TAUS = "taus"
+KEY_GT_LABELS = "gt_labels"
+KEY_LABELLED = "labelled"
+
+SHARD_SUFFIX = ".tfrecord"
+GZIP_SUFFIX = ".tfrecord.gz"
+
+
+def shard_name(split: str, index: int, count: int, gzip: bool = False) -> str:
+    """``{split}-{i:05d}-of-{n:05d}.tfrecord`` (``.tfrecord.gz`` when GZIP-compressed)."""
+    return f"{split}-{index:05d}-of-{count:05d}{GZIP_SUFFIX if gzip else SHARD_SUFFIX}"
+
+
+def compression_of(path: str) -> str:
+    """"GZIP" for ``*.gz`` files, else "" (uncompressed)."""
+    return "GZIP" if str(path).endswith(".gz") else ""
+
+
+def count_instances(gt_binary: np.ndarray) -> int:
+    """8-connected foreground components of a binarised GT (the original's Target_num)."""
+    n, _ = cv2.connectedComponents((gt_binary > 0).astype(np.uint8), connectivity=8)
+    return int(n - 1)
+
+
+def encode_example(frame: np.ndarray, hop: np.ndarray, labels: np.ndarray, sequence: str,
+                   frame_id: str, taus, labelled: bool = True) -> bytes:
+    """Arrays of one composite -> serialized ``tf.train.Example``.
+
+    frame, hop uint8 [256,256,3]; labels uint8 [256,256] in the CDnet scheme.
+    """
+    import tensorflow as tf
+
+    gt = binarize_gt(labels)
+
+    def b(v: bytes):
+        return tf.train.Feature(bytes_list=tf.train.BytesList(value=[v]))
+
+    def i(*v: int):
+        return tf.train.Feature(int64_list=tf.train.Int64List(value=[int(x) for x in v]))
+
+    feature = {
+        KEY_LABEL: i(0),
+        KEY_TARGET_NUM: i(count_instances(gt)),
+        KEY_FRAME: b(np.ascontiguousarray(frame, np.uint8).tobytes()),
+        KEY_HOP: b(np.ascontiguousarray(hop, np.uint8).tobytes()),
+        KEY_GT: b(gt.tobytes()),
+        KEY_HEIGHT: i(frame.shape[0]),
+        KEY_WIDTH: i(frame.shape[1]),
+        KEY_SEQUENCE: b(sequence.encode()),
+        KEY_FRAME_ID: b(frame_id.encode()),
+        KEY_TAUS: i(*taus),
+        KEY_GT_LABELS: b(np.ascontiguousarray(labels, np.uint8).tobytes()),
+        KEY_LABELLED: i(1 if labelled else 0),
+    }
+    return tf.train.Example(features=tf.train.Features(feature=feature)).SerializeToString()
+
+
+def _features():
+    import tensorflow as tf
+
+    s = tf.io.FixedLenFeature([], tf.string, default_value="")
+    return {
+        KEY_FRAME: tf.io.FixedLenFeature([], tf.string),
+        KEY_HOP: tf.io.FixedLenFeature([], tf.string),
+        KEY_GT: tf.io.FixedLenFeature([], tf.string),
+        KEY_LABEL: tf.io.FixedLenFeature([], tf.int64, default_value=0),
+        KEY_TARGET_NUM: tf.io.FixedLenFeature([], tf.int64, default_value=-1),
+        KEY_HEIGHT: tf.io.FixedLenFeature([], tf.int64, default_value=TILE),
+        KEY_WIDTH: tf.io.FixedLenFeature([], tf.int64, default_value=TILE),
+        KEY_SEQUENCE: s,
+        KEY_FRAME_ID: s,
+        KEY_TAUS: tf.io.FixedLenFeature([3], tf.int64, default_value=[0, 0, 0]),
+        KEY_GT_LABELS: s,
+        KEY_LABELLED: tf.io.FixedLenFeature([], tf.int64, default_value=1),
+    }
+
+
+def parse_example(serialized, ignore_labels: bool = True) -> dict:
+    """Serialized example -> dict of tensors (works inside tf.data and eagerly).
+
+    frame, hop: uint8 [256,256,3]; mask: float32 [256,256,1] in {0,1}; weight: float32
+    [256,256,1], 0 where the label is 85/170 (if ``ignore_labels``) else 1; labels: uint8
+    [256,256] (from img_gt when the record has only the original keys); target_num: int64
+    (-1 when absent); sequence, frame_id: string; labelled: int64.
+    Records with only the five original keys parse too.
+    """
+    import tensorflow as tf
+
+    p = tf.io.parse_single_example(serialized, _features())
+    h, w = TILE, TILE
+    frame = tf.reshape(tf.io.decode_raw(p[KEY_FRAME], tf.uint8), [h, w, 3])
+    hop = tf.reshape(tf.io.decode_raw(p[KEY_HOP], tf.uint8), [h, w, 3])
+    gt = tf.reshape(tf.io.decode_raw(p[KEY_GT], tf.uint8), [h, w, 1])
+    has_labels = tf.strings.length(p[KEY_GT_LABELS]) > 0
+    labels = tf.cond(
+        has_labels,
+        lambda: tf.reshape(tf.io.decode_raw(p[KEY_GT_LABELS], tf.uint8), [h, w]),
+        lambda: gt[..., 0],
+    )
+    mask = tf.cast(gt > 200, tf.float32)
+    weight = tf.ones([h, w, 1], tf.float32)
+    if ignore_labels:
+        ignored = tf.zeros([h, w], tf.bool)
+        for value in IGNORED_LABELS:
+            ignored = ignored | tf.equal(labels, value)
+        weight = tf.cast(~ignored, tf.float32)[..., None]
+    return {
+        "frame": frame, "hop": hop, "mask": mask, "weight": weight, "labels": labels,
+        "target_num": p[KEY_TARGET_NUM], "sequence": p[KEY_SEQUENCE],
+        "frame_id": p[KEY_FRAME_ID], "labelled": p[KEY_LABELLED], "taus": p[KEY_TAUS],
+    }
