@@ -90,17 +90,21 @@ def merge_dataset(dataset_dir, output_dir, cfg: FlowConfig, masks_dir=None, work
 
 
 FLAGS = flags.FLAGS
-flags.DEFINE_string("dataset_dir", None, "Dataset folder, sequence folder or video file.")
-flags.DEFINE_string("output_dir", None, "Where OUT/<sequence>/<frame id>.png go.")
-flags.DEFINE_string("masks_dir", None, "Masks folder parallel to a plain frames folder.")
-flags.DEFINE_string("taus", "1,5,10", "Frame intervals tau1<tau2<tau3 (R=tau3, G=tau2, B=tau1).")
-flags.DEFINE_enum("estimator", "dis", ["dis", "farneback", "flo"], "Optical flow estimator.")
-flags.DEFINE_enum("dis_preset", "medium", ["ultrafast", "fast", "medium"], "OpenCV DIS preset.")
-flags.DEFINE_float("flow_scale", 6.0, "Grey levels per pixel of displacement (256 grid).")
-flags.DEFINE_string("flow_gains", "1,1,3", "Per-channel multipliers R,G,B after rounding.")
-flags.DEFINE_string("flo_dir", None, "Precomputed .flo files (estimator=flo).")
-flags.DEFINE_string("flo_pattern", "{frame_id}_tau{tau}.flo", ".flo file name pattern.")
-flags.DEFINE_integer("workers", 2, "Flow threads.")
+
+
+def define_flags() -> None:
+    """Flags of this tool; defined only when it runs as a program, so importing is side-effect free."""
+    flags.DEFINE_string("dataset_dir", None, "Dataset folder, sequence folder or video file.")
+    flags.DEFINE_string("output_dir", None, "Where OUT/<sequence>/<frame id>.png go.")
+    flags.DEFINE_string("masks_dir", None, "Masks folder parallel to a plain frames folder.")
+    flags.DEFINE_string("taus", "1,5,10", "Frame intervals tau1<tau2<tau3 (R=tau3, G=tau2, B=tau1).")
+    flags.DEFINE_enum("estimator", "dis", ["dis", "farneback", "flo"], "Optical flow estimator.")
+    flags.DEFINE_enum("dis_preset", "medium", ["ultrafast", "fast", "medium"], "OpenCV DIS preset.")
+    flags.DEFINE_float("flow_scale", 6.0, "Grey levels per pixel of displacement (256 grid).")
+    flags.DEFINE_string("flow_gains", "1,1,3", "Per-channel multipliers R,G,B after rounding.")
+    flags.DEFINE_string("flo_dir", None, "Precomputed .flo files (estimator=flo).")
+    flags.DEFINE_string("flo_pattern", "{frame_id}_tau{tau}.flo", ".flo file name pattern.")
+    flags.DEFINE_integer("workers", 2, "Flow threads.")
 
 
 def main(argv):
@@ -119,6 +123,7 @@ def main(argv):
 
 
 def run():
+    define_flags()
     app.run(guarded(main))
 
 

@@ -126,14 +126,18 @@ def write_tfrecords(input_dir, output_dir, test_sequences=(), test_fraction: flo
 
 
 FLAGS = flags.FLAGS
-flags.DEFINE_string("input_dir", None, "Composites folder written by data_prep/merge.py.")
-flags.DEFINE_string("output_dir", None, "Where the shards and dataset.json go.")
-flags.DEFINE_list("test_sequences", [], "Sequences that form the test split.")
-flags.DEFINE_float("test_fraction", 0.0, "Fraction of sequences (seeded choice) for test.")
-flags.DEFINE_integer("seed", 12138, "Seed of the sequence split and of the example order.")
-flags.DEFINE_integer("examples_per_shard", 256, "Examples per shard.")
-flags.DEFINE_bool("gzip", False, "GZIP-compress the shards (.tfrecord.gz).")
-flags.DEFINE_bool("include_unlabelled", False, "Also write sequences without masks.")
+
+
+def define_flags() -> None:
+    """Flags of this tool; defined only when it runs as a program, so importing is side-effect free."""
+    flags.DEFINE_string("input_dir", None, "Composites folder written by data_prep/merge.py.")
+    flags.DEFINE_string("output_dir", None, "Where the shards and dataset.json go.")
+    flags.DEFINE_list("test_sequences", [], "Sequences that form the test split.")
+    flags.DEFINE_float("test_fraction", 0.0, "Fraction of sequences (seeded choice) for test.")
+    flags.DEFINE_integer("seed", 12138, "Seed of the sequence split and of the example order.")
+    flags.DEFINE_integer("examples_per_shard", 256, "Examples per shard.")
+    flags.DEFINE_bool("gzip", False, "GZIP-compress the shards (.tfrecord.gz).")
+    flags.DEFINE_bool("include_unlabelled", False, "Also write sequences without masks.")
 
 
 def main(argv):
@@ -150,6 +154,7 @@ def main(argv):
 
 
 def run():
+    define_flags()
     app.run(guarded(main))
 
 

@@ -9,6 +9,8 @@ Label mappings (also in the README):
   frames present. Earlier frames are still read where a HOP needs them as reference frames.
 - LASIESTA: black -> 0; red, green, yellow (moving objects) -> 255; white (stopped object) -> 255;
   grey (uncertain) -> 170.
+- Plain frame folders: a folder of images, with masks from ``masks_dir``; or a folder holding
+  ``frames/`` and (optionally) ``masks/``. Masks match frames by file stem or frame number.
 - Plain masks: kept as is if every value is in the CDnet scheme, otherwise > 127 -> 255, else 0.
 - Sequences without masks (video files, frame folders without masks) are "unlabelled": their
   label map is 170 (unknown) everywhere, so training and scoring ignore them.
@@ -256,6 +258,10 @@ def _discover(root: Path, path: Path, masks: Optional[Path], found: list) -> Non
         return
     if (path / "input").is_dir():
         found.append(_cdnet(path, _name(root, path)))
+        return
+    if (path / "frames").is_dir():
+        mask_folder = path / "masks"
+        found.append(_frames(path / "frames", _name(root, path), mask_folder if mask_folder.is_dir() else None))
         return
     gt_sibling = path.parent / f"{path.name}-GT"
     has_images = any(p.suffix.lower() in IMAGE_SUFFIXES for p in path.iterdir() if p.is_file())

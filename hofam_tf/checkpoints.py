@@ -1,0 +1,100 @@
+"""Run directories and checkpoint resolution.
+
+A run directory ``checkpoints/<run>/`` holds ``config.json``, ``ckpt/`` (tf.train.Checkpoint
+files managed by ``tf.train.CheckpointManager``: a checkpoint becomes visible only once it is
+complete), ``logs/`` (TensorBoard) and, after training, ``model.keras``.
+``--ckpt`` may name a run directory, a checkpoint prefix inside one (``.../ckpt/ckpt-12``), a
+``.keras`` file, or an original TF1 checkpoint prefix (``.../pix2pix.model-N``).
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import keras
+import tensorflow as tf
+
+from hofam_tf.config import ModelConfig, RunConfig
+from hofam_tf.errors import HOFAMInputError
+
+CONFIG_NAME = "config.json"
+CKPT_SUBDIR = "ckpt"
+FINAL_MODEL = "model.keras"
+
+
+def make_checkpoint(model, optimizer=None, step=None) -> tf.train.Checkpoint:
+    parts = {"model": model}
+    if optimizer is not None:
+        parts["optimizer"] = optimizer
+    if step is not None:
+        parts["step"] = step
+    return tf.train.Checkpoint(**parts)
+
+
+def _is_tf1_checkpoint(prefix: Path) -> bool:
+    try:
+        names = {n for n, _ in tf.train.list_variables(str(prefix))}
+    except (tf.errors.NotFoundError, tf.errors.DataLossError, tf.errors.InvalidArgumentError, ValueError):
+        return False
+    return any(n.startswith("generator/") for n in names)
+
+
+def load_for_inference(ckpt: str | Path, model_overrides: dict | None = None):
+    """Any supported checkpoint -> (keras.Model, RunConfig). Dropout off unless the run was
+    configured faithful_tf1. Raises HOFAMInputError for a missing or incompatible checkpoint."""
+    import dataclasses
+
+    from hofam_tf.model import build_hofam
+
+    path = Path(ckpt)
+    overrides = model_overrides or {}
+    if path.suffix == ".keras":
+        if not path.is_file():
+            raise HOFAMInputError(f"{path}: no such .keras file")
+        cfg_path = path.parent / CONFIG_NAME
+        cfg = RunConfig.load(cfg_path) if cfg_path.exists() else RunConfig()
+        try:
+            model = keras.saving.load_model(path, compile=False)
+        except Exception as err:  # noqa: BLE001 - keras raises many types for bad files
+            raise HOFAMInputError(f"{path}: cannot load Keras model ({err})") from None
+        return model, cfg
+    if path.is_dir():
+        cfg = RunConfig.load(path / CONFIG_NAME)
+        prefix = tf.train.latest_checkpoint(str(path / CKPT_SUBDIR))
+        if prefix is None:
+            final = path / FINAL_MODEL
+            if final.exists():
+                return load_for_inference(final, overrides)
+            raise HOFAMInputError(f"{path}: run directory has no checkpoint yet")
+    else:
+        prefix = str(path)
+        if not Path(prefix + ".index").exists():
+            raise HOFAMInputError(f"{path}: no checkpoint here (expected {path}.index, a run "
+                                  "directory or a .keras file)")
+        if _is_tf1_checkpoint(path):
+            from hofam_tf.tf1_import import load_tf1_checkpoint
+
+            model_cfg = dataclasses.replace(ModelConfig(), **overrides)
+            model = load_tf1_checkpoint(path, model_cfg)
+            return model, RunConfig(model=model_cfg)
+        run_dir = path.parent.parent if path.parent.name == CKPT_SUBDIR else path.parent
+        cfg_path = run_dir / CONFIG_NAME
+        cfg = RunConfig.load(cfg_path) if cfg_path.exists() else RunConfig()
+    cfg = dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, **overrides))
+    model = build_hofam(cfg.model)
+    restore_weights(model, prefix)
+    return model, cfg
+
+
+def restore_weights(model, prefix: str) -> None:
+    """Restores model weights from a tf.train.Checkpoint prefix; every model weight must match."""
+    ckpt = tf.train.Checkpoint(model=model)
+    try:
+        status = ckpt.read(prefix)
+        status.assert_existing_objects_matched()
+        status.expect_partial()
+    except (tf.errors.NotFoundError, tf.errors.DataLossError) as err:
+        raise HOFAMInputError(f"{prefix}: unreadable or truncated checkpoint ({str(err).splitlines()[0]})") from None
+    except (AssertionError, ValueError, tf.errors.InvalidArgumentError) as err:
+        raise HOFAMInputError(
+            f"{prefix}: checkpoint does not fit this model (other width or not HOFAM): "
+            f"{str(err).splitlines()[0][:300]}") from None

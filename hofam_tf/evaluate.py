@@ -1,0 +1,134 @@
+"""``run_test`` (predict every test example, write masks / panels / error maps / metrics.json)
+and ``run_score`` (score any method's mask PNGs against composites or CDnet-style folders).
+
+Output layout of both (``output_dir``):
+    masks/<sequence>/<frame id>.png    0 / 255 foreground mask at the threshold
+    panels/<sequence>/<frame id>.png   [frame | GT | HOP | prediction] (test only)
+    errors/<sequence>/<frame id>.png   TP white, FP green, FN red, ignored grey
+    metrics.json                       see ``hofam_tf.metrics``
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from hofam_tf.errors import HOFAMInputError
+from hofam_tf.files import list_images, read_image, write_json, write_png
+from hofam_tf.metrics import Scorer, byte_threshold, to_json_safe
+from hofam_tf.viz import error_map, test_panel
+
+METRICS_NAME = "metrics.json"
+
+
+def _write_outputs(out: Path, seq: str, fid: str, frame, hop, labels, prob, threshold, panels=True):
+    fg = prob >= threshold
+    write_png(out / "masks" / seq / f"{fid}.png", np.where(fg, 255, 0).astype(np.uint8))
+    write_png(out / "errors" / seq / f"{fid}.png", error_map(fg, labels))
+    if panels:
+        write_png(out / "panels" / seq / f"{fid}.png", test_panel(frame, labels, hop, prob))
+
+
+def run_test(ckpt, test_pattern, output_dir, threshold: float = 0.5, batch_size: int = 8,
+             panels: bool = True, progress: bool = True, model_overrides: dict | None = None) -> dict:
+    """Predicts every example of ``test_pattern`` with the model in ``ckpt``; returns metrics."""
+    import tensorflow as tf
+
+    from hofam_tf.checkpoints import load_for_inference
+    from hofam_tf.data import check_tfrecords, list_tfrecords, read_examples
+
+    files = list_tfrecords(test_pattern)
+    total = check_tfrecords(files)
+    model, cfg = load_for_inference(ckpt, model_overrides)
+    predict = tf.function(lambda x: tf.sigmoid(model(x, training=False)))
+    out = Path(output_dir)
+    scorer = Scorer(threshold)
+    unlabelled = 0
+    ds = read_examples(files, ignore_labels=True).batch(batch_size).prefetch(2)
+    index = 0
+    with tqdm(total=total, desc="test", unit="frame", disable=not progress) as bar:
+        for ex in ds:
+            prob = predict({"frame": ex["frame"], "hop": ex["hop"]}).numpy()[..., 0]
+            for b in range(prob.shape[0]):
+                seq = ex["sequence"][b].numpy().decode() or "unnamed"
+                fid = ex["frame_id"][b].numpy().decode() or f"{index:06d}"
+                labels = ex["labels"][b].numpy()
+                _write_outputs(out, seq, fid, ex["frame"][b].numpy(), ex["hop"][b].numpy(), labels,
+                               prob[b], threshold, panels)
+                if int(ex["labelled"][b]):
+                    scorer.add_probability(prob[b], labels, seq)
+                else:
+                    unlabelled += 1
+                index += 1
+                bar.update(1)
+    metrics = scorer.result()
+    metrics.update({"checkpoint": str(ckpt), "test_pattern": str(test_pattern),
+                    "unlabelled_frames": unlabelled})
+    write_json(out / METRICS_NAME, to_json_safe(metrics))
+    return metrics
+
+
+def _gt_items(gt_dir: Path):
+    """(sequence, frame id, gt file name, labels) for composites or CDnet-style folders."""
+    from hofam_tf.composite import read_composite
+    from hofam_tf.sources import discover
+
+    seq_dirs = [p for p in sorted(gt_dir.iterdir()) if p.is_dir()] if gt_dir.is_dir() else []
+    composite_dirs = [d for d in seq_dirs if (d / "sequence.json").exists()]
+    if composite_dirs:
+        for d in composite_dirs:
+            meta = json.loads((d / "sequence.json").read_text())
+            if not meta.get("labelled", True):
+                continue
+            for fid in meta["frames"]:
+                yield d.name, fid, f"{fid}.png", read_composite(d / f"{fid}.png")[2]
+        return
+    for seq in discover(gt_dir):
+        if seq.kind != "cdnet" or not seq.labelled:
+            continue
+        for fr in seq.iter_frames(lookback=0):
+            if fr.scored:
+                yield seq.name, fr.frame_id, seq.mask_paths[fr.index].name, fr.labels
+
+
+def _find_prediction(pred_dir: Path, seq: str, fid: str, gt_name: str) -> Path | None:
+    for cand in (pred_dir / seq / gt_name, pred_dir / seq / f"{fid}.png", pred_dir / seq / f"bin{fid}.png"):
+        if cand.exists():
+            return cand
+    return None
+
+
+def run_score(pred_dir, gt_dir, output_dir, threshold: float = 0.5, progress: bool = True) -> dict:
+    """Scores mask PNGs ``pred_dir/<sequence>/<name>`` against ground truth in ``gt_dir``.
+
+    ``<name>`` is the GT file's name (``gt000600.png``), ``<frame id>.png`` or CDnet's
+    ``bin000600.png``. Predictions of another size are resized to the GT (nearest). A GT frame
+    without prediction is an error naming the expected file.
+    """
+    import cv2
+
+    pred_dir, gt_dir = Path(pred_dir), Path(gt_dir)
+    if not pred_dir.is_dir():
+        raise HOFAMInputError(f"{pred_dir}: predictions folder does not exist")
+    if not gt_dir.exists():
+        raise HOFAMInputError(f"{gt_dir}: ground-truth folder does not exist")
+    scorer = Scorer(threshold)
+    cut = byte_threshold(threshold)
+    out = Path(output_dir)
+    for seq, fid, gt_name, labels in tqdm(_gt_items(gt_dir), desc="score", unit="frame", disable=not progress):
+        path = _find_prediction(pred_dir, seq, fid, gt_name)
+        if path is None:
+            raise HOFAMInputError(f"{pred_dir / seq / gt_name}: no prediction for this ground-truth frame")
+        pred = read_image(path, "L")
+        if pred.shape != labels.shape:
+            pred = cv2.resize(pred, labels.shape[::-1], interpolation=cv2.INTER_NEAREST)
+        scorer.add_bytes(pred, labels, seq)
+        write_png(out / "errors" / seq / f"{fid}.png", error_map(pred >= cut, labels))
+    if scorer.images == 0:
+        raise HOFAMInputError(f"{gt_dir}: no labelled ground-truth frame found")
+    metrics = scorer.result()
+    metrics.update({"pred_dir": str(pred_dir), "gt_dir": str(gt_dir)})
+    write_json(out / METRICS_NAME, to_json_safe(metrics))
+    return metrics

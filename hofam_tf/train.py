@@ -1,0 +1,167 @@
+"""``run_train``: the training phase (reference §6, without its bugs B5/B6).
+
+One Adam update per step (the original ran 4 per loop step: 16,000 x 4 = 64,000 updates, our
+default ``steps``). Runs under a tf.distribute strategy: MultiWorkerMirroredStrategy when
+``TF_CONFIG`` is set, MirroredStrategy over all GPUs when there are several, else the default
+strategy. ``batch_size`` is the global batch. Resuming is automatic: the step counter lives in
+the checkpoint, so re-running the same command continues where the last checkpoint left off
+(the example order restarts from a shuffle seeded with ``seed + step``).
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import time
+from pathlib import Path
+
+import keras
+import numpy as np
+import tensorflow as tf
+from tqdm import tqdm
+
+from hofam_tf.checkpoints import CKPT_SUBDIR, CONFIG_NAME, FINAL_MODEL, make_checkpoint
+from hofam_tf.config import RunConfig
+from hofam_tf.data import build_dataset, list_tfrecords
+from hofam_tf.errors import HOFAMInputError
+from hofam_tf.files import atomic_path
+from hofam_tf.losses import hofam_loss
+from hofam_tf.model import build_hofam
+
+
+class NaNLossError(HOFAMInputError):
+    """The loss became NaN or infinite; no checkpoint was written for the bad steps."""
+
+
+def choose_strategy(env: dict | None = None) -> tf.distribute.Strategy:
+    env = os.environ if env is None else env
+    if env.get("TF_CONFIG"):
+        return tf.distribute.MultiWorkerMirroredStrategy()
+    if len(tf.config.list_logical_devices("GPU")) > 1:
+        return tf.distribute.MirroredStrategy()
+    return tf.distribute.get_strategy()
+
+
+def prepare_run_dir(run_dir: Path, cfg: RunConfig) -> RunConfig:
+    """Creates the run directory or checks that an existing one was trained with the same model
+    and loss; returns the config to use (the saved one's model, the new schedule)."""
+    cfg_path = run_dir / CONFIG_NAME
+    if cfg_path.exists():
+        saved = RunConfig.load(cfg_path)
+        for part in ("model", "loss", "flow"):
+            if getattr(saved, part) != getattr(cfg, part):
+                raise HOFAMInputError(
+                    f"{cfg_path}: this run was started with another {part} configuration "
+                    f"({getattr(saved, part)}); use a new --ckpt_dir or the same flags")
+    run_dir.mkdir(parents=True, exist_ok=True)
+    cfg.save(cfg_path)
+    return cfg
+
+
+def _image_summary(model, batch, step: int) -> None:
+    inputs, mask = batch[0], batch[1]
+    prob = tf.sigmoid(model(inputs, training=False))
+    n = min(3, int(tf.shape(mask)[0]))
+    tf.summary.image("frame", inputs["frame"][:n], step=step, max_outputs=n)
+    tf.summary.image("hop", inputs["hop"][:n], step=step, max_outputs=n)
+    tf.summary.image("gt", mask[:n], step=step, max_outputs=n)
+    tf.summary.image("prediction", prob[:n], step=step, max_outputs=n)
+
+
+def run_train(cfg: RunConfig, run_dir: str | Path, progress: bool = True,
+              stop_after: int | None = None) -> dict:
+    """Trains until ``cfg.train.steps`` updates exist in ``run_dir``. Returns a summary dict.
+
+    ``stop_after`` ends this call after that many new steps (a checkpoint is written), as if the
+    process had been interrupted; the next call resumes.
+    """
+    run_dir = Path(run_dir)
+    tc = cfg.train
+    files = list_tfrecords(tc.train_pattern)
+    cfg = prepare_run_dir(run_dir, cfg)
+    strategy = choose_strategy()
+    if cfg.model.dtype != "float32":
+        keras.mixed_precision.set_global_policy(cfg.model.dtype)
+    with strategy.scope():
+        model = build_hofam(cfg.model)
+        optimizer = keras.optimizers.Adam(tc.learning_rate, beta_1=tc.beta1, beta_2=tc.beta2,
+                                          epsilon=tc.epsilon)
+        if cfg.model.dtype == "mixed_float16":
+            optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
+        optimizer.build(model.trainable_variables)
+        step_var = tf.Variable(0, dtype=tf.int64, trainable=False, name="step")
+    ckpt = make_checkpoint(model, optimizer, step_var)
+    manager = tf.train.CheckpointManager(ckpt, str(run_dir / CKPT_SUBDIR), max_to_keep=tc.keep_ckpts)
+    if manager.latest_checkpoint:
+        try:
+            ckpt.restore(manager.latest_checkpoint).assert_existing_objects_matched()
+        except (AssertionError, ValueError, tf.errors.OpError) as err:
+            raise HOFAMInputError(f"{manager.latest_checkpoint}: cannot resume from this checkpoint "
+                                  f"({str(err).splitlines()[0][:300]})") from None
+    start = int(step_var.numpy())
+    if start >= tc.steps:
+        return {"steps": start, "resumed_from": start, "run_dir": str(run_dir)}
+
+    ds = build_dataset(files, tc.batch_size, training=True, shuffle_buffer=tc.shuffle_buffer,
+                       seed=tc.seed + start, ignore_labels=cfg.loss.ignore_labels, with_target_num=True)
+    dist_ds = strategy.experimental_distribute_dataset(ds)
+    replicas = strategy.num_replicas_in_sync
+    variables = model.trainable_variables
+
+    def replica_step(inputs, mask, weight, target_num):
+        with tf.GradientTape() as tape:
+            logits = model(inputs, training=True)
+            parts = hofam_loss(logits, mask, weight, target_num, cfg.loss)
+            loss = parts["loss"] / replicas
+            if isinstance(optimizer, keras.optimizers.LossScaleOptimizer):
+                loss = optimizer.scale_loss(loss)
+        grads = tape.gradient(loss, variables)
+        optimizer.apply_gradients(zip(grads, variables))
+        return parts
+
+    @tf.function(jit_compile=tc.xla or None)
+    def compiled_step(inputs, mask, weight, target_num):
+        return replica_step(inputs, mask, weight, target_num)
+
+    @tf.function
+    def train_step(batch):
+        parts = strategy.run(compiled_step, args=batch)
+        return {k: strategy.reduce(tf.distribute.ReduceOp.MEAN, v, axis=None) for k, v in parts.items()}
+
+    writer = tf.summary.create_file_writer(str(run_dir / "logs"))
+    iterator = iter(dist_ds)
+    sample_batch = next(iter(ds.take(1))) if tc.image_every else None  # fixed images to watch
+    end = tc.steps if stop_after is None else min(tc.steps, start + stop_after)
+    bar = tqdm(total=tc.steps, initial=start, desc="train", unit="step", disable=not progress)
+    sums = {"loss": 0.0, "l1": 0.0, "focal": 0.0}
+    n_sum, last, t0 = 0, {}, time.time()
+    step = start
+    with writer.as_default():
+        while step < end:
+            batch = next(iterator)
+            parts = train_step(batch)
+            step += 1
+            step_var.assign(step)
+            bar.update(1)
+            want_log = step % tc.log_every == 0 or step % tc.ckpt_every == 0 or step == end
+            if want_log:
+                last = {k: float(v) for k, v in parts.items()}
+                if not all(math.isfinite(v) for v in last.values()):
+                    raise NaNLossError(f"loss became {last['loss']} at step {step}; stopped without "
+                                       f"saving (last good checkpoint: {manager.latest_checkpoint})")
+                for k, v in last.items():
+                    tf.summary.scalar(f"loss/{k}", v, step=step)
+                bar.set_postfix(loss=f"{last['loss']:.4f}")
+            if tc.image_every and step % tc.image_every == 0:
+                _image_summary(model, sample_batch, step)
+            if step % tc.ckpt_every == 0 or step == end:
+                manager.save(checkpoint_number=step)
+    bar.close()
+    writer.flush()
+    result = {"steps": step, "resumed_from": start, "run_dir": str(run_dir), "last_loss": last,
+              "seconds": time.time() - t0}
+    if step >= tc.steps:
+        with atomic_path(run_dir / FINAL_MODEL) as tmp:
+            model.save(tmp)
+    return result

@@ -1,0 +1,46 @@
+"""Pictures for people: the original's 4-tile test panel, error maps, TensorBoard images."""
+from __future__ import annotations
+
+import numpy as np
+
+from hofam_tf.composite import IGNORED_LABELS
+
+FP_COLOUR = (0, 255, 0)  # green, as in the paper's figures
+FN_COLOUR = (255, 0, 0)  # red
+IGNORED_COLOUR = (96, 96, 96)
+
+
+def grey3(x: np.ndarray) -> np.ndarray:
+    return np.repeat(np.asarray(x, np.uint8)[..., None], 3, axis=-1)
+
+
+def prob_to_bytes(prob: np.ndarray) -> np.ndarray:
+    """float [H,W] in [0,1] -> uint8 round(255 p)."""
+    return np.clip(np.rint(np.asarray(prob, np.float32) * 255), 0, 255).astype(np.uint8)
+
+
+def test_panel(frame: np.ndarray, labels: np.ndarray, hop: np.ndarray, prob: np.ndarray) -> np.ndarray:
+    """The original test output (model.py:L575-594): [frame | GT | HOP | prediction], uint8
+    [H, 4W, 3]. GT shown binarised (> 200), prediction as round(255 p) without min-max stretch."""
+    gt = np.where(labels > 200, 255, 0).astype(np.uint8)
+    return np.concatenate([frame, grey3(gt), hop, grey3(prob_to_bytes(prob))], axis=1)
+
+
+def error_map(pred_fg: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """uint8 RGB [H,W,3]: true positives white, true negatives black, false positives green,
+    false negatives red, ignored pixels (85 / 170) dark grey. Shadow (50) counts as background."""
+    out = np.zeros(labels.shape + (3,), np.uint8)
+    pos = labels == 255
+    neg = (labels == 0) | (labels == 50)
+    out[pred_fg & pos] = 255
+    out[pred_fg & neg] = FP_COLOUR
+    out[~pred_fg & pos] = FN_COLOUR
+    out[np.isin(labels, IGNORED_LABELS)] = IGNORED_COLOUR
+    return out
+
+
+def overlay(frame: np.ndarray, pred_fg: np.ndarray, colour=(255, 0, 64), alpha: float = 0.5) -> np.ndarray:
+    """Foreground tinted over the frame, uint8 [H,W,3]."""
+    out = frame.astype(np.float32)
+    out[pred_fg] = (1 - alpha) * out[pred_fg] + alpha * np.asarray(colour, np.float32)
+    return out.astype(np.uint8)

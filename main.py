@@ -1,0 +1,164 @@
+"""hofam-tf entry point.
+
+    python main.py --phase=demo                      # synthetic data, small model, a few minutes
+    python main.py --phase=train --train_pattern='REC/train-*.tfrecord' --ckpt_dir=checkpoints/run1
+    python main.py --phase=test  --ckpt=checkpoints/run1 --test_pattern='REC/test-*.tfrecord' --output_dir=out
+    python main.py --phase=score --pred_dir=P --gt_dir=G --output_dir=O [--threshold=T]
+    python main.py --phase=predict --input=video.avi --ckpt=checkpoints/run1 --output_dir=out
+
+Flags live here only; each phase builds config objects and makes one library call.
+Bad input exits with code 2 and one ``error: ...`` line naming the file.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import sys
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+from absl import app, flags
+
+from hofam_tf.cli import guarded, parse_ints
+from hofam_tf.config import FlowConfig, LossConfig, ModelConfig, RunConfig, TrainConfig
+from hofam_tf.errors import HOFAMInputError
+
+FLAGS = flags.FLAGS
+flags.DEFINE_enum("phase", "demo", ["train", "test", "score", "demo", "predict"], "What to run.")
+# data
+flags.DEFINE_string("train_pattern", None, "TFRecord glob(s), comma-separated, for training.")
+flags.DEFINE_string("test_pattern", None, "TFRecord glob(s), comma-separated, for testing.")
+# model
+flags.DEFINE_integer("ngf", 64, "Base width (the original's gf_dim).")
+flags.DEFINE_integer("image_size", 256, "Model input height and width (a multiple of 256).")
+flags.DEFINE_bool("faithful_tf1", False, "Reproduce the TF1 code: frozen fusion convs, dropout at test.")
+flags.DEFINE_enum("hop_channels", "rgb", ["rgb", "r"], "Feed all HOP channels, or only R (original demo).")
+flags.DEFINE_enum("precision", "float32", ["float32", "mixed_bfloat16", "mixed_float16"], "Dtype policy.")
+flags.DEFINE_bool("xla", False, "Compile the training step with XLA.")
+# loss
+flags.DEFINE_enum("loss_mode", "cis", ["cis", "tf1"], "Class-in-scale focal loss, or exactly the TF1 loss.")
+flags.DEFINE_float("gamma", 0.0, "Focal exponent.")
+flags.DEFINE_bool("ignore_labels", True, "Exclude CDnet 85/170 pixels from the loss.")
+# training
+flags.DEFINE_integer("steps", 64000, "Optimizer updates.")
+flags.DEFINE_integer("batch_size", 1, "Global batch size.")
+flags.DEFINE_float("learning_rate", 5e-4, "Adam learning rate.")
+flags.DEFINE_float("beta1", 0.95, "Adam beta1.")
+flags.DEFINE_float("beta2", 0.999, "Adam beta2.")
+flags.DEFINE_float("epsilon", 1e-8, "Adam epsilon.")
+flags.DEFINE_integer("shuffle_buffer", 2000, "Examples in the shuffle buffer.")
+flags.DEFINE_integer("seed", 12138, "Shuffle seed.")
+flags.DEFINE_integer("ckpt_every", 2000, "Checkpoint every N steps.")
+flags.DEFINE_integer("keep_ckpts", 5, "Checkpoints kept.")
+flags.DEFINE_integer("log_every", 100, "TensorBoard scalars every N steps.")
+flags.DEFINE_integer("image_every", 1000, "TensorBoard image panels every N steps (0: never).")
+flags.DEFINE_string("ckpt_dir", "checkpoints/hofam", "Run directory for training.")
+# flows (saved in the run config; predict computes HOP images with them)
+flags.DEFINE_string("taus", "1,5,10", "Frame intervals tau1<tau2<tau3.")
+flags.DEFINE_enum("estimator", "dis", ["dis", "farneback"], "Optical flow estimator.")
+flags.DEFINE_enum("dis_preset", "medium", ["ultrafast", "fast", "medium"], "OpenCV DIS preset.")
+# test / score / predict
+flags.DEFINE_string("ckpt", None, "Run directory, checkpoint prefix, .keras file or TF1 checkpoint.")
+flags.DEFINE_string("output_dir", None, "Where test / score / predict / demo outputs go.")
+flags.DEFINE_float("threshold", 0.5, "Foreground iff probability >= threshold (15/255 = original).")
+flags.DEFINE_bool("panels", True, "Write the 4-tile panels.")
+flags.DEFINE_integer("eval_batch_size", 8, "Batch size for test / predict.")
+flags.DEFINE_string("pred_dir", None, "score: folder of predicted masks <sequence>/<name>.png.")
+flags.DEFINE_string("gt_dir", None, "score: composites folder or CDnet-style folders.")
+flags.DEFINE_string("input", None, "predict: a video file or a folder of frames.")
+flags.DEFINE_bool("overlay_video", True, "predict: write overlay.mp4.")
+# demo
+flags.DEFINE_integer("demo_steps", 400, "demo: training steps.")
+
+
+def _require(*names):
+    missing = [n for n in names if not getattr(FLAGS, n)]
+    if missing:
+        raise HOFAMInputError(f"--phase={FLAGS.phase} needs " + ", ".join(f"--{n}" for n in missing))
+
+
+def _model_overrides() -> dict:
+    """Inference-time options a user may change on a trained model."""
+    out = {}
+    for name in ("hop_channels",):
+        if FLAGS[name].present:
+            out[name] = FLAGS[name].value
+    if FLAGS["faithful_tf1"].present:
+        out["faithful_tf1"] = FLAGS.faithful_tf1
+    return out
+
+
+def run_config() -> RunConfig:
+    return RunConfig(
+        model=ModelConfig(ngf=FLAGS.ngf, height=FLAGS.image_size, width=FLAGS.image_size,
+                          faithful_tf1=FLAGS.faithful_tf1, hop_channels=FLAGS.hop_channels,
+                          dtype=FLAGS.precision),
+        loss=LossConfig(mode=FLAGS.loss_mode, gamma=FLAGS.gamma, ignore_labels=FLAGS.ignore_labels),
+        train=TrainConfig(train_pattern=FLAGS.train_pattern or "", steps=FLAGS.steps,
+                          batch_size=FLAGS.batch_size, learning_rate=FLAGS.learning_rate,
+                          beta1=FLAGS.beta1, beta2=FLAGS.beta2, epsilon=FLAGS.epsilon,
+                          shuffle_buffer=FLAGS.shuffle_buffer, seed=FLAGS.seed,
+                          ckpt_every=FLAGS.ckpt_every, keep_ckpts=FLAGS.keep_ckpts,
+                          log_every=FLAGS.log_every, image_every=FLAGS.image_every, xla=FLAGS.xla),
+        flow=FlowConfig(taus=parse_ints(FLAGS.taus, "taus"), estimator=FLAGS.estimator,
+                        dis_preset=FLAGS.dis_preset),
+    )
+
+
+def _summary(metrics: dict) -> str:
+    p, c = metrics["paper"], metrics["cdnet"]["average"]
+    fmt = lambda v: "n/a" if v is None or v != v else f"{v:.4f}"  # noqa: E731
+    return (f"paper: F {fmt(p['f_measure'])}  recall {fmt(p['recall'])}  precision {fmt(p['precision'])}"
+            f"  dice {fmt(p['dice'])} | CDnet avg: F {fmt(c['f_measure'])}  PWC {fmt(c['pwc'])}")
+
+
+def main(argv):
+    if len(argv) > 1:
+        raise HOFAMInputError(f"unexpected arguments {argv[1:]}")
+    phase = FLAGS.phase
+    if phase == "train":
+        _require("train_pattern", "ckpt_dir")
+        from hofam_tf.train import run_train
+
+        result = run_train(run_config(), FLAGS.ckpt_dir)
+        print(json.dumps(result, indent=2))
+        print(f"run directory: {FLAGS.ckpt_dir}")
+    elif phase == "test":
+        _require("ckpt", "test_pattern", "output_dir")
+        from hofam_tf.evaluate import run_test
+
+        metrics = run_test(FLAGS.ckpt, FLAGS.test_pattern, FLAGS.output_dir, FLAGS.threshold,
+                           FLAGS.eval_batch_size, FLAGS.panels, model_overrides=_model_overrides())
+        print(_summary(metrics))
+        print(f"masks, panels, error maps and metrics.json in {FLAGS.output_dir}")
+    elif phase == "score":
+        _require("pred_dir", "gt_dir", "output_dir")
+        from hofam_tf.evaluate import run_score
+
+        metrics = run_score(FLAGS.pred_dir, FLAGS.gt_dir, FLAGS.output_dir, FLAGS.threshold)
+        print(_summary(metrics))
+        print(f"metrics.json in {FLAGS.output_dir}")
+    elif phase == "predict":
+        _require("input", "ckpt", "output_dir")
+        from hofam_tf.predict import PredictOptions, run_predict
+
+        opts = PredictOptions(threshold=FLAGS.threshold, batch_size=FLAGS.eval_batch_size,
+                              panels=FLAGS.panels, overlay_video=FLAGS.overlay_video)
+        result = run_predict(FLAGS.input, FLAGS.ckpt, FLAGS.output_dir, opts, _model_overrides())
+        print(json.dumps(result, indent=2))
+    elif phase == "demo":
+        from hofam_tf.demo import run_demo
+
+        out = FLAGS.output_dir or "demo_output"
+        result = run_demo(out, steps=FLAGS.demo_steps)
+        print(_summary(result["metrics"]))
+        print(f"trained model: {result['run_dir']}")
+        print(f"test panels (frame | GT | HOP | prediction): {result['test_dir']}/panels")
+        print(f"error maps (FP green, FN red): {result['test_dir']}/errors")
+        print(f"metrics: {result['test_dir']}/metrics.json")
+    return 0
+
+
+if __name__ == "__main__":
+    app.run(guarded(main))
