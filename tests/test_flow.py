@@ -1,0 +1,110 @@
+import numpy as np
+import pytest
+
+from hofam_tf.config import FlowConfig
+from hofam_tf.errors import HOFAMInputError
+from hofam_tf.flow import (encode_hop, encode_magnitude, estimate_flow, flow_to_color, hop_from_grays,
+                           iter_hop, read_flo, resize_flow, write_flo)
+from hofam_tf.sources import Frame
+from hofam_tf.synthetic import shift_image, texture
+
+
+def _moving_object(dx, dy, seed=3):
+    rng = np.random.default_rng(seed)
+    bg = texture(rng, 256, 256, 8, 1)[..., 0] * 150 + 50
+    obj = texture(rng, 256, 256, 3, 1)[..., 0] * 200 + 30
+    mask = np.zeros((256, 256), np.float32)
+    mask[80:170, 70:160] = 1
+
+    def frame(sx, sy):
+        o, m = shift_image(obj, sx, sy), shift_image(mask, sx, sy)
+        return np.clip(bg * (1 - m) + o * m, 0, 255).astype(np.uint8), m
+
+    f0, _ = frame(0, 0)
+    f1, m1 = frame(dx, dy)
+    return f0, f1, m1
+
+
+@pytest.mark.parametrize("dx,dy", [(2.3, -1.7), (-0.6, 0.4), (3.5, 2.25)])
+def test_default_estimator_subpixel_accuracy(dx, dy):
+    f0, f1, m1 = _moving_object(dx, dy)
+    # flow from frame T (f1) to frame T - tau (f0): the object moved back by (-dx, -dy)
+    flow = estimate_flow(f1, f0, FlowConfig())
+    inside = m1 > 0.999
+    inside[:, :] &= np.pad(np.ones((246, 246), bool), 5)  # away from the image border
+    epe = np.sqrt((flow[..., 0] + dx) ** 2 + (flow[..., 1] + dy) ** 2)[inside]
+    assert epe.mean() < 0.5, epe.mean()
+
+
+def test_farneback_also_measures_motion():
+    f0, f1, m1 = _moving_object(2.0, 1.0)
+    flow = estimate_flow(f1, f0, FlowConfig(estimator="farneback"))
+    epe = np.sqrt((flow[..., 0] + 2.0) ** 2 + (flow[..., 1] + 1.0) ** 2)[m1 > 0.999]
+    assert epe.mean() < 1.0
+
+
+def test_encoding_is_the_documented_formula():
+    flow = np.zeros((4, 4, 2), np.float32)
+    flow[..., 0], flow[..., 1] = 3.0, 4.0  # magnitude 5
+    flow[0, 0] = (100.0, 0.0)  # saturates
+    enc = encode_magnitude(flow, scale=6.0, gain=1)
+    assert enc[1, 1] == 30 and enc[0, 0] == 255
+    assert encode_magnitude(flow, scale=6.0, gain=3)[1, 1] == 90
+    cfg = FlowConfig()
+    hop = encode_hop({1: flow * 0.1, 5: flow * 0.5, 10: flow}, cfg)
+    # R = tau3 (longest), G = tau2, B = tau1 x3
+    assert tuple(hop[1, 1]) == (30, 15, 3 * 3)
+
+
+def test_first_frames_clamp_to_frame_zero():
+    rng = np.random.default_rng(0)
+    grays = {i: (texture(rng, 64, 64, 4, 1)[..., 0] * 255).astype(np.uint8) for i in range(3)}
+    cfg = FlowConfig(taus=(1, 2, 4))
+    assert not hop_from_grays(grays, 0, cfg).any()  # frame 0: nothing to compare with
+    hop2 = hop_from_grays(grays, 2, cfg)
+    # tau=2 and tau=4 both pair frame 2 with frame 0: R and G carry the same map
+    np.testing.assert_array_equal(hop2[..., 0], hop2[..., 1])
+
+
+def test_iter_hop_streams_every_scored_frame_in_order():
+    rng = np.random.default_rng(1)
+    frames = [Frame(i, f"{i:03d}", (texture(rng, 120, 160, 6) * 255).astype(np.uint8), None, i >= 3)
+              for i in range(15)]
+    out = list(iter_hop(iter(frames), FlowConfig(), workers=2, max_pending=3))
+    assert [f.frame_id for f, _, _ in out] == [f"{i:03d}" for i in range(3, 15)]
+    assert all(t.shape == (256, 256, 3) and h.shape == (256, 256, 3) for _, t, h in out)
+
+
+def test_flo_round_trip_and_resize(tmp_path):
+    flow = np.random.default_rng(0).normal(size=(30, 40, 2)).astype(np.float32)
+    write_flo(tmp_path / "a.flo", flow)
+    np.testing.assert_array_equal(read_flo(tmp_path / "a.flo"), flow)
+    big = resize_flow(np.full((128, 512, 2), 2.0, np.float32), 256)
+    np.testing.assert_allclose(big[..., 0], 1.0)  # x shrinks by 2
+    np.testing.assert_allclose(big[..., 1], 4.0)  # y grows by 2
+
+
+def test_bad_flo_files_name_the_file(tmp_path):
+    flow = np.zeros((8, 8, 2), np.float32)
+    flow[2, 3, 0] = np.nan
+    write_flo(tmp_path / "nan.flo", flow)
+    with pytest.raises(HOFAMInputError, match="nan.flo.*NaN"):
+        read_flo(tmp_path / "nan.flo")
+    write_flo(tmp_path / "ok.flo", np.zeros((8, 8, 2), np.float32))
+    data = (tmp_path / "ok.flo").read_bytes()
+    (tmp_path / "cut.flo").write_bytes(data[:-10])
+    with pytest.raises(HOFAMInputError, match="cut.flo"):
+        read_flo(tmp_path / "cut.flo")
+    (tmp_path / "junk.flo").write_bytes(b"PNG not a flow file")
+    with pytest.raises(HOFAMInputError, match="junk.flo.*not a Middlebury"):
+        read_flo(tmp_path / "junk.flo")
+
+
+def test_middlebury_colours():
+    flow = np.zeros((3, 3, 2), np.float32)
+    flow[0, 0] = (1, 0)  # rightwards: red in the Middlebury wheel
+    flow[0, 1] = (-1, 0)  # leftwards: cyan
+    col = flow_to_color(flow)
+    assert tuple(col[2, 2]) == (255, 255, 255)  # no motion: white
+    assert col[0, 0, 0] == 255 and col[0, 0, 1] < 40 and col[0, 0, 2] < 40
+    assert col[0, 1, 0] < 40 and col[0, 1, 1] > 200 and col[0, 1, 2] > 200
