@@ -44,7 +44,7 @@ def _records(files: list[str], shuffle_files: bool, seed: int) -> tf.data.Datase
         ds = ds.shuffle(len(files), seed=seed)
     return ds.interleave(
         lambda f: tf.data.TFRecordDataset(f, compression_type=comp),
-        cycle_length=min(4, len(files)), num_parallel_calls=tf.data.AUTOTUNE, deterministic=True,
+        cycle_length=min(4, len(files)) if shuffle_files else 1, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True,
     )
 
 

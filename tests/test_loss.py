@@ -1,0 +1,78 @@
+import math
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from hofam_tf.config import LossConfig
+from hofam_tf.losses import hofam_loss, size_factor
+
+LN2 = math.log(2.0)
+
+
+def _t(a):
+    return tf.constant(np.asarray(a, np.float32)[None, ..., None])
+
+
+def test_tf1_mode_hand_computed():
+    # z = 0 everywhere -> p = 0.5; one foreground pixel out of four
+    y = _t([[1, 0], [0, 0]])
+    out = hofam_loss(tf.zeros_like(y), y, cfg=LossConfig(mode="tf1", ignore_labels=False))
+    # L1 = 0.5; focal = (0.75 + 3 * 0.25) / 4 * ln 2; total = 0.2 L1 + 0.8 focal
+    assert float(out["l1"]) == pytest.approx(0.5)
+    assert float(out["focal"]) == pytest.approx(0.375 * LN2, rel=1e-6)
+    assert float(out["loss"]) == pytest.approx(0.1 + 0.8 * 0.375 * LN2, rel=1e-6)
+    assert float(out["loss"]) == pytest.approx(0.307944, abs=1e-6)
+
+
+def test_tf1_mode_clips_probabilities_like_keras2():
+    y = _t([[1, 0]])
+    z = _t([[40.0, 40.0]])  # p rounds to 1: the clip at 1 - 1e-7 bounds the background CE
+    out = hofam_loss(z, y, cfg=LossConfig(mode="tf1"))
+    # Keras 2 clipped in float32, where 1 - 1e-7 rounds to 1 - 2**-23 (as the TF1 graph did)
+    top = float(np.float32(1 - 1e-7))
+    ce_bg = -math.log(1 - top)
+    ce_fg = -math.log(top)
+    expected_focal = (0.75 * ce_fg + 0.25 * ce_bg) / 2
+    assert float(out["focal"]) == pytest.approx(expected_focal, rel=1e-3)
+    cis = hofam_loss(z, y, cfg=LossConfig(mode="cis"))
+    assert float(cis["focal"]) > float(out["focal"])  # logits are not clipped in cis mode
+
+
+def test_cis_mode_size_factor_hand_computed():
+    y = np.zeros((4, 4), np.float32)
+    y[0, 0] = y[3, 3] = 1  # two single-pixel instances
+    yt = _t(y)
+    z = tf.zeros_like(yt)
+    # two instances: mean area 1 -> beta = min(50, 16 / 1) / 4 = 4, alpha_fg = 3
+    out2 = hofam_loss(z, yt, target_num=tf.constant([2]), cfg=LossConfig())
+    assert float(out2["focal"]) == pytest.approx((2 * 3.0 + 14 * 0.25) / 16 * LN2, rel=1e-6)
+    assert float(out2["loss"]) == pytest.approx(0.429245, abs=1e-6)
+    # counted as one instance of 2 pixels -> beta = 8 / 4 = 2, alpha_fg = 1.5
+    out1 = hofam_loss(z, yt, target_num=tf.constant([1]), cfg=LossConfig())
+    assert float(out1["loss"]) == pytest.approx(0.1 + 0.8 * (2 * 1.5 + 14 * 0.25) / 16 * LN2, rel=1e-6)
+    # capped for tiny objects in a big image; beta ignores empty images
+    big = np.zeros((1, 256, 256, 1), np.float32)
+    big[0, 0, 0, 0] = 1
+    assert float(size_factor(tf.constant(big), tf.constant([1]), LossConfig())[0]) == pytest.approx(12.5)
+    half = np.zeros((1, 256, 256, 1), np.float32)
+    half[0, :128, :128] = 1
+    assert float(size_factor(tf.constant(half), tf.constant([1]), LossConfig())[0]) == pytest.approx(1.0)
+
+
+def test_ignored_pixels_do_not_count():
+    y = _t([[1, 0], [0, 0]])
+    w = _t([[1, 1], [0, 0]])
+    z = _t([[0.0, 0.0], [50.0, 50.0]])  # huge errors on the ignored pixels
+    out = hofam_loss(z, y, w, cfg=LossConfig(mode="tf1"))
+    assert float(out["l1"]) == pytest.approx(0.5)
+    assert float(out["focal"]) == pytest.approx((0.75 + 0.25) / 2 * LN2, rel=1e-6)
+
+
+def test_gradients_are_finite_at_extremes():
+    z = tf.Variable(_t([[100.0, -100.0], [0.0, 3.0]]))
+    y = _t([[0, 1], [1, 0]])
+    for mode in ("cis", "tf1"):
+        with tf.GradientTape() as tape:
+            loss = hofam_loss(z, y, cfg=LossConfig(mode=mode, gamma=2.0))["loss"]
+        assert np.isfinite(tape.gradient(loss, z).numpy()).all()

@@ -1,0 +1,71 @@
+import numpy as np
+import pytest
+from PIL import Image
+
+from hofam_tf.metrics import Scorer, byte_threshold
+
+LABELS = np.array([[255, 255, 0, 0],
+                   [255, 170, 0, 50],
+                   [85, 0, 0, 0],
+                   [255, 0, 0, 0]], np.uint8)
+PRED = np.array([[1, 0, 1, 0],
+                 [1, 1, 0, 1],
+                 [1, 0, 0, 0],
+                 [0, 0, 0, 0]], bool)
+
+
+def test_hand_computed_4x4():
+    s = Scorer(0.5)
+    s.add_foreground(PRED, LABELS, "a")
+    s.add_foreground(np.zeros((4, 4), bool), np.zeros((4, 4), np.uint8), "a")  # no GT, no FP: dropped
+    r = s.result()
+    p = r["paper"]
+    # paper: only 0/255 count -> TP 2, FN 2, FP 1 (the 50 is ignored), TN 8
+    assert p["counts"] == {"TP": 2, "FN": 2, "FP": 1, "TN": 8}
+    assert p["images_counted"] == 1 and p["images_dropped"] == 1
+    assert p["recall"] == pytest.approx(0.5) and p["precision"] == pytest.approx(2 / 3)
+    assert p["f_measure"] == pytest.approx(4 / 7)
+    assert p["dice"] == pytest.approx(4 / 7)
+    assert p["pwc"] == pytest.approx(100 * 3 / 13)
+    assert p["iou"] == pytest.approx(2 / 5)
+    # CDnet: 50 is background -> FP 2; the empty image's 16 TN count; 85/170 ignored
+    c = r["cdnet"]["per_sequence"]["a"]
+    assert c["counts"] == {"TP": 2, "FN": 2, "FP": 2, "TN": 8 + 16}
+    assert c["recall"] == pytest.approx(0.5) and c["precision"] == pytest.approx(0.5)
+    assert c["fpr"] == pytest.approx(2 / 26) and c["specificity"] == pytest.approx(24 / 26)
+    assert c["fnr"] == pytest.approx(0.5) and c["pwc"] == pytest.approx(100 * 4 / 30)
+    assert c["f_measure"] == pytest.approx(0.5)
+    assert r["cdnet"]["average"]["f_measure"] == pytest.approx(0.5)
+
+
+def test_thresholds_on_probabilities_and_bytes():
+    assert byte_threshold(15 / 255) == 15 and byte_threshold(0.5) == 128
+    s1, s2 = Scorer(15 / 255), Scorer(15 / 255)
+    prob = np.array([[14, 15], [16, 255]], np.float32) / 255
+    labels = np.array([[255, 255], [0, 255]], np.uint8)
+    s1.add_probability(prob, labels, "x")
+    s2.add_bytes((prob * 255).round().astype(np.uint8), labels, "x")
+    assert s1.result()["paper"]["counts"] == s2.result()["paper"]["counts"] == {"TP": 2, "FN": 1, "FP": 1, "TN": 0}
+
+
+def test_real_cdnet_labels(shared_data):
+    gt_dir = shared_data / "cdnet2014" / "baseline" / "pedestrians" / "groundtruth"
+    perfect, shifted = Scorer(), Scorer()
+    totals = {"TP": 0, "FP": 0, "FN": 0, "TN": 0}
+    for path in sorted(gt_dir.glob("*.png"))[::5]:
+        gt = np.asarray(Image.open(path).convert("L"))
+        perfect.add_foreground(gt == 255, gt, "pedestrians")
+        pred = np.roll(gt == 255, 3, axis=1)
+        shifted.add_foreground(pred, gt, "pedestrians")
+        pos, neg = gt == 255, np.isin(gt, [0, 50])
+        totals["TP"] += int((pred & pos).sum())
+        totals["FN"] += int((~pred & pos).sum())
+        totals["FP"] += int((pred & neg).sum())
+        totals["TN"] += int((~pred & neg).sum())
+    assert {50, 170}.issubset(set(np.unique(gt)))
+    r = perfect.result()
+    assert r["paper"]["recall"] == 1.0 and r["paper"]["precision"] == 1.0
+    assert r["cdnet"]["average"]["f_measure"] == 1.0 and r["cdnet"]["average"]["pwc"] == 0.0
+    c = shifted.result()["cdnet"]["per_sequence"]["pedestrians"]
+    assert c["counts"] == totals
+    assert c["precision"] == pytest.approx(totals["TP"] / (totals["TP"] + totals["FP"]))
