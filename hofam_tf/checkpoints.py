@@ -33,7 +33,7 @@ def make_checkpoint(model, optimizer=None, step=None) -> tf.train.Checkpoint:
 def _is_tf1_checkpoint(prefix: Path) -> bool:
     try:
         names = {n for n, _ in tf.train.list_variables(str(prefix))}
-    except (tf.errors.NotFoundError, tf.errors.DataLossError, tf.errors.InvalidArgumentError, ValueError):
+    except (tf.errors.OpError, ValueError, IndexError, OSError):
         return False
     return any(n.startswith("generator/") for n in names)
 
@@ -92,7 +92,7 @@ def restore_weights(model, prefix: str) -> None:
         status = ckpt.read(prefix)
         status.assert_existing_objects_matched()
         status.expect_partial()
-    except (tf.errors.NotFoundError, tf.errors.DataLossError) as err:
+    except (tf.errors.NotFoundError, tf.errors.DataLossError, IndexError, OSError) as err:
         raise HOFAMInputError(f"{prefix}: unreadable or truncated checkpoint ({str(err).splitlines()[0]})") from None
     except (AssertionError, ValueError, tf.errors.InvalidArgumentError) as err:
         raise HOFAMInputError(

@@ -104,8 +104,9 @@ def run_score(pred_dir, gt_dir, output_dir, threshold: float = 0.5, progress: bo
     """Scores mask PNGs ``pred_dir/<sequence>/<name>`` against ground truth in ``gt_dir``.
 
     ``<name>`` is the GT file's name (``gt000600.png``), ``<frame id>.png`` or CDnet's
-    ``bin000600.png``. Predictions of another size are resized to the GT (nearest). A GT frame
-    without prediction is an error naming the expected file.
+    ``bin000600.png``. Predictions of another size are resized to the GT (nearest). Only sequences
+    with a folder in ``pred_dir`` are scored (the others are listed as ``skipped_sequences``);
+    inside a scored sequence, a GT frame without prediction is an error naming the expected file.
     """
     import cv2
 
@@ -117,7 +118,11 @@ def run_score(pred_dir, gt_dir, output_dir, threshold: float = 0.5, progress: bo
     scorer = Scorer(threshold)
     cut = byte_threshold(threshold)
     out = Path(output_dir)
+    skipped = set()
     for seq, fid, gt_name, labels in tqdm(_gt_items(gt_dir), desc="score", unit="frame", disable=not progress):
+        if not (pred_dir / seq).is_dir():
+            skipped.add(seq)
+            continue
         path = _find_prediction(pred_dir, seq, fid, gt_name)
         if path is None:
             raise HOFAMInputError(f"{pred_dir / seq / gt_name}: no prediction for this ground-truth frame")
@@ -127,8 +132,10 @@ def run_score(pred_dir, gt_dir, output_dir, threshold: float = 0.5, progress: bo
         scorer.add_bytes(pred, labels, seq)
         write_png(out / "errors" / seq / f"{fid}.png", error_map(pred >= cut, labels))
     if scorer.images == 0:
-        raise HOFAMInputError(f"{gt_dir}: no labelled ground-truth frame found")
+        raise HOFAMInputError(f"{gt_dir}: no labelled ground-truth frame matches a sequence folder "
+                              f"of {pred_dir}")
     metrics = scorer.result()
-    metrics.update({"pred_dir": str(pred_dir), "gt_dir": str(gt_dir)})
+    metrics.update({"pred_dir": str(pred_dir), "gt_dir": str(gt_dir),
+                    "skipped_sequences": sorted(skipped)})
     write_json(out / METRICS_NAME, to_json_safe(metrics))
     return metrics

@@ -1,0 +1,131 @@
+import dataclasses
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from hofam_tf.checkpoints import load_for_inference
+from hofam_tf.config import LossConfig, ModelConfig, RunConfig, TrainConfig
+from hofam_tf.errors import HOFAMInputError
+from hofam_tf.evaluate import run_score, run_test
+from hofam_tf.train import NaNLossError, run_train
+
+ROOT = Path(__file__).resolve().parents[1]
+PAPER_KEYS = {"recall", "precision", "f_measure", "dice", "iou", "specificity", "fpr", "fnr", "pwc",
+              "accuracy", "counts", "images_counted", "images_dropped"}
+CDNET_KEYS = {"recall", "specificity", "fpr", "fnr", "pwc", "precision", "f_measure"}
+
+
+def _cfg(records, steps=2, **train):
+    return RunConfig(model=ModelConfig(ngf=2), loss=LossConfig(),
+                     train=TrainConfig(train_pattern=str(records / "train-*.tfrecord"), steps=steps,
+                                       batch_size=2, ckpt_every=1, log_every=1, image_every=1,
+                                       shuffle_buffer=20, **train))
+
+
+def test_train_then_test_end_to_end(tmp_path, cdnet_records):
+    rec = cdnet_records["records"]
+    run = tmp_path / "run"
+    result = run_train(_cfg(rec), run, progress=False)
+    assert result["steps"] == 2 and np.isfinite(result["last_loss"]["loss"])
+    assert (run / "config.json").exists() and (run / "model.keras").exists()
+    assert tf.train.latest_checkpoint(str(run / "ckpt")).endswith("ckpt-2")
+    assert list((run / "logs").glob("events.out.tfevents.*"))
+    out = tmp_path / "test"
+    metrics = run_test(run, str(rec / "test-*.tfrecord"), out, threshold=0.5, batch_size=4, progress=False)
+    saved = json.loads((out / "metrics.json").read_text())
+    assert set(saved) >= {"threshold", "images", "paper", "cdnet", "checkpoint"}
+    assert set(saved["paper"]) == PAPER_KEYS
+    assert set(saved["cdnet"]["average"]) == CDNET_KEYS
+    assert set(saved["cdnet"]["per_sequence"]) == {"baseline_office"}
+    assert saved["images"] == 51 and saved["threshold"] == 0.5
+    for kind in ("masks", "panels", "errors"):
+        files = sorted((out / kind / "baseline_office").glob("*.png"))
+        assert len(files) == 51, kind
+    from PIL import Image
+
+    panel = np.asarray(Image.open(out / "panels" / "baseline_office" / "000620.png"))
+    assert panel.shape == (256, 1024, 3)
+    mask = np.asarray(Image.open(out / "masks" / "baseline_office" / "000620.png"))
+    assert set(np.unique(mask)) <= {0, 255}
+    # the same masks scored on their own give the same numbers
+    scored = run_score(out / "masks", cdnet_records["composites"], tmp_path / "score", progress=False)
+    assert scored["paper"]["counts"] == metrics["paper"]["counts"]
+    assert scored["cdnet"]["per_sequence"]["baseline_office"]["counts"] == \
+        metrics["cdnet"]["per_sequence"]["baseline_office"]["counts"]
+
+
+def test_resume_continues_step_count_and_optimizer_state(tmp_path, cdnet_records):
+    rec = cdnet_records["records"]
+    run = tmp_path / "run"
+    first = run_train(_cfg(rec, steps=3), run, progress=False, stop_after=1)  # "killed" after 1 step
+    assert first["steps"] == 1 and not (run / "model.keras").exists()
+    # optimizer state is in the checkpoint: iterations and Adam moments restore
+    model, _ = load_for_inference(run)
+    reader = tf.train.load_checkpoint(str(run / "ckpt"))
+    names = [n for n, _ in tf.train.list_variables(str(run / "ckpt"))]
+    assert any("optimizer" in n for n in names)
+    second = run_train(_cfg(rec, steps=3), run, progress=False)
+    assert second["resumed_from"] == 1 and second["steps"] == 3
+    assert tf.train.latest_checkpoint(str(run / "ckpt")).endswith("ckpt-3")
+    iters = [n for n in names if n.startswith("optimizer/_iterations")]
+    assert iters and int(reader.get_tensor(iters[0])) == 1
+    again = tf.train.load_checkpoint(tf.train.latest_checkpoint(str(run / "ckpt")))
+    assert int(again.get_tensor(iters[0])) == 3
+    # another model configuration in the same run directory is refused
+    other = dataclasses.replace(_cfg(rec, steps=4), model=ModelConfig(ngf=4))
+    with pytest.raises(HOFAMInputError, match="another model configuration"):
+        run_train(other, run, progress=False)
+
+
+def test_nan_loss_stops_without_checkpoint(tmp_path, cdnet_records, monkeypatch):
+    import hofam_tf.train as train_mod
+
+    def nan_loss(*args, **kwargs):
+        out = train_mod.__dict__["_real_loss"](*args, **kwargs)
+        return {k: v * np.nan for k, v in out.items()}
+
+    monkeypatch.setitem(train_mod.__dict__, "_real_loss", train_mod.hofam_loss)
+    monkeypatch.setattr(train_mod, "hofam_loss", nan_loss)
+    with pytest.raises(NaNLossError, match="step 1"):
+        run_train(_cfg(cdnet_records["records"]), tmp_path / "run", progress=False)
+    assert tf.train.latest_checkpoint(str(tmp_path / "run" / "ckpt")) is None
+
+
+def test_bad_checkpoints(tmp_path, cdnet_records):
+    with pytest.raises(HOFAMInputError, match="no checkpoint here"):
+        load_for_inference(tmp_path / "nothing")
+    run = tmp_path / "run"
+    run_train(_cfg(cdnet_records["records"], steps=1), run, progress=False)
+    # a checkpoint of another width
+    cfg = RunConfig.load(run / "config.json")
+    wide = dataclasses.replace(cfg, model=ModelConfig(ngf=4))
+    wide.save(run / "config.json")
+    with pytest.raises(HOFAMInputError, match="does not fit this model"):
+        load_for_inference(run / "ckpt" / "ckpt-1")
+    # a truncated checkpoint
+    cfg.save(run / "config.json")
+    data = run / "ckpt" / "ckpt-1.data-00000-of-00001"
+    data.write_bytes(data.read_bytes()[:100])
+    with pytest.raises(HOFAMInputError, match="ckpt-1"):
+        load_for_inference(run / "ckpt" / "ckpt-1")
+
+
+def _main(*args):
+    return subprocess.run([sys.executable, str(ROOT / "main.py"), *args], capture_output=True, text=True,
+                          cwd=ROOT, timeout=300)
+
+
+def test_main_bad_input_exits_nonzero(tmp_path):
+    proc = _main("--phase=train", f"--train_pattern={tmp_path}/none-*.tfrecord", f"--ckpt_dir={tmp_path}/r")
+    assert proc.returncode == 2 and "matches no file" in proc.stderr
+    (tmp_path / "empty.tfrecord").write_bytes(b"")
+    proc = _main("--phase=test", f"--ckpt={tmp_path}/missing", f"--test_pattern={tmp_path}/empty.tfrecord",
+                 f"--output_dir={tmp_path}/o")
+    assert proc.returncode == 2 and "missing" in proc.stderr
+    proc = _main("--phase=score", f"--output_dir={tmp_path}/o")
+    assert proc.returncode == 2 and "--pred_dir" in proc.stderr
