@@ -108,3 +108,25 @@ def test_middlebury_colours():
     assert tuple(col[2, 2]) == (255, 255, 255)  # no motion: white
     assert col[0, 0, 0] == 255 and col[0, 0, 1] < 40 and col[0, 0, 2] < 40
     assert col[0, 1, 0] < 40 and col[0, 1, 1] > 200 and col[0, 1, 2] > 200
+
+
+def test_flows_cli_output_feeds_merge_with_flo_files(tmp_path):
+    """flows.py --save_flo writes .flo files that merge.py --estimator=flo turns into the same HOP."""
+    from data_prep.flows import write_flows
+    from data_prep.merge import merge_dataset
+    from hofam_tf.composite import read_composite
+    from hofam_tf.files import read_image
+    from hofam_tf.synthetic import write_scene
+
+    write_scene(tmp_path / "scene", seed=5, frames=8, size=128)
+    cfg = FlowConfig()
+    assert write_flows(tmp_path / "scene" / "frames", tmp_path / "flows", cfg, save_flo=True, progress=False) == 8
+    hop_png = read_image(tmp_path / "flows" / "hop" / "000006.png")
+    assert (tmp_path / "flows" / "color_tau10" / "000006.png").exists()
+    merge_dataset(tmp_path / "scene" / "frames", tmp_path / "comp", FlowConfig(estimator="flo"),
+                  flo_dir=tmp_path / "flows" / "flo", progress=False)
+    _, hop, _ = read_composite(tmp_path / "comp" / "frames" / "000006.png")
+    np.testing.assert_array_equal(hop, hop_png)
+    # and the DIS path of merge gives the same HOP as the flows tool
+    merge_dataset(tmp_path / "scene" / "frames", tmp_path / "comp2", cfg, progress=False)
+    np.testing.assert_array_equal(read_composite(tmp_path / "comp2" / "frames" / "000006.png")[1], hop_png)
