@@ -73,9 +73,8 @@ def load_for_inference(ckpt: str | Path, model_overrides: dict | None = None):
         if _is_tf1_checkpoint(path):
             from hofam_tf.tf1_import import load_tf1_checkpoint
 
-            model_cfg = dataclasses.replace(ModelConfig(), **overrides)
-            model = load_tf1_checkpoint(path, model_cfg)
-            return model, RunConfig(model=model_cfg)
+            model = load_tf1_checkpoint(path, **overrides)
+            return model, RunConfig(model=model.hofam_config)
         run_dir = path.parent.parent if path.parent.name == CKPT_SUBDIR else path.parent
         cfg_path = run_dir / CONFIG_NAME
         cfg = RunConfig.load(cfg_path) if cfg_path.exists() else RunConfig()
