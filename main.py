@@ -5,6 +5,8 @@
     python main.py --phase=test  --ckpt=checkpoints/run1 --test_pattern='REC/test-*.tfrecord' --output_dir=out
     python main.py --phase=score --pred_dir=P --gt_dir=G --output_dir=O [--threshold=T]
     python main.py --phase=predict --input=video.avi --ckpt=checkpoints/run1 --output_dir=out
+    python main.py --phase=convert --ckpt=.../pix2pix.model-15999 --output_path=hofam.keras
+    python main.py --phase=export --ckpt=checkpoints/run1 --output_dir=serving
 
 Flags live here only; each phase builds config objects and makes one library call.
 Bad input exits with code 2 and one ``error: ...`` line naming the file.
@@ -25,7 +27,8 @@ from hofam_tf.config import FlowConfig, LossConfig, ModelConfig, RunConfig, Trai
 from hofam_tf.errors import HOFAMInputError
 
 FLAGS = flags.FLAGS
-flags.DEFINE_enum("phase", "demo", ["train", "test", "score", "demo", "predict"], "What to run.")
+flags.DEFINE_enum("phase", "demo", ["train", "test", "score", "demo", "predict", "convert", "export"],
+                  "What to run. convert: TF1 checkpoint -> .keras; export: SavedModel for serving.")
 # data
 flags.DEFINE_string("train_pattern", None, "TFRecord glob(s), comma-separated, for training.")
 flags.DEFINE_string("test_pattern", None, "TFRecord glob(s), comma-separated, for testing.")
@@ -68,6 +71,7 @@ flags.DEFINE_string("pred_dir", None, "score: folder of predicted masks <sequenc
 flags.DEFINE_string("gt_dir", None, "score: composites folder or CDnet-style folders.")
 flags.DEFINE_string("input", None, "predict: a video file or a folder of frames.")
 flags.DEFINE_bool("overlay_video", True, "predict: write overlay.mp4.")
+flags.DEFINE_string("output_path", None, "convert: the .keras file to write.")
 # demo
 flags.DEFINE_integer("demo_steps", 400, "demo: training steps.")
 
@@ -147,6 +151,19 @@ def main(argv):
                               panels=FLAGS.panels, overlay_video=FLAGS.overlay_video)
         result = run_predict(FLAGS.input, FLAGS.ckpt, FLAGS.output_dir, opts, _model_overrides())
         print(json.dumps(result, indent=2))
+    elif phase == "convert":
+        _require("ckpt", "output_path")
+        from hofam_tf.tf1_import import convert_tf1_checkpoint
+
+        path = convert_tf1_checkpoint(FLAGS.ckpt, FLAGS.output_path, **_model_overrides())
+        print(f"wrote {path}")
+    elif phase == "export":
+        _require("ckpt", "output_dir")
+        from hofam_tf.checkpoints import load_for_inference
+        from hofam_tf.export import export_serving
+
+        model, _ = load_for_inference(FLAGS.ckpt, _model_overrides())
+        print(json.dumps(export_serving(model, FLAGS.output_dir), indent=2))
     elif phase == "demo":
         from hofam_tf.demo import run_demo
 

@@ -120,14 +120,15 @@ def load_tf1_checkpoint(prefix: str | Path, cfg: ModelConfig | None = None, **ov
     return model
 
 
-def convert_tf1_checkpoint(prefix: str | Path, output_path: str | Path, cfg: ModelConfig | None = None) -> Path:
+def convert_tf1_checkpoint(prefix: str | Path, output_path: str | Path, cfg: ModelConfig | None = None,
+                           **overrides) -> Path:
     """TF1 checkpoint -> native ``.keras`` file (written atomically)."""
     from hofam_tf.files import atomic_path
 
     output_path = Path(output_path)
     if output_path.suffix != ".keras":
         raise HOFAMInputError(f"{output_path}: the converted model must end in .keras")
-    model = load_tf1_checkpoint(prefix, cfg)
+    model = load_tf1_checkpoint(prefix, cfg, **overrides)
     with atomic_path(output_path) as tmp:
         model.save(tmp)
     return output_path

@@ -1,0 +1,145 @@
+"""``run_predict``: segment any video file or frame folder with any supported checkpoint.
+
+Streams: frames are decoded one at a time, HOP images are computed on the fly with the run's flow
+configuration (``RunConfig.flow``: estimator and tau set; DIS and Farneback only), the model runs
+in batches, and per-frame outputs are written as soon as they are ready, so memory does not grow
+with the length of the video. Outputs under ``output_dir/<sequence>/``:
+
+    masks/<frame id>.png     0/255 mask at the input's native resolution
+                             (probabilities resized bilinearly, then thresholded)
+    overlay.mp4              foreground tinted over the frames (MPEG-4, native size)
+    panels/<frame id>.png    optional [frame | GT | HOP | prediction] at 256 (GT tile: 170 grey)
+    summary.json             written last: frames, seconds, frames/s
+The HOP is computed on the 256x256 tile grid; models of a larger input size get the frame and
+HOP resized up to their size.
+"""
+from __future__ import annotations
+
+import dataclasses
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+from tqdm import tqdm
+
+from hofam_tf.errors import HOFAMInputError
+from hofam_tf.files import atomic_path, write_json, write_png
+
+
+@dataclasses.dataclass(frozen=True)
+class PredictOptions:
+    threshold: float = 0.5
+    batch_size: int = 8
+    panels: bool = False
+    overlay_video: bool = True
+    default_fps: float = 25.0  # for frame folders, and videos that do not say
+    workers: int = 2
+
+
+class _VideoSink:
+    """MP4 writer that only appears under its final name when closed successfully."""
+
+    def __init__(self, path: Path, fps: float):
+        self.path, self.fps = path, fps
+        self.writer = None
+        self._ctx = atomic_path(path)
+        self.tmp = self._ctx.__enter__()
+
+    def write(self, rgb: np.ndarray) -> None:
+        if self.writer is None:
+            h, w = rgb.shape[:2]
+            self.writer = cv2.VideoWriter(str(self.tmp), cv2.VideoWriter_fourcc(*"mp4v"), self.fps, (w, h))
+            if not self.writer.isOpened():
+                raise HOFAMInputError(f"{self.path}: cannot open an MP4 writer")
+        self.writer.write(cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
+
+    def close(self, ok: bool) -> None:
+        if self.writer is not None:
+            self.writer.release()
+        if ok and self.writer is not None:
+            self._ctx.__exit__(None, None, None)
+        else:
+            try:
+                self._ctx.__exit__(RuntimeError, RuntimeError("aborted"), None)
+            except RuntimeError:
+                pass
+
+
+def _video_fps(path: Path, default: float) -> float:
+    cap = cv2.VideoCapture(str(path))
+    fps = cap.get(cv2.CAP_PROP_FPS) if cap.isOpened() else 0
+    cap.release()
+    return float(fps) if fps and 1 <= fps <= 240 else default
+
+
+def predict_sequence(model, cfg, seq, output_dir: Path, opts: PredictOptions, progress: bool = True) -> dict:
+    import tensorflow as tf
+
+    from hofam_tf.flow import iter_hop
+    from hofam_tf.viz import overlay, test_panel
+
+    if cfg.flow.estimator == "flo":
+        raise HOFAMInputError("predict computes flows itself: the run's flow estimator must be dis or farneback")
+    out = output_dir / seq.name
+    (out / "summary.json").unlink(missing_ok=True)
+    h_model, w_model = model.inputs[0].shape[1:3] if isinstance(model.inputs, list) else (256, 256)
+    fn = tf.function(lambda x: tf.sigmoid(model(x, training=False)))
+    fps = _video_fps(seq.path, opts.default_fps) if seq.kind == "video" else opts.default_fps
+    sink = _VideoSink(out / "overlay.mp4", fps) if opts.overlay_video else None
+    t0, count, ok = time.time(), 0, False
+    bar = tqdm(total=seq.count_scored(), desc=seq.name, unit="frame", disable=not progress)
+    batch: list = []
+
+    def flush():
+        nonlocal count
+        frames = np.stack([t for _, t, _ in batch])
+        hops = np.stack([hp for _, _, hp in batch])
+        if (h_model, w_model) != (256, 256):
+            frames = np.stack([cv2.resize(f, (w_model, h_model), interpolation=cv2.INTER_LINEAR) for f in frames])
+            hops = np.stack([cv2.resize(f, (w_model, h_model), interpolation=cv2.INTER_LINEAR) for f in hops])
+        prob = fn({"frame": frames, "hop": hops}).numpy()[..., 0]
+        for (fr, tile, hop), p in zip(batch, prob):
+            native = cv2.resize(p, (fr.rgb.shape[1], fr.rgb.shape[0]), interpolation=cv2.INTER_LINEAR)
+            fg = native >= opts.threshold
+            write_png(out / "masks" / f"{fr.frame_id}.png", np.where(fg, 255, 0).astype(np.uint8))
+            if sink is not None:
+                sink.write(overlay(fr.rgb, fg))
+            if opts.panels:
+                p256 = cv2.resize(p, (256, 256), interpolation=cv2.INTER_AREA) if p.shape != (256, 256) else p
+                write_png(out / "panels" / f"{fr.frame_id}.png", test_panel(tile, np.full((256, 256), 170, np.uint8), hop, p256))
+            count += 1
+            bar.update(1)
+        batch.clear()
+
+    try:
+        for item in iter_hop(seq.iter_frames(lookback=max(cfg.flow.taus)), cfg.flow, workers=opts.workers):
+            batch.append(item)
+            if len(batch) >= opts.batch_size:
+                flush()
+        if batch:
+            flush()
+        ok = count > 0
+    finally:
+        bar.close()
+        if sink is not None:
+            sink.close(ok)
+    seconds = time.time() - t0
+    summary = {"sequence": seq.name, "source": str(seq.path), "frames": count, "seconds": seconds,
+               "frames_per_second": count / seconds if seconds else None,
+               "overlay_video": str(out / "overlay.mp4") if sink is not None else None,
+               "masks": str(out / "masks"), "threshold": opts.threshold}
+    write_json(out / "summary.json", summary)
+    return summary
+
+
+def run_predict(input_path, ckpt, output_dir, opts: PredictOptions = PredictOptions(),
+                model_overrides: dict | None = None, progress: bool = True) -> dict:
+    """Segments every sequence found at ``input_path`` (a video file or a frame folder)."""
+    from hofam_tf.checkpoints import load_for_inference
+    from hofam_tf.sources import discover
+
+    sequences = discover(input_path)
+    model, cfg = load_for_inference(ckpt, model_overrides)
+    results = [predict_sequence(model, cfg, seq, Path(output_dir), opts, progress) for seq in sequences]
+    return {"sequences": results, "output_dir": str(output_dir)}

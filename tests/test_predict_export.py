@@ -1,0 +1,137 @@
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+from PIL import Image
+
+from hofam_tf.config import ModelConfig, RunConfig
+from hofam_tf.errors import HOFAMInputError
+from hofam_tf.model import build_hofam
+from hofam_tf.predict import PredictOptions, run_predict
+from hofam_tf.synthetic import make_scene
+
+ROOT = Path(__file__).resolve().parents[1]
+VTEST = Path("/usr/share/doc/opencv-doc/examples/data/vtest.avi")
+
+
+@pytest.fixture(scope="module")
+def tiny_model(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("tiny")
+    model = build_hofam(ngf=2)
+    model.save(folder / "model.keras")
+    RunConfig(model=ModelConfig(ngf=2)).save(folder / "config.json")
+    return folder
+
+
+def _write_video(path, frames, fps=12):
+    h, w = frames[0].shape[:2]
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), fps, (w, h))
+    for f in frames:
+        writer.write(cv2.cvtColor(f, cv2.COLOR_RGB2BGR))
+    writer.release()
+
+
+def test_predict_video_end_to_end(tmp_path, tiny_model):
+    images, _ = make_scene(3, frames=11, size=256)
+    frames = [cv2.resize(i, (320, 240)) for i in images]
+    _write_video(tmp_path / "cam.avi", frames)
+    result = run_predict(tmp_path / "cam.avi", tiny_model / "model.keras", tmp_path / "out",
+                         PredictOptions(batch_size=4, panels=True), progress=False)
+    (summary,) = result["sequences"]
+    assert summary["frames"] == 11
+    out = tmp_path / "out" / "cam"
+    masks = sorted((out / "masks").glob("*.png"))
+    assert len(masks) == 11
+    m = np.asarray(Image.open(masks[5]))
+    assert m.shape == (240, 320) and set(np.unique(m)) <= {0, 255}  # native resolution
+    assert np.asarray(Image.open(out / "panels" / "000005.png")).shape == (256, 1024, 3)
+    cap = cv2.VideoCapture(str(out / "overlay.mp4"))
+    n = 0
+    while cap.read()[0]:
+        n += 1
+    assert n == 11 and cap.get(cv2.CAP_PROP_FRAME_WIDTH) == 320
+    assert json.loads((out / "summary.json").read_text())["frames"] == 11
+    # the masks are the model's prediction: recompute one frame independently
+    from hofam_tf.checkpoints import load_for_inference
+    from hofam_tf.flow import hop_from_grays, resize_frame, to_gray
+
+    model, cfg = load_for_inference(tiny_model / "model.keras")
+    decoded = []
+    cap = cv2.VideoCapture(str(tmp_path / "cam.avi"))
+    while True:
+        ok, bgr = cap.read()
+        if not ok:
+            break
+        decoded.append(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB))
+    tiles = [resize_frame(f) for f in decoded]
+    grays = {i: to_gray(t) for i, t in enumerate(tiles)}
+    hop = hop_from_grays(grays, 7, cfg.flow)
+    p = 1 / (1 + np.exp(-np.asarray(model({"frame": tiles[7][None], "hop": hop[None]}))[0, ..., 0]))
+    expected = cv2.resize(p, (320, 240), interpolation=cv2.INTER_LINEAR) >= 0.5
+    got = np.asarray(Image.open(out / "masks" / "000007.png")) == 255
+    assert (expected == got).mean() > 0.999
+
+
+def test_predict_bad_inputs_leave_no_complete_looking_output(tmp_path, tiny_model):
+    bad = tmp_path / "broken.avi"
+    bad.write_bytes(b"RIFF not really a video" * 50)
+    with pytest.raises(HOFAMInputError, match="broken.avi"):
+        run_predict(bad, tiny_model / "model.keras", tmp_path / "out", progress=False)
+    assert not (tmp_path / "out" / "broken" / "overlay.mp4").exists()
+    assert not (tmp_path / "out" / "broken" / "summary.json").exists()
+    folder = tmp_path / "frames"
+    folder.mkdir()
+    for i, size in enumerate([(64, 48)] * 3 + [(80, 48)]):
+        Image.fromarray(np.zeros((size[1], size[0], 3), np.uint8)).save(folder / f"{i:03d}.png")
+    with pytest.raises(HOFAMInputError, match="003.png: frame size 80x48 differs"):
+        run_predict(folder, tiny_model / "model.keras", tmp_path / "out2", PredictOptions(batch_size=2), progress=False)
+    assert not (tmp_path / "out2" / "frames" / "overlay.mp4").exists()
+    assert not list((tmp_path / "out2").rglob(".tmp-*"))
+
+
+def test_export_loads_with_tensorflow_alone(tmp_path, tiny_model):
+    from hofam_tf.checkpoints import load_for_inference
+    from hofam_tf.export import export_serving
+
+    model, _ = load_for_inference(tiny_model / "model.keras")
+    paths = export_serving(model, tmp_path / "serving")
+    rng = np.random.default_rng(0)
+    frame = rng.integers(0, 256, (2, 256, 256, 3)).astype(np.uint8)
+    hop = rng.integers(0, 256, (2, 256, 256, 3)).astype(np.uint8)
+    expected = 1 / (1 + np.exp(-np.asarray(model({"frame": frame, "hop": hop}))))
+    np.save(tmp_path / "frame.npy", frame)
+    np.save(tmp_path / "hop.npy", hop)
+    code = f"""
+import sys, numpy as np, tensorflow as tf
+m = tf.saved_model.load({paths['saved_model']!r})
+f, h = np.load({str(tmp_path / 'frame.npy')!r}), np.load({str(tmp_path / 'hop.npy')!r})
+a = m.serve_uint8(tf.constant(f), tf.constant(h)).numpy()
+b = m.serve(tf.constant(f.astype(np.float32)), tf.constant(h.astype(np.float32))).numpy()
+np.save({str(tmp_path / 'a.npy')!r}, a); np.save({str(tmp_path / 'b.npy')!r}, b)
+print('hofam_tf' in sys.modules)
+"""
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path,
+                          env={"PATH": "/usr/bin:/bin", "TF_CPP_MIN_LOG_LEVEL": "2", "HOME": str(tmp_path)})
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.strip().endswith("False")  # the library was never imported
+    np.testing.assert_allclose(np.load(tmp_path / "a.npy"), expected, atol=1e-5)
+    np.testing.assert_allclose(np.load(tmp_path / "b.npy"), expected, atol=1e-5)
+    import keras
+
+    prob = keras.saving.load_model(paths["keras"])
+    np.testing.assert_allclose(np.asarray(prob({"frame": frame, "hop": hop})), expected, atol=1e-6)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not VTEST.exists(), reason="Debian opencv-doc's vtest.avi is not installed")
+def test_predict_cli_on_vtest(tmp_path, tiny_model):
+    proc = subprocess.run([sys.executable, str(ROOT / "main.py"), "--phase=predict", f"--input={VTEST}",
+                           f"--ckpt={tiny_model / 'model.keras'}", f"--output_dir={tmp_path}"],
+                          capture_output=True, text=True, cwd=ROOT)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert len(list((tmp_path / "vtest" / "masks").glob("*.png"))) == 795
+    assert np.asarray(Image.open(tmp_path / "vtest" / "masks" / "000100.png")).shape == (576, 768)
