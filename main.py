@@ -60,7 +60,7 @@ flags.DEFINE_string("ckpt_dir", "checkpoints/hofam", "Run directory for training
 # flows (saved in the run config; predict computes HOP images with them)
 flags.DEFINE_string("taus", "1,5,10", "Frame intervals tau1<tau2<tau3.")
 flags.DEFINE_enum("estimator", "dis", ["dis", "farneback"], "Optical flow estimator.")
-flags.DEFINE_enum("dis_preset", "medium", ["ultrafast", "fast", "medium"], "OpenCV DIS preset.")
+flags.DEFINE_enum("dis_preset", "balanced", ["balanced", "ultrafast", "fast", "medium"], "OpenCV DIS preset.")
 # test / score / predict
 flags.DEFINE_string("ckpt", None, "Run directory, checkpoint prefix, .keras file or TF1 checkpoint.")
 flags.DEFINE_string("output_dir", None, "Where test / score / predict / demo outputs go.")

@@ -1,7 +1,7 @@
 """Hierarchical optical flow of a video or frame folder, as images people can look at.
 
     python data_prep/flows.py --input VIDEO_OR_FOLDER --output_dir OUT [--taus 1,5,10]
-        [--estimator dis|farneback] [--dis_preset medium] [--save_flo]
+        [--estimator dis|farneback] [--dis_preset balanced] [--save_flo]
 
 Writes ``OUT/hop/<frame>.png`` (the HOP image: R = Op(tau3), G = Op(tau2), B = Op(tau1)),
 ``OUT/color_tau<k>/<frame>.png`` (Middlebury colour rendering of each flow) and, with
@@ -66,7 +66,7 @@ def define_flags() -> None:
     flags.DEFINE_string("output_dir", None, "Output folder.")
     flags.DEFINE_string("taus", "1,5,10", "Frame intervals tau1<tau2<tau3.")
     flags.DEFINE_enum("estimator", "dis", ["dis", "farneback"], "Optical flow estimator.")
-    flags.DEFINE_enum("dis_preset", "medium", ["ultrafast", "fast", "medium"], "OpenCV DIS preset.")
+    flags.DEFINE_enum("dis_preset", "balanced", ["balanced", "ultrafast", "fast", "medium"], "OpenCV DIS preset.")
     flags.DEFINE_float("flow_scale", 6.0, "Grey levels per pixel of displacement (256 grid).")
     flags.DEFINE_bool("save_flo", False, "Also write Middlebury .flo files.")
 

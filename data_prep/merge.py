@@ -1,7 +1,7 @@
 """Dataset folders -> composite PNGs ``OUT/<sequence>/<frame id>.png`` = [frame | HOP | GT].
 
     python data_prep/merge.py --dataset_dir DIR --output_dir OUT [--taus 1,5,10]
-        [--estimator dis|farneback|flo] [--dis_preset medium] [--flo_dir F] [--masks_dir M]
+        [--estimator dis|farneback|flo] [--dis_preset balanced] [--flo_dir F] [--masks_dir M]
 
 DIR may be a CDnet 2014 / SBI 2015 video folder or a tree of them, a LASIESTA sequence (``NAME``
 beside ``NAME-GT``), a plain folder of frames (masks from ``--masks_dir``), or a video file.
@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import dataclasses
 import sys
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 if __package__ in (None, ""):
@@ -63,12 +65,24 @@ def merge_sequence(seq: Sequence, output_dir: str | Path, cfg: FlowConfig, worke
     unknown = np.full((TILE, TILE), UNKNOWN, np.uint8)
     bar = tqdm(total=seq.count_scored(), desc=seq.name, unit="frame", disable=not progress,
                leave=False)
-    for fr, tile, hop in stream:
-        native = native or list(fr.rgb.shape[:2])
-        labels = resize_labels(fr.labels) if fr.labels is not None else unknown
-        write_png(out / f"{fr.frame_id}.png", compose(tile, hop, labels))
-        frame_ids.append(fr.frame_id)
-        bar.update(1)
+
+    def write(frame_id, tile, hop, labels):
+        write_png(out / f"{frame_id}.png", compose(tile, hop, labels))
+
+    # PNG encoding runs on writer threads (OpenCV releases the GIL); at most 2 x workers pending.
+    with ThreadPoolExecutor(max(1, workers)) as pool:
+        pending: deque = deque()
+        for fr, tile, hop in stream:
+            native = native or list(fr.rgb.shape[:2])
+            labels = resize_labels(fr.labels) if fr.labels is not None else unknown
+            pending.append(pool.submit(write, fr.frame_id, tile, hop, labels))
+            frame_ids.append(fr.frame_id)
+            while len(pending) > 2 * workers or (pending and pending[0].done()):
+                pending.popleft().result()
+                bar.update(1)
+        while pending:
+            pending.popleft().result()
+            bar.update(1)
     bar.close()
     if not frame_ids:
         raise HOFAMInputError(f"{seq.path}: no frame to write (empty sequence or temporal ROI)")
@@ -99,7 +113,7 @@ def define_flags() -> None:
     flags.DEFINE_string("masks_dir", None, "Masks folder parallel to a plain frames folder.")
     flags.DEFINE_string("taus", "1,5,10", "Frame intervals tau1<tau2<tau3 (R=tau3, G=tau2, B=tau1).")
     flags.DEFINE_enum("estimator", "dis", ["dis", "farneback", "flo"], "Optical flow estimator.")
-    flags.DEFINE_enum("dis_preset", "medium", ["ultrafast", "fast", "medium"], "OpenCV DIS preset.")
+    flags.DEFINE_enum("dis_preset", "balanced", ["balanced", "ultrafast", "fast", "medium"], "OpenCV DIS preset.")
     flags.DEFINE_float("flow_scale", 6.0, "Grey levels per pixel of displacement (256 grid).")
     flags.DEFINE_string("flow_gains", "1,1,3", "Per-channel multipliers R,G,B after rounding.")
     flags.DEFINE_string("flo_dir", None, "Precomputed .flo files (estimator=flo).")

@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import random
 import sys
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 if __package__ in (None, ""):
@@ -71,7 +72,7 @@ def split_sequences(names: list[str], test_sequences=(), test_fraction: float = 
 
 
 def write_split(examples: list[tuple[dict, str]], output_dir: Path, split: str, per_shard: int,
-                gzip: bool, progress: bool = True) -> list[str]:
+                gzip: bool, progress: bool = True, workers: int = 2) -> list[str]:
     """Writes (meta, frame_id) examples of one split into shards. Returns the shard names."""
     import tensorflow as tf
 
@@ -81,17 +82,22 @@ def write_split(examples: list[tuple[dict, str]], output_dir: Path, split: str, 
     options = tf.io.TFRecordOptions(compression_type="GZIP" if gzip else "")
     names = []
     bar = tqdm(total=len(examples), desc=split, unit="ex", disable=not progress, leave=False)
-    for s in range(count):
-        name = shard_name(split, s, count, gzip)
-        with atomic_path(output_dir / name) as tmp:
-            with tf.io.TFRecordWriter(str(tmp), options) as writer:
-                for meta, frame_id in examples[s * per_shard : (s + 1) * per_shard]:
-                    path = Path(meta["dir"]) / f"{frame_id}.png"
-                    frame, hop, labels = read_composite(path)
-                    writer.write(encode_example(frame, hop, labels, meta["name"], frame_id,
-                                                meta["flow"]["taus"], meta["labelled"]))
-                    bar.update(1)
-        names.append(name)
+
+    def serialize(item) -> bytes:  # PNG decoding releases the GIL: runs on worker threads
+        meta, frame_id = item
+        frame, hop, labels = read_composite(Path(meta["dir"]) / f"{frame_id}.png")
+        return encode_example(frame, hop, labels, meta["name"], frame_id, meta["flow"]["taus"],
+                              meta["labelled"])
+
+    with ThreadPoolExecutor(max(1, workers)) as pool:
+        for s in range(count):
+            name = shard_name(split, s, count, gzip)
+            with atomic_path(output_dir / name) as tmp:
+                with tf.io.TFRecordWriter(str(tmp), options) as writer:
+                    for record in pool.map(serialize, examples[s * per_shard : (s + 1) * per_shard]):
+                        writer.write(record)
+                        bar.update(1)
+            names.append(name)
     bar.close()
     return names
 

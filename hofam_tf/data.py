@@ -7,7 +7,7 @@ from pathlib import Path
 import tensorflow as tf
 
 from hofam_tf.errors import HOFAMInputError
-from hofam_tf.schema import compression_of, parse_example
+from hofam_tf.schema import compression_of, parse_examples
 
 
 def list_tfrecords(pattern: str | list[str]) -> list[str]:
@@ -48,11 +48,13 @@ def _records(files: list[str], shuffle_files: bool, seed: int) -> tf.data.Datase
     )
 
 
-def read_examples(pattern, ignore_labels: bool = True) -> tf.data.Dataset:
-    """Every example, in file order, as the full dict of ``schema.parse_example``."""
+def read_examples(pattern, ignore_labels: bool = True, batch_size: int | None = None) -> tf.data.Dataset:
+    """Every example, in file order, as the full dict of ``schema.parse_examples``: batched by
+    ``batch_size`` (the last batch may be smaller), or one example at a time when None."""
     files = list_tfrecords(pattern)
-    return _records(files, False, 0).map(
-        lambda s: parse_example(s, ignore_labels), num_parallel_calls=tf.data.AUTOTUNE)
+    ds = _records(files, False, 0).batch(batch_size or 64).map(
+        lambda s: parse_examples(s, ignore_labels), num_parallel_calls=tf.data.AUTOTUNE)
+    return ds if batch_size else ds.unbatch()
 
 
 def build_dataset(pattern, batch_size: int = 1, training: bool = True, shuffle_buffer: int = 2000,
@@ -72,10 +74,10 @@ def build_dataset(pattern, batch_size: int = 1, training: bool = True, shuffle_b
     if repeat if repeat is not None else training:
         ds = ds.repeat()
 
-    def to_tuple(serialized):
-        ex = parse_example(serialized, ignore_labels)
+    def to_tuple(serialized):  # parses a whole batch at once (vectorised, faster than per example)
+        ex = parse_examples(serialized, ignore_labels)
         out = ({"frame": ex["frame"], "hop": ex["hop"]}, ex["mask"], ex["weight"])
         return out + (ex["target_num"],) if with_target_num else out
 
-    ds = ds.map(to_tuple, num_parallel_calls=tf.data.AUTOTUNE)
-    return ds.batch(batch_size, drop_remainder=training).prefetch(tf.data.AUTOTUNE)
+    ds = ds.batch(batch_size, drop_remainder=training)
+    return ds.map(to_tuple, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)

@@ -46,7 +46,7 @@ def run_test(ckpt, test_pattern, output_dir, threshold: float = 0.5, batch_size:
     out = Path(output_dir)
     scorer = Scorer(threshold)
     unlabelled = 0
-    ds = read_examples(files, ignore_labels=True).batch(batch_size).prefetch(2)
+    ds = read_examples(files, ignore_labels=True, batch_size=batch_size).prefetch(2)
     index = 0
     with tqdm(total=total, desc="test", unit="frame", disable=not progress) as bar:
         for ex in ds:

@@ -72,14 +72,25 @@ def read_image_raw(path: str | os.PathLike) -> Image.Image:
 
 
 def write_png(path: str | os.PathLike, array: np.ndarray, compress_level: int = 1) -> None:
-    """Writes uint8 [H,W], [H,W,1] or [H,W,3] (RGB) as PNG, atomically."""
+    """Writes uint8 [H,W], [H,W,1] or [H,W,3] (RGB) as PNG, atomically.
+
+    Encoded with OpenCV, which releases the GIL, so writer threads run in parallel.
+    """
+    import cv2
+
     array = np.asarray(array)
     if array.dtype != np.uint8:
         raise TypeError(f"{path}: PNG data must be uint8, got {array.dtype}")
     if array.ndim == 3 and array.shape[-1] == 1:
         array = array[..., 0]
+    if array.ndim == 3:
+        array = cv2.cvtColor(array, cv2.COLOR_RGB2BGR)
+    params = [cv2.IMWRITE_PNG_COMPRESSION, compress_level, cv2.IMWRITE_PNG_STRATEGY, cv2.IMWRITE_PNG_STRATEGY_RLE]
+    ok, buf = cv2.imencode(".png", array, params)
+    if not ok:
+        raise HOFAMInputError(f"{path}: PNG encoding failed")
     with atomic_path(path) as tmp:
-        Image.fromarray(array).save(tmp, format="PNG", compress_level=compress_level)
+        tmp.write_bytes(buf.tobytes())
 
 
 def write_json(path: str | os.PathLike, obj: Any) -> None:

@@ -109,37 +109,43 @@ def _features():
     }
 
 
-def parse_example(serialized, ignore_labels: bool = True) -> dict:
-    """Serialized example -> dict of tensors (works inside tf.data and eagerly).
+def parse_examples(serialized, ignore_labels: bool = True) -> dict:
+    """A batch of serialized examples [B] -> dict of batched tensors (inside tf.data or eagerly).
 
-    frame, hop: uint8 [256,256,3]; mask: float32 [256,256,1] in {0,1}; weight: float32
-    [256,256,1], 0 where the label is 85/170 (if ``ignore_labels``) else 1; labels: uint8
-    [256,256] (from img_gt when the record has only the original keys); target_num: int64
-    (-1 when absent); sequence, frame_id: string; labelled: int64.
+    frame, hop: uint8 [B,256,256,3]; mask: float32 [B,256,256,1] in {0,1}; weight: float32
+    [B,256,256,1], 0 where the label is 85/170 (if ``ignore_labels``) else 1; labels: uint8
+    [B,256,256] (from img_gt when a record has only the original keys); target_num: int64 [B]
+    (-1 when absent); sequence, frame_id: string [B]; labelled: int64 [B]; taus: int64 [B,3].
     Records with only the five original keys parse too.
     """
     import tensorflow as tf
 
-    p = tf.io.parse_single_example(serialized, _features())
+    p = tf.io.parse_example(serialized, _features())
     h, w = TILE, TILE
-    frame = tf.reshape(tf.io.decode_raw(p[KEY_FRAME], tf.uint8), [h, w, 3])
-    hop = tf.reshape(tf.io.decode_raw(p[KEY_HOP], tf.uint8), [h, w, 3])
-    gt = tf.reshape(tf.io.decode_raw(p[KEY_GT], tf.uint8), [h, w, 1])
-    has_labels = tf.strings.length(p[KEY_GT_LABELS]) > 0
-    labels = tf.cond(
-        has_labels,
-        lambda: tf.reshape(tf.io.decode_raw(p[KEY_GT_LABELS], tf.uint8), [h, w]),
-        lambda: gt[..., 0],
-    )
+    frame = tf.reshape(tf.io.decode_raw(p[KEY_FRAME], tf.uint8), [-1, h, w, 3])
+    hop = tf.reshape(tf.io.decode_raw(p[KEY_HOP], tf.uint8), [-1, h, w, 3])
+    gt = tf.reshape(tf.io.decode_raw(p[KEY_GT], tf.uint8), [-1, h, w, 1])
+    # full label map where present, else the binarised GT (same byte length, so one decode)
+    source = tf.where(tf.strings.length(p[KEY_GT_LABELS]) > 0, p[KEY_GT_LABELS], p[KEY_GT])
+    labels = tf.reshape(tf.io.decode_raw(source, tf.uint8), [-1, h, w])
     mask = tf.cast(gt > 200, tf.float32)
-    weight = tf.ones([h, w, 1], tf.float32)
     if ignore_labels:
-        ignored = tf.zeros([h, w], tf.bool)
+        ignored = tf.zeros_like(labels, tf.bool)
         for value in IGNORED_LABELS:
             ignored = ignored | tf.equal(labels, value)
         weight = tf.cast(~ignored, tf.float32)[..., None]
+    else:
+        weight = tf.ones_like(mask)
     return {
         "frame": frame, "hop": hop, "mask": mask, "weight": weight, "labels": labels,
         "target_num": p[KEY_TARGET_NUM], "sequence": p[KEY_SEQUENCE],
         "frame_id": p[KEY_FRAME_ID], "labelled": p[KEY_LABELLED], "taus": p[KEY_TAUS],
     }
+
+
+def parse_example(serialized, ignore_labels: bool = True) -> dict:
+    """One serialized example -> the tensors of ``parse_examples`` without the batch axis."""
+    import tensorflow as tf
+
+    batch = parse_examples(tf.reshape(serialized, [1]), ignore_labels)
+    return {k: v[0] for k, v in batch.items()}

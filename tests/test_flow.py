@@ -25,7 +25,7 @@ def _moving_object(dx, dy, seed=3):
     return f0, f1, m1
 
 
-@pytest.mark.parametrize("dx,dy", [(2.3, -1.7), (-0.6, 0.4), (3.5, 2.25)])
+@pytest.mark.parametrize("dx,dy", [(2.3, -1.7), (-0.6, 0.4), (3.5, 2.25), (5.5, -3.0), (0.3, 0.2)])
 def test_default_estimator_subpixel_accuracy(dx, dy):
     f0, f1, m1 = _moving_object(dx, dy)
     # flow from frame T (f1) to frame T - tau (f0): the object moved back by (-dx, -dy)

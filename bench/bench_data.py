@@ -1,0 +1,95 @@
+"""Data-path throughput on this machine, printed as JSON.
+
+    python bench/bench_data.py [--frames 150]
+
+Figures (256x256 tiles, three intervals tau = 1, 5, 10), all from the real CDnet frames in
+../shared/data (decoded once beforehand where a stage does not include decoding):
+  flow_fps.<estimator>   HOP images per second (3 flows each), 2 worker threads
+  composite_write_fps    composite PNGs encoded and written per second
+  tfrecord_write_fps     composites read back and serialised into TFRecords per second
+  reader_examples_per_s  tf.data examples per second (parse + shuffle + batch 8)
+  data_prep_fps          raw CDnet folder -> composites -> TFRecords, end to end
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+DATA = ROOT.parent / "shared" / "data" / "cdnet2014"
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--repeats", type=int, default=1)
+    args = ap.parse_args()
+
+    import numpy as np
+    import tensorflow as tf  # noqa: F401  (imported up front: its start-up is not throughput)
+
+    from data_prep.merge import merge_dataset
+    from data_prep.tfrecord import write_tfrecords
+    from hofam_tf.composite import compose
+    from hofam_tf.config import FlowConfig
+    from hofam_tf.files import write_png
+    from hofam_tf.flow import iter_hop
+    from hofam_tf.sources import discover
+
+    seqs = discover(DATA)
+    frames = [fr for s in seqs for fr in s.iter_frames(lookback=0)]
+    out: dict = {"machine": {"cpus": os.cpu_count(), "platform": platform.platform(),
+                             "python": platform.python_version()}, "frames": len(frames)}
+
+    flow_fps = {}
+    for name, cfg in (("dis_balanced_default", FlowConfig()), ("dis_medium", FlowConfig(dis_preset="medium")), ("dis_ultrafast", FlowConfig(dis_preset="ultrafast")),
+                      ("farneback", FlowConfig(estimator="farneback"))):
+        t = time.perf_counter()
+        hops = [(fr, tile, hop) for fr, tile, hop in iter_hop(iter(frames), cfg, workers=2)]
+        flow_fps[name] = len(hops) / (time.perf_counter() - t)
+    out["flow_fps"] = flow_fps
+
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        unknown = np.zeros((256, 256), np.uint8)
+        t = time.perf_counter()
+        for fr, tile, hop in hops:
+            write_png(tmp / "c" / f"{fr.index:06d}.png", compose(tile, hop, unknown))
+        out["composite_write_fps"] = len(hops) / (time.perf_counter() - t)
+
+        t = time.perf_counter()
+        merged = merge_dataset(DATA, tmp / "comp", FlowConfig(), progress=False)
+        t_merge = time.perf_counter() - t
+        t = time.perf_counter()
+        info = write_tfrecords(tmp / "comp", tmp / "rec", test_fraction=0.0, progress=False)
+        t_rec = time.perf_counter() - t
+        n = sum(merged.values())
+        out["merge_fps"] = n / t_merge
+        out["tfrecord_write_fps"] = info["splits"]["train"]["examples"] / t_rec
+        out["data_prep_fps"] = n / (t_merge + t_rec)
+
+        from hofam_tf.data import build_dataset
+
+        ds = build_dataset(str(tmp / "rec" / "train-*.tfrecord"), batch_size=8, training=True,
+                           shuffle_buffer=256, with_target_num=True)
+        it = iter(ds)
+        for _ in range(5):
+            next(it)
+        count, t = 0, time.perf_counter()
+        while time.perf_counter() - t < 5.0:
+            batch = next(it)
+            count += int(batch[1].shape[0])
+        out["reader_examples_per_s"] = count / (time.perf_counter() - t)
+    out["targets"] = {"data_prep_fps": 100, "reader_examples_per_s": 2000}
+    print(json.dumps(out, indent=2))
+
+
+if __name__ == "__main__":
+    main()
