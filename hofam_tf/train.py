@@ -81,8 +81,7 @@ def run_train(cfg: RunConfig, run_dir: str | Path, progress: bool = True,
     files = list_tfrecords(tc.train_pattern)
     cfg = prepare_run_dir(run_dir, cfg)
     strategy = choose_strategy()
-    if cfg.model.dtype != "float32":
-        keras.mixed_precision.set_global_policy(cfg.model.dtype)
+    # Mixed precision is a per-layer dtype policy (ModelConfig.dtype): no global state is changed.
     with strategy.scope():
         model = build_hofam(cfg.model)
         optimizer = keras.optimizers.Adam(tc.learning_rate, beta_1=tc.beta1, beta_2=tc.beta2,

@@ -129,3 +129,16 @@ def test_main_bad_input_exits_nonzero(tmp_path):
     assert proc.returncode == 2 and "missing" in proc.stderr
     proc = _main("--phase=score", f"--output_dir={tmp_path}/o")
     assert proc.returncode == 2 and "--pred_dir" in proc.stderr
+
+
+@pytest.mark.parametrize("dtype,xla", [("mixed_bfloat16", False), ("float32", True)])
+def test_mixed_precision_and_xla_train(tmp_path, cdnet_records, dtype, xla):
+    import keras
+
+    cfg = _cfg(cdnet_records["records"], steps=1, xla=xla)
+    cfg = dataclasses.replace(cfg, model=ModelConfig(ngf=2, dtype=dtype))
+    result = run_train(cfg, tmp_path / "run", progress=False)
+    assert result["steps"] == 1 and np.isfinite(result["last_loss"]["loss"])
+    assert keras.config.dtype_policy().name == "float32"  # no global policy was changed
+    model, _ = load_for_inference(tmp_path / "run")
+    assert model.get_layer("g_e2_conv").compute_dtype == ("bfloat16" if dtype == "mixed_bfloat16" else "float32")

@@ -1,0 +1,143 @@
+"""Model cost on this machine, printed as JSON.
+
+    python bench/bench_model.py [--ngf 64] [--size 256] [--batches 1,8] [--precision float32]
+                                [--xla] [--steps 3]
+
+Figures: parameters (total, fusion, trainable in the default and the faithful_tf1 model),
+analytic FLOPs per frame (2 x multiply-adds of every convolution and transposed convolution),
+training ms/step and inference frames/s per batch size, and the process's peak resident memory
+(each batch size runs in its own subprocess so the peaks are separate). On a GPU the peak GPU
+memory is reported too.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+
+def flops_per_frame(model) -> int:
+    """2 x MACs of all Conv2D / Conv2DTranspose layers for one input frame."""
+    import keras
+
+    total = 0
+    for layer in model.layers:
+        if isinstance(layer, keras.layers.Conv2DTranspose):
+            _, h, w, cin = layer.input.shape
+            k = layer.kernel_size
+            total += 2 * k[0] * k[1] * cin * layer.filters * h * w
+        elif isinstance(layer, keras.layers.Conv2D):
+            _, h, w, cout = layer.output.shape
+            k = layer.kernel_size
+            cin = layer.input.shape[-1]
+            total += 2 * k[0] * k[1] * cin * cout * h * w
+    return int(total)
+
+
+def measure(ngf: int, size: int, batch: int, precision: str, xla: bool, steps: int) -> dict:
+    import keras
+    import numpy as np
+    import tensorflow as tf
+
+    from hofam_tf.config import LossConfig, ModelConfig
+    from hofam_tf.losses import hofam_loss
+    from hofam_tf.model import build_hofam
+
+    if precision != "float32":
+        keras.mixed_precision.set_global_policy(precision)
+    model = build_hofam(ModelConfig(ngf=ngf, height=size, width=size, dtype=precision))
+    opt = keras.optimizers.Adam(5e-4, beta_1=0.95, epsilon=1e-8)
+    rng = np.random.default_rng(0)
+    x = {"frame": tf.constant(rng.integers(0, 256, (batch, size, size, 3), np.uint8)),
+         "hop": tf.constant(rng.integers(0, 256, (batch, size, size, 3), np.uint8))}
+    y = tf.constant((rng.random((batch, size, size, 1)) > 0.9).astype(np.float32))
+    tn = tf.ones([batch], tf.int64)
+    variables = model.trainable_variables
+
+    @tf.function(jit_compile=xla or None)
+    def train_step():
+        with tf.GradientTape() as tape:
+            loss = hofam_loss(model(x, training=True), y, None, tn, LossConfig())["loss"]
+        opt.apply_gradients(zip(tape.gradient(loss, variables), variables))
+        return loss
+
+    @tf.function(jit_compile=xla or None)
+    def infer():
+        return tf.sigmoid(model(x, training=False))
+
+    def timeit(fn, n):
+        fn().numpy()  # compile + warm up
+        fn().numpy()
+        t = time.perf_counter()
+        for _ in range(n):
+            out = fn()
+        out.numpy()
+        return (time.perf_counter() - t) / n
+
+    train_s = timeit(train_step, steps)
+    infer_s = timeit(infer, max(steps, 3))
+    out = {"batch": batch, "train_ms_per_step": 1000 * train_s, "train_frames_per_s": batch / train_s,
+           "inference_frames_per_s": batch / infer_s,
+           "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+    if tf.config.list_physical_devices("GPU"):
+        out["peak_gpu_mib"] = tf.config.experimental.get_memory_info("GPU:0")["peak"] / 2**20
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--ngf", type=int, default=64)
+    ap.add_argument("--size", type=int, default=256)
+    ap.add_argument("--batches", default="1,8")
+    ap.add_argument("--precision", default="float32", choices=["float32", "mixed_bfloat16", "mixed_float16"])
+    ap.add_argument("--xla", action="store_true")
+    ap.add_argument("--steps", type=int, default=3)
+    ap.add_argument("--one_batch", type=int, default=None, help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.one_batch is not None:
+        print(json.dumps(measure(args.ngf, args.size, args.one_batch, args.precision, args.xla, args.steps)))
+        return
+
+    import tensorflow as tf
+
+    from hofam_tf.model import build_hofam, count_params
+
+    model = build_hofam(ngf=args.ngf, height=args.size, width=args.size)
+    faithful = build_hofam(ngf=args.ngf, height=args.size, width=args.size, faithful_tf1=True)
+    result = {
+        "machine": {"cpus": os.cpu_count(), "platform": platform.platform(),
+                    "gpus": [d.name for d in tf.config.list_physical_devices("GPU")]},
+        "ngf": args.ngf, "size": args.size, "precision": args.precision, "xla": args.xla,
+        "parameters": {**count_params(model),
+                       "trainable_default": int(sum(v.numpy().size for v in model.trainable_weights)),
+                       "trainable_faithful_tf1": int(sum(v.numpy().size for v in faithful.trainable_weights))},
+        "gflops_per_frame": flops_per_frame(model) / 1e9,
+        "runs": [],
+    }
+    del model, faithful
+    for b in (int(v) for v in args.batches.split(",")):
+        cmd = [sys.executable, __file__, f"--ngf={args.ngf}", f"--size={args.size}", f"--precision={args.precision}",
+               f"--steps={args.steps}", f"--one_batch={b}"] + (["--xla"] if args.xla else [])
+        proc = subprocess.run(cmd, capture_output=True, text=True)
+        if proc.returncode != 0:
+            result["runs"].append({"batch": b, "error": proc.stderr[-500:]})
+            continue
+        result["runs"].append(json.loads(proc.stdout.strip().splitlines()[-1]))
+    if result["runs"] and "train_ms_per_step" in result["runs"][0]:
+        b1 = result["runs"][0]
+        result["original_schedule_hours_at_batch1"] = 64000 * b1["train_ms_per_step"] / 1000 / 3600
+    print(json.dumps(result, indent=2))
+
+
+if __name__ == "__main__":
+    main()
