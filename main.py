@@ -13,10 +13,8 @@ Bad input exits with code 2 and one ``error: ...`` line naming the file.
 """
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
-import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 

@@ -1,6 +1,6 @@
 """Data-path throughput on this machine, printed as JSON.
 
-    python bench/bench_data.py [--frames 150]
+    python bench/bench_data.py
 
 Figures (256x256 tiles, three intervals tau = 1, 5, 10), all from the real CDnet frames in
 ../shared/data (decoded once beforehand where a stage does not include decoding):
@@ -28,9 +28,7 @@ DATA = ROOT.parent / "shared" / "data" / "cdnet2014"
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--repeats", type=int, default=1)
-    args = ap.parse_args()
+    argparse.ArgumentParser(description=__doc__).parse_args()
 
     import numpy as np
     import tensorflow as tf  # noqa: F401  (imported up front: its start-up is not throughput)

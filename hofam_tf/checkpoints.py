@@ -13,7 +13,7 @@ from pathlib import Path
 import keras
 import tensorflow as tf
 
-from hofam_tf.config import ModelConfig, RunConfig
+from hofam_tf.config import RunConfig
 from hofam_tf.errors import HOFAMInputError
 
 CONFIG_NAME = "config.json"

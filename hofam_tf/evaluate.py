@@ -16,7 +16,7 @@ import numpy as np
 from tqdm import tqdm
 
 from hofam_tf.errors import HOFAMInputError
-from hofam_tf.files import list_images, read_image, write_json, write_png
+from hofam_tf.files import read_image, write_json, write_png
 from hofam_tf.metrics import Scorer, byte_threshold, to_json_safe
 from hofam_tf.viz import error_map, test_panel
 

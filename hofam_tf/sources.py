@@ -129,7 +129,7 @@ def frame_id_of(path: Path) -> str:
 def lasiesta_to_labels(rgb: np.ndarray) -> np.ndarray:
     """LASIESTA colour-coded GT uint8 [H,W,3] -> CDnet labels [H,W] (see module docstring)."""
     rgb = rgb.astype(np.int16)
-    r, g, b = rgb[..., 0], rgb[..., 1], rgb[..., 2]
+    r, g = rgb[..., 0], rgb[..., 1]
     spread = rgb.max(-1) - rgb.min(-1)
     mean = rgb.mean(-1)
     labels = np.full(r.shape, STATIC, np.uint8)

@@ -9,15 +9,12 @@ the checkpoint, so re-running the same command continues where the last checkpoi
 """
 from __future__ import annotations
 
-import dataclasses
-import json
 import math
 import os
 import time
 from pathlib import Path
 
 import keras
-import numpy as np
 import tensorflow as tf
 from tqdm import tqdm
 
@@ -133,8 +130,7 @@ def run_train(cfg: RunConfig, run_dir: str | Path, progress: bool = True,
     sample_batch = next(iter(ds.take(1))) if tc.image_every else None  # fixed images to watch
     end = tc.steps if stop_after is None else min(tc.steps, start + stop_after)
     bar = tqdm(total=tc.steps, initial=start, desc="train", unit="step", disable=not progress)
-    sums = {"loss": 0.0, "l1": 0.0, "focal": 0.0}
-    n_sum, last, t0 = 0, {}, time.time()
+    last, t0 = {}, time.time()
     step = start
     with writer.as_default():
         while step < end:
