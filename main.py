@@ -18,7 +18,7 @@ import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from absl import app, flags
+from absl import app, flags, logging
 
 from hofam_tf.cli import guarded, parse_ints
 from hofam_tf.config import FlowConfig, LossConfig, ModelConfig, RunConfig, TrainConfig
@@ -116,6 +116,7 @@ def _summary(metrics: dict) -> str:
 
 
 def main(argv):
+    logging.set_verbosity(logging.WARNING)  # TF's checkpoint INFO lines would break the progress bars
     if len(argv) > 1:
         raise HOFAMInputError(f"unexpected arguments {argv[1:]}")
     phase = FLAGS.phase
