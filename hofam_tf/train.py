@@ -20,7 +20,7 @@ from tqdm import tqdm
 
 from hofam_tf.checkpoints import CKPT_SUBDIR, CONFIG_NAME, FINAL_MODEL, make_checkpoint
 from hofam_tf.config import RunConfig
-from hofam_tf.data import build_dataset, list_tfrecords
+from hofam_tf.data import build_dataset, check_tfrecords, list_tfrecords
 from hofam_tf.errors import HOFAMInputError
 from hofam_tf.files import atomic_path
 from hofam_tf.losses import hofam_loss
@@ -134,7 +134,11 @@ def run_train(cfg: RunConfig, run_dir: str | Path, progress: bool = True,
     step = start
     with writer.as_default():
         while step < end:
-            batch = next(iterator)
+            try:
+                batch = next(iterator)
+            except tf.errors.DataLossError:
+                check_tfrecords(files)  # names the corrupt file
+                raise
             parts = train_step(batch)
             step += 1
             step_var.assign(step)

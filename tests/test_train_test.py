@@ -142,3 +142,16 @@ def test_mixed_precision_and_xla_train(tmp_path, cdnet_records, dtype, xla):
     assert keras.config.dtype_policy().name == "float32"  # no global policy was changed
     model, _ = load_for_inference(tmp_path / "run")
     assert model.get_layer("g_e2_conv").compute_dtype == ("bfloat16" if dtype == "mixed_bfloat16" else "float32")
+
+
+def test_truncated_training_shard_is_named(tmp_path, cdnet_records):
+    import shutil
+
+    rec = tmp_path / "rec"
+    shutil.copytree(cdnet_records["records"], rec)
+    shard = sorted(rec.glob("train-*.tfrecord"))[1]
+    shard.write_bytes(shard.read_bytes()[:-7000])
+    cfg = dataclasses.replace(_cfg(rec, steps=200), train=dataclasses.replace(
+        _cfg(rec).train, steps=200, ckpt_every=1000, log_every=1000, image_every=0, shuffle_buffer=2))
+    with pytest.raises(HOFAMInputError, match=f"{shard.name}: corrupt or truncated"):
+        run_train(cfg, tmp_path / "run", progress=False)
