@@ -20,10 +20,10 @@ if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import numpy as np
-from absl import app, flags
+from absl import flags
 from tqdm import tqdm
 
-from hofam_tf.cli import guarded, parse_ints
+from hofam_tf.cli import parse_ints, run_tool
 from hofam_tf.composite import UNKNOWN, compose
 from hofam_tf.config import TILE, FlowConfig
 from hofam_tf.errors import HOFAMInputError
@@ -137,8 +137,7 @@ def main(argv):
 
 
 def run():
-    define_flags()
-    app.run(guarded(main))
+    run_tool(define_flags, main)
 
 
 if __name__ == "__main__":

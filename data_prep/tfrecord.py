@@ -19,10 +19,10 @@ from pathlib import Path
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from absl import app, flags
+from absl import flags
 from tqdm import tqdm
 
-from hofam_tf.cli import guarded
+from hofam_tf.cli import run_tool
 from hofam_tf.composite import read_composite
 from hofam_tf.errors import HOFAMInputError
 from hofam_tf.files import atomic_path, write_json
@@ -160,8 +160,7 @@ def main(argv):
 
 
 def run():
-    define_flags()
-    app.run(guarded(main))
+    run_tool(define_flags, main)
 
 
 if __name__ == "__main__":
