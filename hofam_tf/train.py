@@ -67,17 +67,18 @@ def _image_summary(model, batch, step: int) -> None:
 
 
 def run_train(cfg: RunConfig, run_dir: str | Path, progress: bool = True,
-              stop_after: int | None = None) -> dict:
+              stop_after: int | None = None, strategy: tf.distribute.Strategy | None = None) -> dict:
     """Trains until ``cfg.train.steps`` updates exist in ``run_dir``. Returns a summary dict.
 
     ``stop_after`` ends this call after that many new steps (a checkpoint is written), as if the
-    process had been interrupted; the next call resumes.
+    process had been interrupted; the next call resumes. ``strategy`` overrides
+    ``choose_strategy()``.
     """
     run_dir = Path(run_dir)
     tc = cfg.train
     files = list_tfrecords(tc.train_pattern)
     cfg = prepare_run_dir(run_dir, cfg)
-    strategy = choose_strategy()
+    strategy = strategy or choose_strategy()
     # Mixed precision is a per-layer dtype policy (ModelConfig.dtype): no global state is changed.
     with strategy.scope():
         model = build_hofam(cfg.model)

@@ -155,3 +155,25 @@ def test_truncated_training_shard_is_named(tmp_path, cdnet_records):
         _cfg(rec).train, steps=200, ckpt_every=1000, log_every=1000, image_every=0, shuffle_buffer=2))
     with pytest.raises(HOFAMInputError, match=f"{shard.name}: corrupt or truncated"):
         run_train(cfg, tmp_path / "run", progress=False)
+
+
+def test_training_under_mirrored_strategy_with_two_replicas(tmp_path, cdnet_records):
+    """The distributed step (strategy.run + reduce + Keras optimizer) on two logical CPUs."""
+    code = f"""
+import sys, json, tensorflow as tf
+sys.path.insert(0, {str(ROOT)!r})
+cpu = tf.config.list_physical_devices("CPU")[0]
+tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+from hofam_tf.config import LossConfig, ModelConfig, RunConfig, TrainConfig
+from hofam_tf.train import run_train
+strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+cfg = RunConfig(model=ModelConfig(ngf=2), train=TrainConfig(train_pattern={str(cdnet_records['records'] / 'train-*.tfrecord')!r},
+                steps=2, batch_size=4, ckpt_every=1, log_every=1, image_every=1, shuffle_buffer=8))
+r = run_train(cfg, {str(tmp_path / 'run')!r}, progress=False, strategy=strategy)
+print(json.dumps({{"replicas": strategy.num_replicas_in_sync, "steps": r["steps"], "loss": r["last_loss"]["loss"]}}))
+"""
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    out = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert out["replicas"] == 2 and out["steps"] == 2 and np.isfinite(out["loss"])
+    assert tf.train.latest_checkpoint(str(tmp_path / "run" / "ckpt")).endswith("ckpt-2")
