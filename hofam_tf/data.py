@@ -59,13 +59,15 @@ def read_examples(pattern, ignore_labels: bool = True, batch_size: int | None = 
 
 def build_dataset(pattern, batch_size: int = 1, training: bool = True, shuffle_buffer: int = 2000,
                   seed: int = 12138, ignore_labels: bool = True, repeat: bool | None = None,
-                  with_target_num: bool = False) -> tf.data.Dataset:
+                  with_target_num: bool = False, size: tuple[int, int] | None = None) -> tf.data.Dataset:
     """Batches ``({"frame", "hop"}, mask, weight)`` for training or evaluation.
 
     frame, hop: uint8 [B,256,256,3] (the model normalises); mask: float32 [B,256,256,1] in {0,1};
     weight: float32 [B,256,256,1], 0 on ignored pixels (85/170 when ``ignore_labels``).
     ``with_target_num`` appends the int64 [B] instance counts used by the class-in-scale loss.
-    Training shuffles files and examples with ``seed`` and repeats forever.
+    Training shuffles files and examples with ``seed`` and repeats forever. ``size`` (H, W)
+    resizes the 256x256 tiles for a model of another input size: frame and HOP bilinearly (kept as
+    float bytes), mask and weight with nearest neighbour.
     """
     files = list_tfrecords(pattern)
     ds = _records(files, training, seed)
@@ -76,6 +78,11 @@ def build_dataset(pattern, batch_size: int = 1, training: bool = True, shuffle_b
 
     def to_tuple(serialized):  # parses a whole batch at once (vectorised, faster than per example)
         ex = parse_examples(serialized, ignore_labels)
+        if size is not None and tuple(size) != (256, 256):
+            for k in ("frame", "hop"):
+                ex[k] = tf.image.resize(tf.cast(ex[k], tf.float32), size, method="bilinear")
+            for k in ("mask", "weight"):
+                ex[k] = tf.image.resize(ex[k], size, method="nearest")
         out = ({"frame": ex["frame"], "hop": ex["hop"]}, ex["mask"], ex["weight"])
         return out + (ex["target_num"],) if with_target_num else out
 

@@ -42,7 +42,15 @@ def run_test(ckpt, test_pattern, output_dir, threshold: float = 0.5, batch_size:
     files = list_tfrecords(test_pattern)
     total = check_tfrecords(files)
     model, cfg = load_for_inference(ckpt, model_overrides)
-    predict = tf.function(lambda x: tf.sigmoid(model(x, training=False)))
+    size = tuple(model.inputs[0].shape[1:3])
+
+    @tf.function
+    def predict(x):
+        if size != (256, 256):  # a model of another input size: resize in, probability back to 256
+            x = {k: tf.image.resize(tf.cast(v, tf.float32), size) for k, v in x.items()}
+            return tf.image.resize(tf.sigmoid(model(x, training=False)), (256, 256))
+        return tf.sigmoid(model(x, training=False))
+
     out = Path(output_dir)
     scorer = Scorer(threshold)
     unlabelled = 0

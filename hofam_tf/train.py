@@ -101,7 +101,8 @@ def run_train(cfg: RunConfig, run_dir: str | Path, progress: bool = True,
         return {"steps": start, "resumed_from": start, "run_dir": str(run_dir)}
 
     ds = build_dataset(files, tc.batch_size, training=True, shuffle_buffer=tc.shuffle_buffer,
-                       seed=tc.seed + start, ignore_labels=cfg.loss.ignore_labels, with_target_num=True)
+                       seed=tc.seed + start, ignore_labels=cfg.loss.ignore_labels, with_target_num=True,
+                       size=(cfg.model.height, cfg.model.width))
     dist_ds = strategy.experimental_distribute_dataset(ds)
     replicas = strategy.num_replicas_in_sync
     variables = model.trainable_variables

@@ -177,3 +177,14 @@ print(json.dumps({{"replicas": strategy.num_replicas_in_sync, "steps": r["steps"
     out = json.loads(proc.stdout.strip().splitlines()[-1])
     assert out["replicas"] == 2 and out["steps"] == 2 and np.isfinite(out["loss"])
     assert tf.train.latest_checkpoint(str(tmp_path / "run" / "ckpt")).endswith("ckpt-2")
+
+
+def test_model_larger_than_the_tiles_trains_and_tests(tmp_path, cdnet_records):
+    rec = cdnet_records["records"]
+    cfg = dataclasses.replace(_cfg(rec, steps=1), model=ModelConfig(ngf=2, height=512, width=256))
+    run_train(cfg, tmp_path / "run", progress=False)
+    metrics = run_test(tmp_path / "run", str(rec / "test-*.tfrecord"), tmp_path / "out", progress=False)
+    assert metrics["images"] == 51
+    from PIL import Image
+
+    assert np.asarray(Image.open(tmp_path / "out" / "masks" / "baseline_office" / "000600.png")).shape == (256, 256)
