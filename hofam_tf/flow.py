@@ -225,13 +225,12 @@ def iter_hop(frames, cfg: FlowConfig, workers: int = 2, max_pending: int = 16):
                 del grays[old]
             if not fr.scored:
                 continue
+            # the frames hop_from_grays will ask for; a sequence read from a later start (lookback)
+            # uses its earliest frame read instead of frames before it
             first = min(grays)
             needed = {fr.index: grays[fr.index]}
             for tau in cfg.taus:
-                ref = max(reference_index(fr.index, tau), first)
-                needed[ref] = grays[ref]
-            # hop_from_grays clamps at 0; remap so a sequence read from a later start works too
-            needed = _remap_refs(needed, fr.index, cfg, first)
+                needed[reference_index(fr.index, tau)] = grays[max(reference_index(fr.index, tau), first)]
             pending.append((fr, tile, pool.submit(work, fr.index, needed)))
             while len(pending) >= max_pending:
                 f0, t0, fut = pending.popleft()
@@ -240,12 +239,3 @@ def iter_hop(frames, cfg: FlowConfig, workers: int = 2, max_pending: int = 16):
             f0, t0, fut = pending.popleft()
             yield f0, t0, fut.result()
 
-
-def _remap_refs(needed: dict[int, np.ndarray], t: int, cfg: FlowConfig, first: int) -> dict:
-    """Makes every ``reference_index(t, tau)`` resolvable when frames before ``first`` were not read."""
-    out = dict(needed)
-    for tau in cfg.taus:
-        ref = reference_index(t, tau)
-        if ref not in out:
-            out[ref] = needed[max(ref, first)]
-    return out
