@@ -3,7 +3,8 @@
     python bench/bench_predict.py [--video /usr/share/doc/opencv-doc/examples/data/vtest.avi]
         [--ngf 64] [--frames 200] [--batch 8]
 
-Figures: end-to-end predict frames/s (decode + flows + model + writing masks and the overlay
+Figures: peak resident memory of the process (compare --frames values: predict streams, so it
+should not grow with the video's length), end-to-end predict frames/s (decode + flows + model + writing masks and the overlay
 MP4) and the model alone (frames/s of batched inference on the same 256x256 inputs). The model
 has random weights of width ``ngf`` (speed does not depend on the weights). The video is cut to
 its first ``--frames`` frames (re-encoded to a temporary MJPG file) to bound the run time.
@@ -14,6 +15,7 @@ import argparse
 import json
 import os
 import platform
+import resource
 import sys
 import tempfile
 import time
@@ -79,6 +81,7 @@ def main() -> None:
                     "gpus": [d.name for d in tf.config.list_physical_devices("GPU")]},
         "video": args.video, "native_size": [h, w], "frames": n, "ngf": args.ngf, "batch": args.batch,
         "predict_end_to_end_fps": e2e, "model_only_fps": model_fps,
+        "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
     }, indent=2))
 
 
