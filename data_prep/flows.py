@@ -16,7 +16,6 @@ from pathlib import Path
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-import numpy as np
 from absl import flags
 from tqdm import tqdm
 
@@ -24,7 +23,7 @@ from hofam_tf.cli import parse_ints, run_tool
 from hofam_tf.config import FlowConfig
 from hofam_tf.errors import HOFAMInputError
 from hofam_tf.files import write_png
-from hofam_tf.flow import encode_hop, estimate_flow, flow_to_color, reference_index, resize_frame, to_gray, write_flo
+from hofam_tf.flow import encode_hop, flow_to_color, flows_from_grays, iter_gray_windows, write_flo
 from hofam_tf.sources import discover
 
 
@@ -35,21 +34,11 @@ def write_flows(input_path, output_dir, cfg: FlowConfig, save_flo: bool = False,
         raise HOFAMInputError(f"{input_path}: expected one video or frame folder, found {len(sequences)} sequences")
     seq = sequences[0]
     out = Path(output_dir)
-    grays, count = {}, 0
-    for fr in tqdm(seq.iter_frames(lookback=max(cfg.taus)), desc=seq.name, unit="frame", disable=not progress):
-        grays[fr.index] = to_gray(resize_frame(fr.rgb))
-        for old in [k for k in grays if k < fr.index - max(cfg.taus)]:
-            del grays[old]
-        if not fr.scored:
-            continue
-        flows = {}
-        for k, tau in enumerate(cfg.taus, start=1):
-            ref = max(reference_index(fr.index, tau), min(grays))
-            if ref == fr.index:  # frame 0: nothing earlier to compare with
-                flow = np.zeros(grays[ref].shape + (2,), np.float32)
-            else:
-                flow = estimate_flow(grays[fr.index], grays[ref], cfg)
-            flows[tau] = flow
+    count = 0
+    frames = seq.iter_frames(lookback=max(cfg.taus))
+    for fr, _, grays in tqdm(iter_gray_windows(frames, cfg), desc=seq.name, unit="frame", disable=not progress):
+        flows = flows_from_grays(grays, fr.index, cfg)
+        for tau, flow in flows.items():
             write_png(out / f"color_tau{tau}" / f"{fr.frame_id}.png", flow_to_color(flow))
             if save_flo:
                 write_flo(out / "flo" / f"{fr.frame_id}_tau{tau}.flo", flow)

@@ -101,8 +101,9 @@ def reference_index(t: int, tau: int) -> int:
     return max(t - tau, 0)
 
 
-def hop_from_grays(grays: dict[int, np.ndarray], t: int, cfg: FlowConfig) -> np.ndarray:
-    """HOP image of frame index ``t`` given grey 256x256 frames indexed by position."""
+def flows_from_grays(grays: dict[int, np.ndarray], t: int, cfg: FlowConfig) -> dict[int, np.ndarray]:
+    """The three flows {tau: float32 [H,W,2]} of frame index ``t`` given grey frames by position;
+    all-zero where the reference frame is ``t`` itself (frame 0)."""
     flows = {}
     for tau in cfg.taus:
         ref = reference_index(t, tau)
@@ -110,7 +111,12 @@ def hop_from_grays(grays: dict[int, np.ndarray], t: int, cfg: FlowConfig) -> np.
             flows[tau] = np.zeros(grays[t].shape + (2,), np.float32)
         else:
             flows[tau] = estimate_flow(grays[t], grays[ref], cfg)
-    return encode_hop(flows, cfg)
+    return flows
+
+
+def hop_from_grays(grays: dict[int, np.ndarray], t: int, cfg: FlowConfig) -> np.ndarray:
+    """HOP image of frame index ``t`` given grey 256x256 frames indexed by position."""
+    return encode_hop(flows_from_grays(grays, t, cfg), cfg)
 
 
 # ----------------------------------------------------------------------------- .flo files
@@ -199,43 +205,46 @@ def flow_to_color(flow: np.ndarray, max_magnitude: float | None = None) -> np.nd
 
 
 # ----------------------------------------------------------------------------- streaming
+def iter_gray_windows(frames, cfg: FlowConfig):
+    """For every scored ``hofam_tf.sources.Frame`` yields ``(frame, frame_tile, grays)``:
+    ``frame_tile`` uint8 [256,256,3] is the resized RGB frame and ``grays`` holds exactly the grey
+    tiles ``flows_from_grays(grays, frame.index, cfg)`` needs. Only the last tau3 grey frames are
+    kept, so memory does not grow with the sequence. A sequence read from a later start (lookback)
+    uses its earliest frame read in place of frames before it.
+    """
+    tau_max = max(cfg.taus)
+    window: dict[int, np.ndarray] = {}
+    for fr in frames:
+        tile = resize_frame(fr.rgb)
+        window[fr.index] = to_gray(tile)
+        for old in [k for k in window if k < fr.index - tau_max]:
+            del window[old]
+        if not fr.scored:
+            continue
+        first = min(window)
+        needed = {fr.index: window[fr.index]}
+        for tau in cfg.taus:
+            ref = reference_index(fr.index, tau)
+            needed[ref] = window[max(ref, first)]
+        yield fr, tile, needed
+
+
 def iter_hop(frames, cfg: FlowConfig, workers: int = 2, max_pending: int = 16):
     """Streams HOP images for a sequence of ``hofam_tf.sources.Frame`` objects, in order.
 
-    Yields ``(frame, frame_tile, hop)`` for every scored frame: ``frame_tile`` uint8
-    [256,256,3] (the resized RGB frame), ``hop`` uint8 [256,256,3]. Only the last tau3 grey
-    frames are kept, so memory does not grow with the sequence. Flows run on ``workers`` threads
-    (OpenCV releases the GIL).
+    Yields ``(frame, frame_tile, hop)`` for every scored frame (see ``iter_gray_windows``),
+    ``hop`` uint8 [256,256,3]. Flows run on ``workers`` threads (OpenCV releases the GIL).
     """
     from collections import deque
     from concurrent.futures import ThreadPoolExecutor
 
-    tau_max = max(cfg.taus)
-    grays: dict[int, np.ndarray] = {}
     pending: deque = deque()
-
-    def work(index: int, needed: dict[int, np.ndarray]) -> np.ndarray:
-        return hop_from_grays(needed, index, cfg)
-
     with ThreadPoolExecutor(max(1, workers)) as pool:
-        for fr in frames:
-            tile = resize_frame(fr.rgb)
-            grays[fr.index] = to_gray(tile)
-            for old in [k for k in grays if k < fr.index - tau_max]:
-                del grays[old]
-            if not fr.scored:
-                continue
-            # the frames hop_from_grays will ask for; a sequence read from a later start (lookback)
-            # uses its earliest frame read instead of frames before it
-            first = min(grays)
-            needed = {fr.index: grays[fr.index]}
-            for tau in cfg.taus:
-                needed[reference_index(fr.index, tau)] = grays[max(reference_index(fr.index, tau), first)]
-            pending.append((fr, tile, pool.submit(work, fr.index, needed)))
+        for fr, tile, grays in iter_gray_windows(frames, cfg):
+            pending.append((fr, tile, pool.submit(hop_from_grays, grays, fr.index, cfg)))
             while len(pending) >= max_pending:
                 f0, t0, fut = pending.popleft()
                 yield f0, t0, fut.result()
         while pending:
             f0, t0, fut = pending.popleft()
             yield f0, t0, fut.result()
-
