@@ -96,9 +96,8 @@ def _gt_items(gt_dir: Path):
     for seq in discover(gt_dir):
         if seq.kind != "cdnet" or not seq.labelled:
             continue
-        for fr in seq.iter_frames(lookback=0):
-            if fr.scored:
-                yield seq.name, fr.frame_id, seq.mask_paths[fr.index].name, fr.labels
+        for i, fid, labels in seq.iter_labels():
+            yield seq.name, fid, seq.mask_paths[i].name, labels
 
 
 def _find_prediction(pred_dir: Path, seq: str, fid: str, gt_name: str) -> Path | None:

@@ -81,6 +81,14 @@ class Sequence:
                 labels = self._labels(i, rgb.shape[:2], roi)
             yield Frame(i, frame_id_of(path), rgb, labels, self.scored[i])
 
+    def iter_labels(self) -> Iterator[tuple[int, str, np.ndarray]]:
+        """(index, frame id, labels) of every scored frame, reading only the masks (and ROI).
+        For scoring; the frame/mask size check of ``iter_frames`` is not made."""
+        roi = _read_roi(self.roi_path) if self.roi_path else None
+        for i, scored in enumerate(self.scored):
+            if scored:
+                yield i, frame_id_of(self.frame_paths[i]), self._labels(i, None, roi)
+
     def count_scored(self) -> Optional[int]:
         if self.kind == "video":
             cap = cv2.VideoCapture(str(self.path))
@@ -99,7 +107,7 @@ class Sequence:
             labels = read_image(mask_path, "L").copy()
         else:
             labels = plain_mask_to_labels(read_image(mask_path, "L"))
-        if labels.shape != tuple(shape):
+        if shape is not None and labels.shape != tuple(shape):
             raise HOFAMInputError(
                 f"{mask_path}: mask size {labels.shape[1]}x{labels.shape[0]} does not match frame "
                 f"{self.frame_paths[i]} ({shape[1]}x{shape[0]})"
@@ -108,7 +116,7 @@ class Sequence:
             if roi.shape != labels.shape:
                 raise HOFAMInputError(
                     f"{self.roi_path}: ROI size {roi.shape[1]}x{roi.shape[0]} does not match the "
-                    f"frames ({shape[1]}x{shape[0]})"
+                    f"masks ({labels.shape[1]}x{labels.shape[0]})"
                 )
             labels[roi == 0] = OUTSIDE_ROI
         return labels

@@ -69,3 +69,25 @@ def test_real_cdnet_labels(shared_data):
     c = shifted.result()["cdnet"]["per_sequence"]["pedestrians"]
     assert c["counts"] == totals
     assert c["precision"] == pytest.approx(totals["TP"] / (totals["TP"] + totals["FP"]))
+
+
+def test_score_phase_on_cdnet_folders(tmp_path, shared_data):
+    """Predictions named like the GT files, scored against a CDnet-style folder (masks only read)."""
+    from hofam_tf.evaluate import run_score
+
+    gt_root = shared_data / "cdnet2014" / "baseline"
+    pred = tmp_path / "pred" / "pedestrians"
+    pred.mkdir(parents=True)
+    tp = fn = 0
+    for path in sorted((gt_root / "pedestrians" / "groundtruth").glob("*.png")):
+        gt = np.asarray(Image.open(path).convert("L"))
+        mask = np.where(gt == 255, 255, 0).astype(np.uint8)
+        mask[:, : mask.shape[1] // 2] = 0  # miss the left half
+        Image.fromarray(mask).save(pred / path.name)
+        tp += int(((mask == 255) & (gt == 255)).sum())
+        fn += int(((mask == 0) & (gt == 255)).sum())
+    r = run_score(tmp_path / "pred", gt_root, tmp_path / "out", progress=False)
+    assert r["skipped_sequences"] == ["highway", "office"]
+    c = r["cdnet"]["per_sequence"]["pedestrians"]["counts"]
+    assert (c["TP"], c["FN"], c["FP"]) == (tp, fn, 0)
+    assert r["images"] == 51 and (tmp_path / "out" / "metrics.json").exists()
