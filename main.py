@@ -21,7 +21,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 from absl import app, flags, logging
 
 from hofam_tf.cli import guarded, parse_ints
-from hofam_tf.config import FlowConfig, LossConfig, ModelConfig, RunConfig, TrainConfig
+from hofam_tf.config import AugmentConfig, FlowConfig, LossConfig, ModelConfig, RunConfig, TrainConfig
 from hofam_tf.errors import HOFAMInputError
 
 FLAGS = flags.FLAGS
@@ -54,15 +54,26 @@ flags.DEFINE_integer("ckpt_every", 2000, "Checkpoint every N steps.")
 flags.DEFINE_integer("keep_ckpts", 5, "Checkpoints kept.")
 flags.DEFINE_integer("log_every", 100, "TensorBoard scalars every N steps.")
 flags.DEFINE_integer("image_every", 1000, "TensorBoard image panels every N steps (0: never).")
+flags.DEFINE_string("val_pattern", None, "TFRecords of held-out scenes: validation F every --val_every "
+                    "steps, best checkpoint and threshold kept.")
+flags.DEFINE_integer("val_every", 500, "Validate every N steps (with --val_pattern).")
+flags.DEFINE_integer("early_stop", 0, "Stop after N validations without improvement (0: never).")
+flags.DEFINE_bool("augment", True, "Augment training batches (crops, flips, photometric, HOP gain).")
+flags.DEFINE_float("min_crop", 0.6, "Augmentation: smallest crop side, as a fraction of the tile.")
+flags.DEFINE_float("hop_gain", 2.0, "Augmentation: HOP gain drawn log-uniformly in [1/g, g].")
 flags.DEFINE_string("ckpt_dir", "checkpoints/hofam", "Run directory for training.")
 # flows (saved in the run config; predict computes HOP images with them)
 flags.DEFINE_string("taus", "1,5,10", "Frame intervals tau1<tau2<tau3.")
 flags.DEFINE_enum("estimator", "dis", ["dis", "farneback"], "Optical flow estimator.")
 flags.DEFINE_enum("dis_preset", "balanced", ["balanced", "ultrafast", "fast", "medium"], "OpenCV DIS preset.")
+flags.DEFINE_enum("hop_encoding", "linear", ["linear", "log"], "How flow magnitude becomes HOP grey levels.")
 # test / score / predict
 flags.DEFINE_string("ckpt", None, "Run directory, checkpoint prefix, .keras file or TF1 checkpoint.")
 flags.DEFINE_string("output_dir", None, "Where test / score / predict / demo outputs go.")
-flags.DEFINE_float("threshold", 0.5, "Foreground iff probability >= threshold (15/255 = original).")
+flags.DEFINE_float("threshold", None, "Foreground iff probability >= threshold (15/255 = original). "
+                   "Default: the run's validated threshold (best.json), else 0.5.")
+flags.DEFINE_enum("method", "hofam", ["hofam", "mog2", "knn", "hop"],
+                  "predict: HOFAM, or a classical baseline (OpenCV MOG2 / KNN, thresholded HOP).")
 flags.DEFINE_bool("panels", True, "Write the 4-tile panels.")
 flags.DEFINE_integer("eval_batch_size", 8, "Batch size for test / predict.")
 flags.DEFINE_string("pred_dir", None, "score: folder of predicted masks <sequence>/<name>.png.")
@@ -102,10 +113,24 @@ def run_config() -> RunConfig:
                           beta1=FLAGS.beta1, beta2=FLAGS.beta2, epsilon=FLAGS.epsilon,
                           shuffle_buffer=FLAGS.shuffle_buffer, seed=FLAGS.seed,
                           ckpt_every=FLAGS.ckpt_every, keep_ckpts=FLAGS.keep_ckpts,
-                          log_every=FLAGS.log_every, image_every=FLAGS.image_every, xla=FLAGS.xla),
+                          log_every=FLAGS.log_every, image_every=FLAGS.image_every, xla=FLAGS.xla,
+                          val_pattern=FLAGS.val_pattern or "", val_every=FLAGS.val_every,
+                          early_stop=FLAGS.early_stop),
         flow=FlowConfig(taus=parse_ints(FLAGS.taus, "taus"), estimator=FLAGS.estimator,
-                        dis_preset=FLAGS.dis_preset),
+                        dis_preset=FLAGS.dis_preset, encoding=FLAGS.hop_encoding),
+        augment=AugmentConfig(enabled=FLAGS.augment, min_crop=FLAGS.min_crop, hop_gain=FLAGS.hop_gain),
     )
+
+
+def _threshold(ckpt) -> float:
+    """--threshold when given, else the run's validated threshold, else 0.5."""
+    if FLAGS.threshold is not None:
+        return FLAGS.threshold
+    if ckpt is None:
+        return 0.5
+    from hofam_tf.checkpoints import stored_threshold
+
+    return stored_threshold(ckpt)
 
 
 def _summary(metrics: dict) -> str:
@@ -131,7 +156,7 @@ def main(argv):
         _require("ckpt", "test_pattern", "output_dir")
         from hofam_tf.evaluate import run_test
 
-        metrics = run_test(FLAGS.ckpt, FLAGS.test_pattern, FLAGS.output_dir, FLAGS.threshold,
+        metrics = run_test(FLAGS.ckpt, FLAGS.test_pattern, FLAGS.output_dir, _threshold(FLAGS.ckpt),
                            FLAGS.eval_batch_size, FLAGS.panels, model_overrides=_model_overrides())
         print(_summary(metrics))
         print(f"masks, panels, error maps and metrics.json in {FLAGS.output_dir}")
@@ -139,15 +164,21 @@ def main(argv):
         _require("pred_dir", "gt_dir", "output_dir")
         from hofam_tf.evaluate import run_score
 
-        metrics = run_score(FLAGS.pred_dir, FLAGS.gt_dir, FLAGS.output_dir, FLAGS.threshold)
+        metrics = run_score(FLAGS.pred_dir, FLAGS.gt_dir, FLAGS.output_dir, _threshold(None))
         print(_summary(metrics))
         print(f"metrics.json in {FLAGS.output_dir}")
     elif phase == "predict":
-        _require("input", "ckpt", "output_dir")
+        _require("input", "output_dir")
         from hofam_tf.predict import PredictOptions, run_predict
 
-        opts = PredictOptions(threshold=FLAGS.threshold, batch_size=FLAGS.eval_batch_size,
-                              panels=FLAGS.panels, overlay_video=FLAGS.overlay_video)
+        if FLAGS.method == "hofam" and not FLAGS.ckpt:
+            from hofam_tf.checkpoints import release_model
+
+            FLAGS.ckpt = release_model()
+            print(f"using the release model {FLAGS.ckpt}")
+        opts = PredictOptions(threshold=_threshold(FLAGS.ckpt if FLAGS.method == "hofam" else None),
+                              batch_size=FLAGS.eval_batch_size, panels=FLAGS.panels,
+                              overlay_video=FLAGS.overlay_video, method=FLAGS.method)
         result = run_predict(FLAGS.input, FLAGS.ckpt, FLAGS.output_dir, opts, _model_overrides())
         print(json.dumps(result, indent=2))
     elif phase == "convert":

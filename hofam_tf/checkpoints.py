@@ -3,6 +3,10 @@
 A run directory ``checkpoints/<run>/`` holds ``config.json``, ``ckpt/`` (tf.train.Checkpoint
 files managed by ``tf.train.CheckpointManager``: a checkpoint becomes visible only once it is
 complete), ``logs/`` (TensorBoard) and, after training, ``model.keras``.
+When training validated (``--val_pattern``), ``best/`` and ``best.json`` hold the checkpoint with
+the best validation F and its threshold; a run directory then loads that checkpoint (not the
+latest) and its threshold is the default of test and predict. ``model.keras`` holds the same
+weights.
 ``--ckpt`` may name a run directory, a checkpoint prefix inside one (``.../ckpt/ckpt-12``), a
 ``.keras`` file, or an original TF1 checkpoint prefix (``.../pix2pix.model-N``).
 """
@@ -19,6 +23,50 @@ from hofam_tf.errors import HOFAMInputError
 CONFIG_NAME = "config.json"
 CKPT_SUBDIR = "ckpt"
 FINAL_MODEL = "model.keras"
+BEST_SUBDIR = "best"
+BEST_NAME = "best.json"
+DEFAULT_THRESHOLD = 0.5
+
+
+RELEASE_DIR = Path(__file__).resolve().parents[1] / "checkpoints" / "release"
+
+
+def release_model() -> Path:
+    """The run directory of the model shipped in ``checkpoints/release`` (README, "Release
+    model"): ``config.json``, ``model.keras`` and ``best.json`` with its validated threshold."""
+    if not (RELEASE_DIR / FINAL_MODEL).exists():
+        raise HOFAMInputError(f"{RELEASE_DIR}: no release model in this copy; pass --ckpt")
+    return RELEASE_DIR
+
+
+def run_dir_of(ckpt: str | Path) -> Path:
+    """The run directory a ``--ckpt`` value belongs to (itself, or the folder above a checkpoint
+    prefix or a .keras file)."""
+    path = Path(ckpt)
+    if path.is_dir():
+        return path
+    if path.parent.name in (CKPT_SUBDIR, BEST_SUBDIR):
+        return path.parent.parent
+    return path.parent
+
+
+def best_info(ckpt: str | Path) -> dict | None:
+    """The run's ``best.json`` (best validation checkpoint and threshold), or None."""
+    import json
+
+    path = run_dir_of(ckpt) / BEST_NAME
+    if not path.exists():
+        return None
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as err:
+        raise HOFAMInputError(f"{path}: not valid JSON ({err})") from None
+
+
+def stored_threshold(ckpt: str | Path) -> float:
+    """The threshold chosen on validation when the run kept one, else ``DEFAULT_THRESHOLD``."""
+    info = best_info(ckpt)
+    return float(info["threshold"]) if info and "threshold" in info else DEFAULT_THRESHOLD
 
 
 def make_checkpoint(model, optimizer=None, step=None) -> tf.train.Checkpoint:
@@ -59,7 +107,12 @@ def load_for_inference(ckpt: str | Path, model_overrides: dict | None = None):
         return model, cfg
     if path.is_dir():
         cfg = RunConfig.load(path / CONFIG_NAME)
-        prefix = tf.train.latest_checkpoint(str(path / CKPT_SUBDIR))
+        info = best_info(path)
+        best = str(path / info["checkpoint"]) if info and "checkpoint" in info else None
+        if best and Path(best + ".index").exists():
+            prefix = best  # the best validated checkpoint wins over the latest one
+        else:
+            prefix = tf.train.latest_checkpoint(str(path / CKPT_SUBDIR))
         if prefix is None:
             final = path / FINAL_MODEL
             if final.exists():

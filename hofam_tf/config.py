@@ -14,6 +14,7 @@ from typing import Any
 from hofam_tf.errors import HOFAMInputError
 
 DIS_PRESET_NAMES = ("balanced", "ultrafast", "fast", "medium")
+HOP_ENCODINGS = ("linear", "log")
 TILE = 256  # side of each tile of the original composite layout (reference §2.1)
 
 
@@ -31,6 +32,11 @@ class FlowConfig:
     scale: grey levels per pixel of displacement, measured on the 256x256 tile grid.
     gains: integer multiplier applied after rounding, per channel (R, G, B). The original's B
       channel holds only multiples of 3, so the default (1, 1, 3) reproduces that structure.
+    encoding: how a displacement magnitude |F| (tile pixels) becomes a grey level.
+      "linear" (default): gain * round(scale * |F|), clipped at 255.
+      "log": round(255 * log1p(scale * |F|) / log1p(scale * 64)), clipped at 255 (gains are not
+      applied): sub-pixel motion of small, far objects gets many grey levels (0.5 px -> 59 at
+      scale 6, against 3 for "linear") and near objects saturate only at 64 px.
     flo_pattern: for estimator "flo", the file name of the flow from frame T to frame T-tau,
       relative to the sequence's flow folder; ``{frame_id}`` and ``{tau}`` are filled in.
     """
@@ -41,8 +47,13 @@ class FlowConfig:
     scale: float = 6.0
     gains: tuple[int, ...] = (1, 1, 3)
     flo_pattern: str = "{frame_id}_tau{tau}.flo"
+    encoding: str = "linear"
 
     def __post_init__(self) -> None:
+        if self.encoding not in HOP_ENCODINGS:
+            raise HOFAMInputError(f"unknown HOP encoding {self.encoding!r} {HOP_ENCODINGS}")
+        if not self.scale > 0:
+            raise HOFAMInputError(f"HOP scale must be positive, got {self.scale}")
         taus = tuple(int(t) for t in self.taus)
         if len(taus) != 3 or any(t < 1 for t in taus) or list(taus) != sorted(set(taus)):
             raise HOFAMInputError(f"taus must be three increasing positive intervals, got {self.taus}")
@@ -121,9 +132,56 @@ class LossConfig:
 
 
 @dataclasses.dataclass(frozen=True)
+class AugmentConfig:
+    """Training-time augmentation in the tf.data pipeline (``hofam_tf.augment``), seeded by
+    ``TrainConfig.seed``. On by default: without it HOFAM memorises its training scenes.
+
+    Geometry (frame, HOP and labels alike): a random square crop whose side is a fraction in
+    [min_crop, 1] of the tile, resized back to the tile (labels with nearest neighbour), and a
+    horizontal flip with probability ``flip``. Zooming in by 1/s makes objects and their motion
+    1/s times larger, so the HOP values are multiplied by 1/s too ("zoom-consistent").
+    Frame only: brightness shift (+-brightness of the range), contrast factor in
+    [1-contrast, 1+contrast], per-channel colour gain in [1-colour, 1+colour], greyscale with
+    probability ``grey``, Gaussian noise of std up to ``noise`` (fraction of the range), and a
+    3x3 blur with probability ``blur``.
+    HOP only: a gain drawn log-uniformly in [1/hop_gain, hop_gain] (how far an object moves per
+    frame depends on the scene), applied to every channel, then clipped to 255.
+    """
+
+    enabled: bool = True
+    min_crop: float = 0.6
+    flip: float = 0.5
+    brightness: float = 0.2
+    contrast: float = 0.3
+    colour: float = 0.1
+    grey: float = 0.1
+    noise: float = 0.03
+    blur: float = 0.2
+    hop_gain: float = 2.0
+
+    def __post_init__(self) -> None:
+        if not 0 < self.min_crop <= 1:
+            raise HOFAMInputError(f"augment min_crop must be in (0, 1], got {self.min_crop}")
+        if self.hop_gain < 1:
+            raise HOFAMInputError(f"augment hop_gain must be >= 1, got {self.hop_gain}")
+        for name in ("flip", "grey", "blur"):
+            if not 0 <= getattr(self, name) <= 1:
+                raise HOFAMInputError(f"augment {name} is a probability, got {getattr(self, name)}")
+        for name in ("brightness", "contrast", "colour", "noise"):
+            if not 0 <= getattr(self, name) <= 1:
+                raise HOFAMInputError(f"augment {name} must be in [0, 1], got {getattr(self, name)}")
+
+
+@dataclasses.dataclass(frozen=True)
 class TrainConfig:
     """Optimisation schedule. Defaults are the original's (reference §6): Adam 5e-4, beta1 0.95,
-    epsilon 1e-8, batch 1, 64,000 updates, shuffle seed 12138."""
+    epsilon 1e-8, batch 1, 64,000 updates, shuffle seed 12138.
+
+    val_pattern: TFRecords of scenes kept out of training; when set, the F-measure on them is
+      computed every ``val_every`` steps (``hofam_tf.validation``), written to TensorBoard, and the
+      best checkpoint and its threshold are kept (``best.json``). early_stop: stop after this many
+      validations without improvement (0: never).
+    """
 
     train_pattern: str = ""
     steps: int = 64000
@@ -139,6 +197,20 @@ class TrainConfig:
     log_every: int = 100
     image_every: int = 1000
     xla: bool = False
+    val_pattern: str = ""
+    val_every: int = 500
+    early_stop: int = 0
+
+
+    def __post_init__(self) -> None:
+        for name in ("steps", "batch_size", "ckpt_every", "keep_ckpts", "log_every", "val_every"):
+            if getattr(self, name) < 1:
+                raise HOFAMInputError(f"{name} must be at least 1, got {getattr(self, name)}")
+        for name in ("image_every", "early_stop", "shuffle_buffer"):
+            if getattr(self, name) < 0:
+                raise HOFAMInputError(f"{name} must be 0 or more, got {getattr(self, name)}")
+        if not self.learning_rate > 0:
+            raise HOFAMInputError(f"learning_rate must be positive, got {self.learning_rate}")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -149,6 +221,7 @@ class RunConfig:
     loss: LossConfig = LossConfig()
     train: TrainConfig = TrainConfig()
     flow: FlowConfig = FlowConfig()
+    augment: AugmentConfig = AugmentConfig()
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

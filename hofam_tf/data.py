@@ -59,7 +59,8 @@ def read_examples(pattern, ignore_labels: bool = True, batch_size: int | None = 
 
 def build_dataset(pattern, batch_size: int = 1, training: bool = True, shuffle_buffer: int = 2000,
                   seed: int = 12138, ignore_labels: bool = True, repeat: bool | None = None,
-                  with_target_num: bool = False, size: tuple[int, int] | None = None) -> tf.data.Dataset:
+                  with_target_num: bool = False, size: tuple[int, int] | None = None,
+                  augment=None) -> tf.data.Dataset:
     """Batches ``({"frame", "hop"}, mask, weight)`` for training or evaluation.
 
     frame, hop: uint8 [B,256,256,3] (the model normalises); mask: float32 [B,256,256,1] in {0,1};
@@ -67,7 +68,9 @@ def build_dataset(pattern, batch_size: int = 1, training: bool = True, shuffle_b
     ``with_target_num`` appends the int64 [B] instance counts used by the class-in-scale loss.
     Training shuffles files and examples with ``seed`` and repeats forever. ``size`` (H, W)
     resizes the 256x256 tiles for a model of another input size: frame and HOP bilinearly (kept as
-    float bytes), mask and weight with nearest neighbour.
+    float bytes), mask and weight with nearest neighbour. ``augment`` (an ``AugmentConfig`` with
+    ``enabled``) augments each batch with the stateless seed (``seed``, batch number), see
+    ``hofam_tf.augment``; frame and HOP then come as float32 bytes.
     """
     files = list_tfrecords(pattern)
     ds = _records(files, training, seed)
@@ -76,8 +79,14 @@ def build_dataset(pattern, batch_size: int = 1, training: bool = True, shuffle_b
     if repeat if repeat is not None else training:
         ds = ds.repeat()
 
-    def to_tuple(serialized):  # parses a whole batch at once (vectorised, faster than per example)
+    augmenting = augment is not None and augment.enabled
+
+    def to_tuple(index, serialized):  # parses a whole batch at once (vectorised, faster than per example)
         ex = parse_examples(serialized, ignore_labels)
+        if augmenting:
+            from hofam_tf.augment import augment_batch
+
+            ex = augment_batch(ex, tf.stack([tf.constant(seed, tf.int64), index]), augment)
         if size is not None and tuple(size) != (256, 256):
             for k in ("frame", "hop"):
                 ex[k] = tf.image.resize(tf.cast(ex[k], tf.float32), size, method="bilinear")
@@ -86,5 +95,5 @@ def build_dataset(pattern, batch_size: int = 1, training: bool = True, shuffle_b
         out = ({"frame": ex["frame"], "hop": ex["hop"]}, ex["mask"], ex["weight"])
         return out + (ex["target_num"],) if with_target_num else out
 
-    ds = ds.batch(batch_size, drop_remainder=training)
+    ds = ds.batch(batch_size, drop_remainder=training).enumerate()
     return ds.map(to_tuple, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)

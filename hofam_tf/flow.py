@@ -75,9 +75,17 @@ def estimate_flow(gray_t: np.ndarray, gray_ref: np.ndarray, cfg: FlowConfig) -> 
     raise HOFAMInputError("estimator 'flo' reads files; use read_flo / hop_from_flo_files")
 
 
-def encode_magnitude(flow: np.ndarray, scale: float, gain: int) -> np.ndarray:
-    """float32 [H,W,2] -> uint8 [H,W] motion map: clip(gain * round(scale * |flow|), 0, 255)."""
+LOG_SATURATION_PX = 64.0  # "log" encoding: displacement that maps to 255
+
+
+def encode_magnitude(flow: np.ndarray, scale: float, gain: int, encoding: str = "linear") -> np.ndarray:
+    """float32 [H,W,2] -> uint8 [H,W] motion map (``FlowConfig.encoding``): "linear" is
+    clip(gain * round(scale * |flow|), 0, 255); "log" is
+    clip(round(255 * log1p(scale * |flow|) / log1p(scale * 64)), 0, 255)."""
     mag = np.sqrt(flow[..., 0] ** 2 + flow[..., 1] ** 2)
+    if encoding == "log":
+        quant = np.rint(255.0 * np.log1p(scale * mag) / np.log1p(scale * LOG_SATURATION_PX))
+        return np.clip(quant, 0, 255).astype(np.uint8)
     quant = np.rint(mag * scale)
     return np.clip(quant * gain, 0, 255).astype(np.uint8)
 
@@ -88,9 +96,9 @@ def encode_hop(flows_by_tau: dict[int, np.ndarray], cfg: FlowConfig) -> np.ndarr
     g_r, g_g, g_b = cfg.gains
     return np.stack(
         [
-            encode_magnitude(flows_by_tau[t3], cfg.scale, g_r),
-            encode_magnitude(flows_by_tau[t2], cfg.scale, g_g),
-            encode_magnitude(flows_by_tau[t1], cfg.scale, g_b),
+            encode_magnitude(flows_by_tau[t3], cfg.scale, g_r, cfg.encoding),
+            encode_magnitude(flows_by_tau[t2], cfg.scale, g_g, cfg.encoding),
+            encode_magnitude(flows_by_tau[t1], cfg.scale, g_b, cfg.encoding),
         ],
         axis=-1,
     )

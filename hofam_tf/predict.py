@@ -1,4 +1,5 @@
-"""``run_predict``: segment any video file or frame folder with any supported checkpoint.
+"""``run_predict``: segment any video file or frame folder with any supported checkpoint, or with
+one of the classical baselines of ``hofam_tf.baselines`` (same outputs, for comparison).
 
 Streams: frames are decoded one at a time, HOP images are computed on the fly with the run's flow
 configuration (``RunConfig.flow``: estimator and tau set; DIS and Farneback only), the model runs
@@ -35,6 +36,7 @@ class PredictOptions:
     overlay_video: bool = True
     default_fps: float = 25.0  # for frame folders, and videos that do not say
     workers: int = 2
+    method: str = "hofam"  # or a classical baseline: mog2, knn, hop (hofam_tf.baselines)
 
 
 class _VideoSink:
@@ -73,60 +75,91 @@ def _video_fps(path: Path, default: float) -> float:
     return float(fps) if fps and 1 <= fps <= 240 else default
 
 
-def predict_sequence(model, cfg, seq, output_dir: Path, opts: PredictOptions, progress: bool = True) -> dict:
+def _hofam_stream(model, cfg, seq, opts: PredictOptions):
+    """Yields ``(frame, frame_tile, hop, probability at native size)`` for every scored frame,
+    running the model in batches of ``opts.batch_size``."""
     import tensorflow as tf
 
     from hofam_tf.flow import iter_hop
-    from hofam_tf.viz import overlay, test_panel
 
     if cfg.flow.estimator == "flo":
         raise HOFAMInputError("predict computes flows itself: the run's flow estimator must be dis or farneback")
-    out = output_dir / seq.name
-    (out / "summary.json").unlink(missing_ok=True)
     h_model, w_model = model.inputs[0].shape[1:3] if isinstance(model.inputs, list) else (256, 256)
     fn = tf.function(lambda x: tf.sigmoid(model(x, training=False)))
-    fps = _video_fps(seq.path, opts.default_fps) if seq.kind == "video" else opts.default_fps
-    sink = _VideoSink(out / "overlay.mp4", fps) if opts.overlay_video else None
-    t0, count, ok = time.time(), 0, False
-    bar = tqdm(total=seq.count_scored(), desc=seq.name, unit="frame", disable=not progress)
     batch: list = []
 
     def flush():
-        nonlocal count
         frames = np.stack([t for _, t, _ in batch])
         hops = np.stack([hp for _, _, hp in batch])
         if (h_model, w_model) != (256, 256):
             frames = np.stack([cv2.resize(f, (w_model, h_model), interpolation=cv2.INTER_LINEAR) for f in frames])
             hops = np.stack([cv2.resize(f, (w_model, h_model), interpolation=cv2.INTER_LINEAR) for f in hops])
         prob = fn({"frame": frames, "hop": hops}).numpy()[..., 0]
-        for (fr, tile, hop), p in zip(batch, prob):
-            native = cv2.resize(p, (fr.rgb.shape[1], fr.rgb.shape[0]), interpolation=cv2.INTER_LINEAR)
+        done = [(fr, tile, hop, cv2.resize(p, (fr.rgb.shape[1], fr.rgb.shape[0]), interpolation=cv2.INTER_LINEAR))
+                for (fr, tile, hop), p in zip(batch, prob)]
+        batch.clear()
+        return done
+
+    for item in iter_hop(seq.iter_frames(lookback=max(cfg.flow.taus)), cfg.flow, workers=opts.workers):
+        batch.append(item)
+        if len(batch) >= opts.batch_size:
+            yield from flush()
+    if batch:
+        yield from flush()
+
+
+def _classic_stream(method: str, seq, opts: PredictOptions):
+    """The same stream for a classical baseline (``hofam_tf.baselines``)."""
+    from hofam_tf.baselines import make_segmenter
+    from hofam_tf.config import FlowConfig
+    from hofam_tf.flow import iter_hop, resize_frame
+
+    segment = make_segmenter(method)
+    flow = FlowConfig()
+    if segment.needs_all_frames:
+        blank = np.zeros((256, 256, 3), np.uint8)
+        for fr in seq.iter_frames(lookback=max(flow.taus)):
+            fg = segment(fr.rgb, None)
+            if fr.scored:
+                yield fr, resize_frame(fr.rgb), blank, fg
+    else:
+        for fr, tile, hop in iter_hop(seq.iter_frames(lookback=max(flow.taus)), flow, workers=opts.workers):
+            yield fr, tile, hop, segment(fr.rgb, hop)
+
+
+def predict_sequence(model, cfg, seq, output_dir: Path, opts: PredictOptions, progress: bool = True) -> dict:
+    """Segments one sequence with ``model`` (``opts.method`` "hofam") or a classical baseline
+    (``model`` and ``cfg`` unused) and writes its outputs (module docstring)."""
+    from hofam_tf.viz import overlay, test_panel
+
+    out = output_dir / seq.name
+    (out / "summary.json").unlink(missing_ok=True)
+    stream = (_hofam_stream(model, cfg, seq, opts) if opts.method == "hofam"
+              else _classic_stream(opts.method, seq, opts))
+    fps = _video_fps(seq.path, opts.default_fps) if seq.kind == "video" else opts.default_fps
+    sink = _VideoSink(out / "overlay.mp4", fps) if opts.overlay_video else None
+    t0, count, ok = time.time(), 0, False
+    bar = tqdm(total=seq.count_scored(), desc=seq.name, unit="frame", disable=not progress)
+    try:
+        for fr, tile, hop, native in stream:
             fg = native >= opts.threshold
             write_png(out / "masks" / f"{fr.frame_id}.png", np.where(fg, 255, 0).astype(np.uint8))
             if sink is not None:
                 sink.write(overlay(fr.rgb, fg))
             if opts.panels:
-                p256 = cv2.resize(p, (256, 256), interpolation=cv2.INTER_AREA) if p.shape != (256, 256) else p
-                write_png(out / "panels" / f"{fr.frame_id}.png", test_panel(tile, np.full((256, 256), 170, np.uint8), hop, p256))
+                p256 = cv2.resize(native, (256, 256), interpolation=cv2.INTER_AREA)
+                write_png(out / "panels" / f"{fr.frame_id}.png",
+                          test_panel(tile, np.full((256, 256), 170, np.uint8), hop, p256))
             count += 1
             bar.update(1)
-        batch.clear()
-
-    try:
-        for item in iter_hop(seq.iter_frames(lookback=max(cfg.flow.taus)), cfg.flow, workers=opts.workers):
-            batch.append(item)
-            if len(batch) >= opts.batch_size:
-                flush()
-        if batch:
-            flush()
         ok = count > 0
     finally:
         bar.close()
         if sink is not None:
             sink.close(ok)
     seconds = time.time() - t0
-    summary = {"sequence": seq.name, "source": str(seq.path), "frames": count, "seconds": seconds,
-               "frames_per_second": count / seconds if seconds else None,
+    summary = {"sequence": seq.name, "source": str(seq.path), "method": opts.method, "frames": count,
+               "seconds": seconds, "frames_per_second": count / seconds if seconds else None,
                "overlay_video": str(out / "overlay.mp4") if sink is not None else None,
                "masks": str(out / "masks"), "threshold": opts.threshold}
     write_json(out / "summary.json", summary)
@@ -135,11 +168,18 @@ def predict_sequence(model, cfg, seq, output_dir: Path, opts: PredictOptions, pr
 
 def run_predict(input_path, ckpt, output_dir, opts: PredictOptions = PredictOptions(),
                 model_overrides: dict | None = None, progress: bool = True) -> dict:
-    """Segments every sequence found at ``input_path`` (a video file or a frame folder)."""
-    from hofam_tf.checkpoints import load_for_inference
+    """Segments every sequence found at ``input_path`` (a video file or a frame folder) with the
+    model in ``ckpt``, or with the classical baseline ``opts.method`` (then ``ckpt`` is unused)."""
+    from hofam_tf.baselines import METHODS
     from hofam_tf.sources import discover
 
+    if opts.method not in METHODS:
+        raise HOFAMInputError(f"unknown method {opts.method!r} {METHODS}")
     sequences = discover(input_path)
-    model, cfg = load_for_inference(ckpt, model_overrides)
+    model = cfg = None
+    if opts.method == "hofam":
+        from hofam_tf.checkpoints import load_for_inference
+
+        model, cfg = load_for_inference(ckpt, model_overrides)
     results = [predict_sequence(model, cfg, seq, Path(output_dir), opts, progress) for seq in sequences]
     return {"sequences": results, "output_dir": str(output_dir)}

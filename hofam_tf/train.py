@@ -18,11 +18,11 @@ import keras
 import tensorflow as tf
 from tqdm import tqdm
 
-from hofam_tf.checkpoints import CKPT_SUBDIR, CONFIG_NAME, FINAL_MODEL, make_checkpoint
+from hofam_tf.checkpoints import BEST_NAME, BEST_SUBDIR, CKPT_SUBDIR, CONFIG_NAME, FINAL_MODEL, make_checkpoint
 from hofam_tf.config import RunConfig
 from hofam_tf.data import build_dataset, check_tfrecords, list_tfrecords
 from hofam_tf.errors import HOFAMInputError
-from hofam_tf.files import atomic_path
+from hofam_tf.files import atomic_path, write_json
 from hofam_tf.losses import hofam_loss
 from hofam_tf.model import build_hofam
 
@@ -79,6 +79,7 @@ def run_train(cfg: RunConfig, run_dir: str | Path, progress: bool = True,
     files = list_tfrecords(tc.train_pattern)
     cfg = prepare_run_dir(run_dir, cfg)
     strategy = strategy or choose_strategy()
+    keras.utils.set_random_seed(tc.seed)  # weight initialisation and dropout follow --seed
     # Mixed precision is a per-layer dtype policy (ModelConfig.dtype): no global state is changed.
     with strategy.scope():
         model = build_hofam(cfg.model)
@@ -102,7 +103,7 @@ def run_train(cfg: RunConfig, run_dir: str | Path, progress: bool = True,
 
     ds = build_dataset(files, tc.batch_size, training=True, shuffle_buffer=tc.shuffle_buffer,
                        seed=tc.seed + start, ignore_labels=cfg.loss.ignore_labels, with_target_num=True,
-                       size=(cfg.model.height, cfg.model.width))
+                       size=(cfg.model.height, cfg.model.width), augment=cfg.augment)
     dist_ds = strategy.experimental_distribute_dataset(ds)
     replicas = strategy.num_replicas_in_sync
     variables = model.trainable_variables
@@ -127,6 +128,7 @@ def run_train(cfg: RunConfig, run_dir: str | Path, progress: bool = True,
         parts = strategy.run(compiled_step, args=batch)
         return {k: strategy.reduce(tf.distribute.ReduceOp.MEAN, v, axis=None) for k, v in parts.items()}
 
+    keeper = BestKeeper(run_dir, cfg, model) if tc.val_pattern else None
     writer = tf.summary.create_file_writer(str(run_dir / "logs"))
     iterator = iter(dist_ds)
     sample_batch = next(iter(ds.take(1))) if tc.image_every else None  # fixed images to watch
@@ -156,13 +158,90 @@ def run_train(cfg: RunConfig, run_dir: str | Path, progress: bool = True,
                 bar.set_postfix(loss=f"{last['loss']:.4f}")
             if tc.image_every and step % tc.image_every == 0:
                 _image_summary(model, sample_batch, step)
-            if step % tc.ckpt_every == 0 or step == end:
+            stop = False
+            if keeper is not None and (step % tc.val_every == 0 or step == end):
+                stop = keeper.validate(step)
+                bar.set_postfix(loss=f"{last.get('loss', float('nan')):.4f}", val_f=f"{keeper.best_f:.3f}")
+            if step % tc.ckpt_every == 0 or step == end or stop:
                 manager.save(checkpoint_number=step)
+            if stop:
+                break
     bar.close()
     writer.flush()
     result = {"steps": step, "resumed_from": start, "run_dir": str(run_dir), "last_loss": last,
               "seconds": time.time() - t0}
-    if step >= tc.steps:
+    if keeper is not None:
+        result["best"] = keeper.summary()
+    if step >= tc.steps or (keeper is not None and keeper.stopped):
+        if keeper is not None and keeper.best_prefix:
+            keeper.restore_best()  # model.keras holds the best validated weights
         with atomic_path(run_dir / FINAL_MODEL) as tmp:
             model.save(tmp)
     return result
+
+
+class BestKeeper:
+    """Validates on ``cfg.train.val_pattern`` and keeps the best checkpoint in ``best/``.
+
+    ``best.json`` (written last, atomically) names the checkpoint, its step, validation F and the
+    threshold that gave it; older best checkpoints are deleted after it is written. The state
+    survives a resume: the best F so far is read back from ``best.json``.
+    """
+
+    def __init__(self, run_dir: Path, cfg: RunConfig, model):
+        from hofam_tf.validation import Validator
+
+        self.run_dir, self.model, self.tc = run_dir, model, cfg.train
+        self.validator = Validator(self.tc.val_pattern, (cfg.model.height, cfg.model.width))
+        if self.validator.frames == 0:
+            raise HOFAMInputError(f"{self.tc.val_pattern}: no labelled validation example")
+        self.best_f, self.best_prefix, self.since_best, self.stopped = -1.0, None, 0, False
+        self.history: list = []
+        best_json = run_dir / BEST_NAME
+        if best_json.exists():
+            import json
+
+            saved = json.loads(best_json.read_text())
+            self.best_f, self.best_prefix = saved["f_measure"], str(run_dir / saved["checkpoint"])
+            self.history = saved.get("history", [])
+
+    def validate(self, step: int) -> bool:
+        """Scores the model now; saves it if best. Returns True when training should stop early."""
+        res = self.validator.evaluate(self.model)
+        tf.summary.scalar("val/f_measure", res.f_measure, step=step)
+        tf.summary.scalar("val/threshold", res.threshold, step=step)
+        self.history.append({"step": step, "f_measure": res.f_measure, "threshold": res.threshold})
+        if res.f_measure > self.best_f:
+            self.best_f, self.since_best = res.f_measure, 0
+            old = self.best_prefix
+            prefix = make_checkpoint(self.model).write(str(self.run_dir / BEST_SUBDIR / f"ckpt-{step}"))
+            self.best_prefix = prefix
+            self._write_json(step, res)
+            if old and old != prefix:
+                for f in Path(old).parent.glob(Path(old).name + ".*"):
+                    f.unlink(missing_ok=True)
+        else:
+            self.since_best += 1
+            self._write_json(None, res)
+        self.stopped = bool(self.tc.early_stop and self.since_best >= self.tc.early_stop)
+        return self.stopped
+
+    def _write_json(self, step, res) -> None:
+        import json
+
+        path = self.run_dir / BEST_NAME
+        saved = json.loads(path.read_text()) if path.exists() else {}
+        if step is not None:
+            saved = {"checkpoint": str(Path(self.best_prefix).relative_to(self.run_dir)), "step": step,
+                     "f_measure": res.f_measure, "threshold": res.threshold,
+                     "val_pattern": self.tc.val_pattern, "validation_frames": self.validator.frames}
+        saved["history"] = self.history
+        write_json(path, saved)
+
+    def restore_best(self) -> None:
+        from hofam_tf.checkpoints import restore_weights
+
+        restore_weights(self.model, self.best_prefix)
+
+    def summary(self) -> dict:
+        return {"f_measure": self.best_f, "checkpoint": self.best_prefix, "stopped_early": self.stopped}

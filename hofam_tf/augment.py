@@ -1,0 +1,97 @@
+"""Seeded training augmentation on whole batches (``AugmentConfig`` says what and how much).
+
+``augment_batch`` takes the batch dict of ``schema.parse_examples`` (frame and HOP as uint8 or
+float bytes, mask and weight float [B,H,W,1]) and a stateless seed, and returns the same keys
+with frame and HOP as float32 bytes in [0, 255]. Every random draw is a ``tf.random.stateless_*``
+call on a seed split from the batch seed, so the same seed gives the same batch in any process.
+
+The class-in-scale weight beta (``hofam_tf.losses.size_factor``) is computed in the loss from the
+augmented mask: the foreground area N_fg is measured after the crop, and the instance count
+``target_num`` (8-connected components, counted when the TFRecord was written) is kept. When the
+crop keeps every object, mean instance area = N_fg / target_num is exactly the zoomed objects'
+mean area, so beta is exact (tested against connected components of the augmented mask). When a
+crop cuts an object off entirely, target_num over-counts and beta comes out larger than it should
+(at most the cap): small-object weighting errs on the side of the small objects. A crop that
+leaves no foreground gets the cap, as in the loss for any empty mask.
+"""
+from __future__ import annotations
+
+import tensorflow as tf
+
+from hofam_tf.config import AugmentConfig
+
+def _uniform(seed, batch, low=0.0, high=1.0):
+    return tf.random.stateless_uniform([batch], seed, minval=low, maxval=high)
+
+
+def _per_image(values):
+    return values[:, None, None, None]
+
+
+def _blur3(x):
+    """3x3 binomial blur of float [B,H,W,C], edges replicated."""
+    k = tf.constant([1.0, 2.0, 1.0]) / 4.0
+    kernel = tf.tile((k[:, None] * k[None, :])[:, :, None, None], [1, 1, tf.shape(x)[-1], 1])
+    padded = tf.pad(x, [[0, 0], [1, 1], [1, 1], [0, 0]], mode="SYMMETRIC")
+    return tf.nn.depthwise_conv2d(padded, kernel, [1, 1, 1, 1], "VALID")
+
+
+def crop_boxes(seed, batch, min_crop: float):
+    """Random square crops as normalised [y0, x0, y1, x1] boxes [B,4] and their side s [B]."""
+    seeds = tf.random.experimental.stateless_split(seed, 3)
+    side = _uniform(seeds[0], batch, min_crop, 1.0)
+    y0 = _uniform(seeds[1], batch) * (1.0 - side)
+    x0 = _uniform(seeds[2], batch) * (1.0 - side)
+    return tf.stack([y0, x0, y0 + side, x0 + side], axis=1), side
+
+
+def geometry(ex: dict, seed, cfg: AugmentConfig) -> dict:
+    """Same random crop and flip for frame, HOP, mask and weight; HOP scaled by 1/side."""
+    seeds = tf.random.experimental.stateless_split(seed, 2)
+    frame = tf.cast(ex["frame"], tf.float32)
+    batch, size = tf.shape(frame)[0], tf.shape(frame)[1:3]
+    boxes, side = crop_boxes(seeds[0], batch, cfg.min_crop)
+    index = tf.range(batch)
+    out = dict(ex)
+    for key in ("frame", "hop", "mask", "weight"):
+        method = "bilinear" if key in ("frame", "hop") else "nearest"
+        out[key] = tf.image.crop_and_resize(tf.cast(ex[key], tf.float32), boxes, index, size, method=method)
+    out["hop"] = tf.minimum(out["hop"] / _per_image(side), 255.0)
+    flip = _per_image(_uniform(seeds[1], batch) < cfg.flip)
+    for key in ("frame", "hop", "mask", "weight"):
+        out[key] = tf.where(flip, tf.reverse(out[key], axis=[2]), out[key])
+    return out
+
+
+def photometric(frame, seed, cfg: AugmentConfig):
+    """Brightness, contrast, colour, greyscale, noise and blur on float frames in [0, 255]."""
+    s = tf.random.experimental.stateless_split(seed, 9)
+    batch = tf.shape(frame)[0]
+    x = frame + _per_image(_uniform(s[0], batch, -cfg.brightness, cfg.brightness) * 255.0)
+    mean = tf.reduce_mean(x, axis=[1, 2, 3], keepdims=True)
+    x = (x - mean) * _per_image(_uniform(s[1], batch, 1 - cfg.contrast, 1 + cfg.contrast)) + mean
+    gains = tf.random.stateless_uniform([batch, 1, 1, 3], s[2], 1 - cfg.colour, 1 + cfg.colour)
+    x = x * gains
+    grey = tf.image.grayscale_to_rgb(tf.image.rgb_to_grayscale(x))
+    x = tf.where(_per_image(_uniform(s[3], batch) < cfg.grey), grey, x)
+    std = _per_image(_uniform(s[4], batch, 0.0, cfg.noise) * 255.0)
+    x = x + tf.random.stateless_normal(tf.shape(x), s[5]) * std
+    x = tf.where(_per_image(_uniform(s[6], batch) < cfg.blur), _blur3(x), x)
+    return tf.clip_by_value(x, 0.0, 255.0)
+
+
+def hop_gain(hop, seed, cfg: AugmentConfig):
+    """HOP times a log-uniform gain in [1/hop_gain, hop_gain], clipped to 255."""
+    batch = tf.shape(hop)[0]
+    log_g = tf.math.log(cfg.hop_gain)
+    gain = tf.exp(_uniform(seed, batch, -log_g, log_g))
+    return tf.clip_by_value(tf.cast(hop, tf.float32) * _per_image(gain), 0.0, 255.0)
+
+
+def augment_batch(ex: dict, seed, cfg: AugmentConfig) -> dict:
+    """Augments one parsed batch (see module docstring). ``seed``: int [2] stateless seed."""
+    seeds = tf.random.experimental.stateless_split(tf.cast(seed, tf.int64), 3)
+    out = geometry(ex, seeds[0], cfg)
+    out["frame"] = photometric(out["frame"], seeds[1], cfg)
+    out["hop"] = hop_gain(out["hop"], seeds[2], cfg)
+    return out

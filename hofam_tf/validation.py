@@ -1,0 +1,92 @@
+"""Validation during training: F-measure on held-out scenes at every threshold of a grid.
+
+The validation set (``TrainConfig.val_pattern``, TFRecords of scenes kept out of training) is read
+once into memory at tile size. ``Validator.evaluate(model)`` predicts it and scores it by CDnet
+rules (label 255 foreground, 0 and 50 background, 85 and 170 ignored), per sequence, for every
+threshold in ``THRESHOLDS`` at once (cumulative histograms of the probabilities), and returns the
+threshold whose mean per-sequence F is highest. The training loop keeps the checkpoint with the
+best validation F (``best.json`` in the run directory) and the test and predict phases use it and
+its threshold by default.
+"""
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+
+from hofam_tf.composite import MOVING, SHADOW, STATIC
+
+THRESHOLDS = tuple(round(0.05 * i, 2) for i in range(1, 20))  # 0.05 ... 0.95
+_BINS = 1000
+
+
+@dataclasses.dataclass
+class ValResult:
+    f_measure: float  # mean per-sequence F at the best threshold
+    threshold: float
+    per_threshold: dict  # threshold -> mean per-sequence F
+
+
+def f_by_threshold(counts: dict[str, tuple[np.ndarray, np.ndarray]], thresholds=THRESHOLDS) -> dict:
+    """counts: sequence -> (histogram of foreground-pixel probabilities, same for background),
+    each over ``_BINS`` equal bins of [0, 1]. Returns threshold -> mean per-sequence F."""
+    out = {}
+    for t in thresholds:
+        cut = int(round(t * _BINS))
+        fs = []
+        for fg_hist, bg_hist in counts.values():
+            tp = fg_hist[cut:].sum()
+            fn = fg_hist[:cut].sum()
+            fp = bg_hist[cut:].sum()
+            fs.append(2 * tp / (2 * tp + fn + fp) if tp + fn + fp else np.nan)
+        out[t] = float(np.nanmean(fs)) if not np.all(np.isnan(fs)) else 0.0
+    return out
+
+
+def histograms(prob: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Probability histograms of the foreground (255) and background (0, 50) pixels."""
+    bins = np.minimum((prob * _BINS).astype(np.int64), _BINS - 1)
+    fg = np.bincount(bins[labels == MOVING], minlength=_BINS)
+    bg = np.bincount(bins[(labels == STATIC) | (labels == SHADOW)], minlength=_BINS)
+    return fg, bg
+
+
+class Validator:
+    """Holds the validation examples; ``evaluate(model)`` scores a model on them."""
+
+    def __init__(self, pattern, size: tuple[int, int] = (256, 256), batch_size: int = 8):
+        from hofam_tf.data import read_examples
+
+        self.size = tuple(size)
+        self.batches = []
+        for ex in read_examples(pattern, ignore_labels=True, batch_size=batch_size):
+            keep = ex["labelled"].numpy().astype(bool)
+            if keep.any():
+                self.batches.append({
+                    "frame": ex["frame"].numpy()[keep], "hop": ex["hop"].numpy()[keep],
+                    "labels": ex["labels"].numpy()[keep],
+                    "sequence": [s.decode() for s in ex["sequence"].numpy()[keep]],
+                })
+        self.frames = sum(len(b["labels"]) for b in self.batches)
+
+    def evaluate(self, model) -> ValResult:
+        import tensorflow as tf
+
+        @tf.function
+        def predict(x):
+            if self.size != (256, 256):
+                x = {k: tf.image.resize(tf.cast(v, tf.float32), self.size) for k, v in x.items()}
+                return tf.image.resize(tf.sigmoid(model(x, training=False)), (256, 256))
+            return tf.sigmoid(model(x, training=False))
+
+        counts: dict[str, list] = {}
+        for b in self.batches:
+            prob = predict({"frame": b["frame"], "hop": b["hop"]}).numpy()[..., 0]
+            for p, labels, seq in zip(prob, b["labels"], b["sequence"]):
+                fg, bg = histograms(p, labels)
+                acc = counts.setdefault(seq or "unnamed", [np.zeros(_BINS, np.int64), np.zeros(_BINS, np.int64)])
+                acc[0] += fg
+                acc[1] += bg
+        per = f_by_threshold({k: (v[0], v[1]) for k, v in counts.items()})
+        best = max(per, key=lambda t: (per[t], -abs(t - 0.5)))
+        return ValResult(per[best], best, per)
