@@ -25,6 +25,7 @@ class SubtractorSegmenter:
     needs_all_frames = True
 
     def __init__(self, method: str):
+        cv2.setRNGSeed(0)  # KNN samples at random: the same video gives the same masks
         self.sub = cv2.createBackgroundSubtractorMOG2() if method == "mog2" else cv2.createBackgroundSubtractorKNN()
 
     def __call__(self, rgb: np.ndarray, hop: np.ndarray | None) -> np.ndarray:

@@ -79,7 +79,8 @@ def run_test(ckpt, test_pattern, output_dir, threshold: float = 0.5, batch_size:
 
 
 def _gt_items(gt_dir: Path):
-    """(sequence, frame id, gt file name, labels) for composites or CDnet-style folders."""
+    """(sequence, frame id, gt file name, labels) for composites, or any labelled sequence folders
+    ``hofam_tf.sources`` reads (CDnet/SBI, LASIESTA, frames with masks)."""
     from hofam_tf.composite import read_composite
     from hofam_tf.sources import discover
 
@@ -94,7 +95,7 @@ def _gt_items(gt_dir: Path):
                 yield d.name, fid, f"{fid}.png", read_composite(d / f"{fid}.png")[2]
         return
     for seq in discover(gt_dir):
-        if seq.kind != "cdnet" or not seq.labelled:
+        if seq.kind == "video" or not seq.labelled:
             continue
         for i, fid, labels in seq.iter_labels():
             yield seq.name, fid, seq.mask_paths[i].name, labels

@@ -1,0 +1,226 @@
+"""Cross-scene quality: leave-scenes-out k-fold over the real scenes of ``../shared/data``.
+
+Each fold trains HOFAM on the other scenes (one of them held out for validation: best
+checkpoint and threshold), then segments its whole unseen scenes with ``--phase=predict``'s code
+at native resolution and scores them by CDnet rules with ``--phase=score``'s code. The classical
+baselines (OpenCV MOG2, KNN, thresholded HOP) segment the same scenes through the same path.
+Prints JSON: F per scene and method, the means, HOFAM / best baseline, and the scenes where
+HOFAM is below MOG2.
+
+    python bench/bench_quality.py                       # quick: about 15 minutes on 2 CPU cores
+    python bench/bench_quality.py --setting=full        # 6 folds, longer training
+    python bench/bench_quality.py --set flow.encoding=log --set augment.enabled=false
+
+``--set section.field=value`` changes any field of the run configuration (``hofam_tf.config``),
+e.g. ``model.ngf=16``, ``loss.mode=tf1``, ``flow.taus=[1,3,6]``, ``train.learning_rate=1e-3``.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import hashlib
+import json
+import os
+import platform
+import random
+import shutil
+import sys
+import time
+from pathlib import Path
+
+if __package__ in (None, ""):
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+from hofam_tf.config import RunConfig  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+SETTINGS = {
+    # folds, steps, batch, val_every, ngf
+    "quick": dict(folds=3, steps=500, batch=8, val_every=100, ngf=8),
+    "full": dict(folds=6, steps=3000, batch=8, val_every=250, ngf=8),
+}
+BASELINES = ("mog2", "knn", "hop")
+
+
+def scene_sources(data: Path) -> dict:
+    """name -> Sequence for every labelled CDnet-style scene under data/cdnet2014 and data/sbi2015."""
+    from hofam_tf.sources import discover
+
+    out = {}
+    for sub in ("cdnet2014", "sbi2015"):
+        if (data / sub).is_dir():
+            for seq in discover(data / sub):
+                if seq.kind == "cdnet" and seq.labelled:
+                    out[seq.path.name] = seq
+    return out
+
+
+def make_folds(names: list[str], k: int, seed: int = 0) -> list[list[str]]:
+    order = sorted(names)
+    random.Random(seed).shuffle(order)
+    return [sorted(order[i::k]) for i in range(k)]
+
+
+def apply_overrides(cfg: RunConfig, sets: list[str]) -> RunConfig:
+    data = cfg.to_dict()
+    for item in sets:
+        key, _, value = item.partition("=")
+        section, _, field = key.partition(".")
+        if section not in data or field not in data[section]:
+            raise SystemExit(f"--set {item}: unknown field {key}")
+        try:
+            data[section][field] = json.loads(value)
+        except json.JSONDecodeError:
+            data[section][field] = value
+    return RunConfig.from_dict(data)
+
+
+def composites(sources: dict, work: Path, flow) -> Path:
+    """Composites of every scene with this flow configuration (cached by its hash)."""
+    from data_prep.merge import merge_sequence
+
+    key = hashlib.sha1(json.dumps(dataclasses.asdict(flow), sort_keys=True).encode()).hexdigest()[:10]
+    comp = work / f"composites-{key}"
+    for name, seq in sources.items():
+        if not (comp / seq.name / "sequence.json").exists():
+            merge_sequence(seq, comp, flow, progress=False)
+    return comp
+
+
+def fold_records(comp: Path, sources: dict, train: list[str], val: str, out: Path) -> None:
+    """TFRecords of one fold: train-* from ``train`` scenes, test-* from the ``val`` scene."""
+    from data_prep.tfrecord import write_tfrecords
+
+    links = out / "links"
+    links.mkdir(parents=True, exist_ok=True)
+    for name in train + [val]:
+        link = links / sources[name].name
+        if not link.exists():
+            link.symlink_to((comp / sources[name].name).resolve())
+    write_tfrecords(links, out, test_sequences=[sources[val].name], examples_per_shard=64, progress=False)
+
+
+def score_scene(pred_dir: Path, seq, out: Path) -> float:
+    from hofam_tf.evaluate import run_score
+
+    metrics = run_score(pred_dir, seq.path, out, threshold=0.5, progress=False)
+    return float(metrics["cdnet"]["per_sequence"][seq.path.name]["f_measure"])
+
+
+def predict_scene(seq, out: Path, method: str, ckpt=None, threshold: float = 0.5) -> None:
+    from hofam_tf.predict import PredictOptions, run_predict
+
+    opts = PredictOptions(threshold=threshold, overlay_video=False, method=method, batch_size=8)
+    run_predict(seq.path, ckpt, out, opts, progress=False)
+
+
+def main(argv=None) -> dict:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--setting", choices=sorted(SETTINGS), default="quick")
+    ap.add_argument("--data", default=str(ROOT.parent / "shared" / "data"))
+    ap.add_argument("--work", default="/tmp/hofam_quality")
+    ap.add_argument("--folds", type=int, default=None)
+    ap.add_argument("--only_folds", default="", help="comma-separated fold indices to run")
+    ap.add_argument("--steps", type=int, default=None)
+    ap.add_argument("--batch", type=int, default=None)
+    ap.add_argument("--ngf", type=int, default=None)
+    ap.add_argument("--set", action="append", default=[], dest="sets")
+    ap.add_argument("--seed", type=int, default=12138)
+    ap.add_argument("--no_baselines", action="store_true")
+    ap.add_argument("--precision", default="float32")
+    ap.add_argument("--tag", default="", help="name of this variant's folder under --work")
+    args = ap.parse_args(argv)
+    setting = dict(SETTINGS[args.setting])
+    for k in ("folds", "steps", "batch", "ngf"):
+        if getattr(args, k) is not None:
+            setting[k] = getattr(args, k)
+
+    from hofam_tf.config import ModelConfig, TrainConfig
+
+    base = RunConfig(model=ModelConfig(ngf=setting["ngf"], dtype=args.precision),
+                     train=TrainConfig(steps=setting["steps"], batch_size=setting["batch"],
+                                       learning_rate=1e-3, beta1=0.9, seed=args.seed, shuffle_buffer=500,
+                                       ckpt_every=setting["steps"], log_every=50, image_every=0,
+                                       val_every=setting["val_every"]))
+    cfg = apply_overrides(base, args.sets)
+    work = Path(args.work)
+    sources = scene_sources(Path(args.data))
+    if len(sources) < 3:
+        raise SystemExit(f"{args.data}: need at least 3 labelled scenes, found {sorted(sources)}")
+    names = sorted(sources)
+    folds = make_folds(names, setting["folds"])
+    t0 = time.time()
+    comp = composites(sources, work, cfg.flow)
+    prep_s = time.time() - t0
+
+    scores: dict[str, dict[str, float]] = {n: {} for n in names}
+    if not args.no_baselines:
+        for method in BASELINES:
+            for n in names:
+                pred = work / "baselines" / method
+                if not (pred / n / "summary.json").exists():
+                    predict_scene(sources[n], pred, method)
+                scores[n][method] = score_scene(pred, sources[n], work / "scores" / method / n)
+    base_s = time.time() - t0 - prep_s
+
+    tag = args.tag or hashlib.sha1(json.dumps(cfg.to_dict(), sort_keys=True).encode()).hexdigest()[:10]
+    run_root = work / "runs" / tag
+    fold_info = []
+    only = {int(i) for i in args.only_folds.split(",") if i.strip()}
+    from hofam_tf.checkpoints import stored_threshold
+    from hofam_tf.train import run_train
+
+    for i, test in enumerate(folds):
+        if only and i not in only:
+            continue
+        rest = [n for n in names if n not in test]
+        val = rest[random.Random(args.seed + i).randrange(len(rest))]
+        train = [n for n in rest if n != val]
+        fdir = run_root / f"fold{i}"
+        if fdir.exists() and not (fdir / "run" / "model.keras").exists():
+            shutil.rmtree(fdir)
+        rec = fdir / "records"
+        if not (rec / "dataset.json").exists():
+            fold_records(comp, sources, train, val, rec)
+        fcfg = dataclasses.replace(cfg, train=dataclasses.replace(
+            cfg.train, train_pattern=str(rec / "train-*.tfrecord"), val_pattern=str(rec / "test-*.tfrecord")))
+        ft = time.time()
+        result = run_train(fcfg, fdir / "run", progress=False)
+        train_s = time.time() - ft
+        threshold = stored_threshold(fdir / "run")
+        for n in test:
+            predict_scene(sources[n], fdir / "pred", "hofam", fdir / "run", threshold)
+            scores[n]["hofam"] = score_scene(fdir / "pred", sources[n], fdir / "scores" / n)
+        fold_info.append({"fold": i, "test": test, "val": val, "train": train, "threshold": threshold,
+                          "val_f": result.get("best", {}).get("f_measure"), "train_seconds": train_s})
+        print(json.dumps({"fold": i, **{n: scores[n] for n in test}}), file=sys.stderr, flush=True)
+
+    def mean(method):
+        vals = [s[method] for s in scores.values() if method in s and "hofam" in s]
+        return sum(vals) / len(vals) if vals else None
+
+    methods = ["hofam"] + ([] if args.no_baselines else list(BASELINES))
+    means = {m: mean(m) for m in methods}
+    best_base = max((means[m] for m in BASELINES if means.get(m) is not None), default=None)
+    report = {
+        "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version()},
+        "setting": args.setting, "folds": setting["folds"], "steps": setting["steps"], "batch": setting["batch"],
+        "ngf": setting["ngf"], "overrides": args.sets, "tag": tag,
+        "per_scene_f": {n: s for n, s in scores.items() if "hofam" in s},
+        "mean_f": means,
+        "hofam_over_best_baseline": (means["hofam"] / best_base) if best_base and means["hofam"] else None,
+        "scenes_below_mog2": sorted(n for n, s in scores.items() if "hofam" in s and "mog2" in s
+                                    and s["hofam"] < s["mog2"]),
+        "target": {"ratio": 1.3, "max_scenes_below_mog2": 1},
+        "fold_details": fold_info,
+        "seconds": {"data_prep": prep_s, "baselines": base_s, "total": time.time() - t0},
+    }
+    print(json.dumps(report, indent=1))
+    (run_root).mkdir(parents=True, exist_ok=True)
+    (run_root / "report.json").write_text(json.dumps(report, indent=1))
+    return report
+
+
+if __name__ == "__main__":
+    main()

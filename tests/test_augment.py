@@ -1,0 +1,119 @@
+import dataclasses
+
+import cv2
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from hofam_tf.augment import augment_batch, crop_boxes, geometry
+from hofam_tf.config import AugmentConfig, LossConfig
+from hofam_tf.data import build_dataset
+from hofam_tf.errors import HOFAMInputError
+from hofam_tf.losses import size_factor
+
+OFF = AugmentConfig(min_crop=1.0, flip=0.0, brightness=0.0, contrast=0.0, colour=0.0, grey=0.0,
+                    noise=0.0, blur=0.0, hop_gain=1.0)
+
+
+def _batch(b=3, seed=0):
+    rng = np.random.default_rng(seed)
+    mask = np.zeros((b, 256, 256, 1), np.float32)
+    for i in range(b):
+        y, x = rng.integers(20, 180, 2)
+        mask[i, y:y + 40, x:x + 60] = 1
+    # the frame's red channel draws the mask, so geometry can be checked on the frame alone
+    frame = np.concatenate([mask * 255, rng.integers(0, 256, (b, 256, 256, 2))], -1).astype(np.uint8)
+    hop = np.full((b, 256, 256, 3), 40, np.uint8)
+    return {"frame": tf.constant(frame), "hop": tf.constant(hop), "mask": tf.constant(mask),
+            "weight": tf.ones_like(mask)}
+
+
+def test_all_off_is_identity():
+    ex = _batch()
+    out = augment_batch(ex, [1, 2], OFF)
+    for k in ("frame", "hop", "mask", "weight"):
+        np.testing.assert_allclose(out[k].numpy(), tf.cast(ex[k], tf.float32).numpy(), atol=1e-3)
+
+
+def test_same_seed_same_batch_other_seed_other_batch():
+    ex = _batch()
+    a = augment_batch(ex, [5, 7], AugmentConfig())
+    b = augment_batch(ex, [5, 7], AugmentConfig())
+    c = augment_batch(ex, [5, 8], AugmentConfig())
+    for k in a:
+        np.testing.assert_array_equal(a[k].numpy(), b[k].numpy())
+    assert not np.array_equal(a["frame"].numpy(), c["frame"].numpy())
+
+
+def test_frame_hop_and_labels_share_the_geometry():
+    ex = _batch(4)
+    cfg = dataclasses.replace(OFF, min_crop=0.5, flip=0.5)
+    out = geometry(ex, tf.constant([3, 4], tf.int64), cfg)
+    drawn = out["frame"].numpy()[..., 0] > 127
+    mask = out["mask"].numpy()[..., 0] > 0.5
+    assert mask.any(axis=(1, 2)).sum() >= 1
+    # only the object's border pixels may differ (bilinear frame vs nearest labels)
+    assert (drawn != mask).mean() < 0.01
+    assert set(np.unique(out["mask"].numpy())) <= {0.0, 1.0}
+
+
+def test_hop_is_scaled_with_the_zoom():
+    ex = _batch(4)
+    cfg = dataclasses.replace(OFF, min_crop=0.5)
+    seed = tf.constant([9, 9], tf.int64)
+    out = geometry(ex, seed, cfg)
+    _, side = crop_boxes(tf.random.experimental.stateless_split(seed, 2)[0], 4, 0.5)  # geometry's draw
+    expected = np.minimum(40.0 / side.numpy(), 255.0)
+    np.testing.assert_allclose(out["hop"].numpy().mean(axis=(1, 2, 3)), expected, rtol=1e-4)
+    assert (side.numpy() < 1).all()
+
+
+def test_hop_gain_range():
+    ex = _batch(8)
+    cfg = dataclasses.replace(OFF, hop_gain=2.0)
+    out = augment_batch(ex, [0, 1], cfg)["hop"].numpy()
+    gains = out.mean(axis=(1, 2, 3)) / 40.0
+    assert (gains >= 0.5 - 1e-4).all() and (gains <= 2.0 + 1e-4).all()
+    assert gains.std() > 0.05
+
+
+def test_beta_after_a_crop_that_keeps_every_object_is_exact():
+    """The loss's beta from (cropped N_fg, stored target_num) equals beta from connected components
+    of the augmented mask itself."""
+    mask = np.zeros((2, 256, 256, 1), np.float32)
+    for y, x, h, w in ((60, 60, 20, 30), (120, 150, 40, 20), (160, 80, 12, 12)):
+        mask[:, y:y + h, x:x + w] = 1  # all inside [0.1, 0.9] of the tile: any 0.8+ crop keeps them
+    ex = {"frame": tf.zeros((2, 256, 256, 3), tf.uint8), "hop": tf.zeros((2, 256, 256, 3), tf.uint8),
+          "mask": tf.constant(mask), "weight": tf.ones_like(mask)}
+    out = geometry(ex, tf.constant([1, 1], tf.int64), dataclasses.replace(OFF, min_crop=0.8))
+    aug = out["mask"].numpy()
+    beta = size_factor(out["mask"], tf.constant([3, 3], tf.int64), LossConfig()).numpy()
+    for b in range(2):
+        n, _ = cv2.connectedComponents(aug[b, ..., 0].astype(np.uint8), connectivity=8)
+        mean_area = aug[b].sum() / (n - 1)
+        assert n - 1 == 3
+        np.testing.assert_allclose(beta[b], min(50.0, 256 * 256 / mean_area) / 4.0, rtol=1e-5)
+    assert aug.sum() > mask.sum()  # zoomed in: objects got larger, beta smaller than before
+
+
+def test_bad_settings_are_refused():
+    with pytest.raises(HOFAMInputError, match="min_crop"):
+        AugmentConfig(min_crop=0.0)
+    with pytest.raises(HOFAMInputError, match="hop_gain"):
+        AugmentConfig(hop_gain=0.5)
+    with pytest.raises(HOFAMInputError, match="flip"):
+        AugmentConfig(flip=1.5)
+
+
+def test_training_pipeline_augments_real_records(cdnet_records):
+    pattern = str(cdnet_records["records"] / "train-*.tfrecord")
+    plain = next(iter(build_dataset(pattern, 4, training=True, seed=3, with_target_num=True)))
+    aug1 = next(iter(build_dataset(pattern, 4, training=True, seed=3, with_target_num=True, augment=AugmentConfig())))
+    aug2 = next(iter(build_dataset(pattern, 4, training=True, seed=3, with_target_num=True, augment=AugmentConfig())))
+    x, mask, weight, tnum = aug1
+    assert x["frame"].dtype == tf.float32 and x["frame"].shape == (4, 256, 256, 3)
+    assert 0 <= float(tf.reduce_min(x["frame"])) and float(tf.reduce_max(x["frame"])) <= 255
+    assert set(np.unique(mask.numpy())) <= {0.0, 1.0}
+    np.testing.assert_array_equal(tnum.numpy(), plain[3].numpy())  # same examples, counts kept
+    np.testing.assert_array_equal(x["frame"].numpy(), aug2[0]["frame"].numpy())  # seeded
+    assert not np.allclose(x["frame"].numpy(), tf.cast(plain[0]["frame"], tf.float32).numpy())
