@@ -7,6 +7,9 @@ Writes ``REC/train-00000-of-0000N.tfrecord`` ..., ``REC/test-...`` and ``REC/dat
 (splits, sequences, counts). Every shard is written under a hidden temporary name and renamed
 when complete. A sequence goes to train or to test, never both (cross-scene evaluation).
 Sequences without masks are left out unless ``--include_unlabelled``.
+``--input_dir`` may also be a flat folder of the original's 256x768 composites (the authors'
+``demo_data``): sequences are then inferred from runs of consecutive frame numbers
+(``flat_sequences``).
 """
 from __future__ import annotations
 
@@ -23,7 +26,8 @@ from absl import flags
 from tqdm import tqdm
 
 from hofam_tf.cli import run_tool
-from hofam_tf.composite import read_composite
+from hofam_tf.composite import binarize_gt, read_composite
+from hofam_tf.flat_composites import flat_sequences
 from hofam_tf.errors import HOFAMInputError
 from hofam_tf.files import atomic_path, write_json
 from hofam_tf.schema import encode_example, shard_name
@@ -32,10 +36,14 @@ SEQUENCE_META = "sequence.json"
 
 
 def read_sequences(input_dir: str | Path) -> list[dict]:
-    """The sequence.json of every sequence folder under ``input_dir`` (sorted by name)."""
+    """The sequence.json of every sequence folder under ``input_dir`` (sorted by name), or the
+    inferred sequences of a flat folder of composites (``flat_sequences``)."""
     root = Path(input_dir)
     if not root.is_dir():
         raise HOFAMInputError(f"{root}: composites folder does not exist")
+    has_dirs = any(p.is_dir() and not p.name.startswith(".") for p in root.iterdir())
+    if not has_dirs and any(p.suffix.lower() == ".png" for p in root.iterdir()):
+        return flat_sequences(root)
     metas = []
     for folder in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")):
         meta_path = folder / SEQUENCE_META
@@ -86,6 +94,8 @@ def write_split(examples: list[tuple[dict, str]], output_dir: Path, split: str, 
     def serialize(item) -> bytes:  # PNG decoding releases the GIL: runs on worker threads
         meta, frame_id = item
         frame, hop, labels = read_composite(Path(meta["dir"]) / f"{frame_id}.png")
+        if meta.get("binarize_gt"):
+            labels = binarize_gt(labels)
         return encode_example(frame, hop, labels, meta["name"], frame_id, meta["flow"]["taus"],
                               meta["labelled"])
 

@@ -79,12 +79,21 @@ def run_test(ckpt, test_pattern, output_dir, threshold: float = 0.5, batch_size:
 
 
 def _gt_items(gt_dir: Path):
-    """(sequence, frame id, gt file name, labels) for composites, or any labelled sequence folders
+    """(sequence, its prediction sub-folder, frame id, gt file name, labels) for composites (a
+    flat folder of the original's composites: sequences inferred, predictions side by side), or for, or any labelled sequence folders
     ``hofam_tf.sources`` reads (CDnet/SBI, LASIESTA, frames with masks)."""
     from hofam_tf.composite import read_composite
     from hofam_tf.sources import discover
 
     seq_dirs = [p for p in sorted(gt_dir.iterdir()) if p.is_dir()] if gt_dir.is_dir() else []
+    if gt_dir.is_dir() and not seq_dirs and any(p.suffix.lower() == ".png" for p in gt_dir.iterdir()):
+        from hofam_tf.flat_composites import flat_sequences
+        from hofam_tf.composite import binarize_gt
+
+        for meta in flat_sequences(gt_dir):  # the original's flat folder: masks named like it
+            for fid in meta["frames"]:
+                yield meta["name"], "", fid, f"{fid}.png", binarize_gt(read_composite(gt_dir / f"{fid}.png")[2])
+        return
     composite_dirs = [d for d in seq_dirs if (d / "sequence.json").exists()]
     if composite_dirs:
         for d in composite_dirs:
@@ -92,13 +101,13 @@ def _gt_items(gt_dir: Path):
             if not meta.get("labelled", True):
                 continue
             for fid in meta["frames"]:
-                yield d.name, fid, f"{fid}.png", read_composite(d / f"{fid}.png")[2]
+                yield d.name, d.name, fid, f"{fid}.png", read_composite(d / f"{fid}.png")[2]
         return
     for seq in discover(gt_dir):
         if seq.kind == "video" or not seq.labelled:
             continue
         for i, fid, labels in seq.iter_labels():
-            yield seq.name, fid, seq.mask_paths[i].name, labels
+            yield seq.name, seq.name, fid, seq.mask_paths[i].name, labels
 
 
 def _find_prediction(pred_dir: Path, seq: str, fid: str, gt_name: str) -> Path | None:
@@ -129,13 +138,13 @@ def run_score(pred_dir, gt_dir, output_dir, threshold: float = 0.5, progress: bo
     cut = byte_threshold(threshold)
     out = Path(output_dir)
     skipped = set()
-    for seq, fid, gt_name, labels in tqdm(_gt_items(gt_dir), desc="score", unit="frame", disable=not progress):
-        if not (pred_dir / seq).is_dir():
+    for seq, sub, fid, gt_name, labels in tqdm(_gt_items(gt_dir), desc="score", unit="frame", disable=not progress):
+        if not (pred_dir / sub).is_dir():
             skipped.add(seq)
             continue
-        path = _find_prediction(pred_dir, seq, fid, gt_name)
+        path = _find_prediction(pred_dir, sub, fid, gt_name)
         if path is None:
-            raise HOFAMInputError(f"{pred_dir / seq / gt_name}: no prediction for this ground-truth frame")
+            raise HOFAMInputError(f"{pred_dir / sub / gt_name}: no prediction for this ground-truth frame")
         pred = read_image(path, "L")
         if pred.shape != labels.shape:
             pred = cv2.resize(pred, labels.shape[::-1], interpolation=cv2.INTER_NEAREST)
