@@ -74,7 +74,7 @@ flags.DEFINE_float("threshold", None, "Foreground iff probability >= threshold (
                    "Default: the run's validated threshold (best.json), else 0.5.")
 flags.DEFINE_enum("method", "hofam", ["hofam", "mog2", "knn", "hop"],
                   "predict: HOFAM, or a classical baseline (OpenCV MOG2 / KNN, thresholded HOP).")
-flags.DEFINE_bool("panels", True, "Write the 4-tile panels.")
+flags.DEFINE_bool("panels", None, "Write the 4-tile panels (default: on for test, off for predict).")
 flags.DEFINE_integer("eval_batch_size", 8, "Batch size for test / predict.")
 flags.DEFINE_string("pred_dir", None, "score: folder of predicted masks <sequence>/<name>.png.")
 flags.DEFINE_string("gt_dir", None, "score: composites folder or CDnet-style folders.")
@@ -157,7 +157,7 @@ def main(argv):
         from hofam_tf.evaluate import run_test
 
         metrics = run_test(FLAGS.ckpt, FLAGS.test_pattern, FLAGS.output_dir, _threshold(FLAGS.ckpt),
-                           FLAGS.eval_batch_size, FLAGS.panels, model_overrides=_model_overrides())
+                           FLAGS.eval_batch_size, FLAGS.panels is not False, model_overrides=_model_overrides())
         print(_summary(metrics))
         print(f"masks, panels, error maps and metrics.json in {FLAGS.output_dir}")
     elif phase == "score":
@@ -165,6 +165,8 @@ def main(argv):
         from hofam_tf.evaluate import run_score
 
         metrics = run_score(FLAGS.pred_dir, FLAGS.gt_dir, FLAGS.output_dir, _threshold(None))
+        if metrics["skipped_sequences"]:
+            print(f"skipped (no prediction folder): {', '.join(metrics['skipped_sequences'])}")
         print(_summary(metrics))
         print(f"metrics.json in {FLAGS.output_dir}")
     elif phase == "predict":
@@ -177,7 +179,7 @@ def main(argv):
             FLAGS.ckpt = release_model()
             print(f"using the release model {FLAGS.ckpt}")
         opts = PredictOptions(threshold=_threshold(FLAGS.ckpt if FLAGS.method == "hofam" else None),
-                              batch_size=FLAGS.eval_batch_size, panels=FLAGS.panels,
+                              batch_size=FLAGS.eval_batch_size, panels=bool(FLAGS.panels),
                               overlay_video=FLAGS.overlay_video, method=FLAGS.method)
         result = run_predict(FLAGS.input, FLAGS.ckpt, FLAGS.output_dir, opts, _model_overrides())
         print(json.dumps(result, indent=2))

@@ -86,7 +86,8 @@ def encode_example(frame: np.ndarray, hop: np.ndarray, labels: np.ndarray, seque
         KEY_GT_LABELS: b(np.ascontiguousarray(labels, np.uint8).tobytes()),
         KEY_LABELLED: i(1 if labelled else 0),
     }
-    return tf.train.Example(features=tf.train.Features(feature=feature)).SerializeToString()
+    # deterministic: protobuf's map order otherwise changes between processes (same seed, same bytes)
+    return tf.train.Example(features=tf.train.Features(feature=feature)).SerializeToString(deterministic=True)
 
 
 def _features():
