@@ -20,7 +20,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from absl import app, flags, logging
 
-from hofam_tf.cli import guarded, parse_ints
+from hofam_tf.cli import guarded, parse_flags, parse_ints
 from hofam_tf.config import AugmentConfig, FlowConfig, LossConfig, ModelConfig, RunConfig, TrainConfig
 from hofam_tf.errors import HOFAMInputError
 
@@ -210,4 +210,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    app.run(guarded(main))
+    app.run(guarded(main), flags_parser=parse_flags)

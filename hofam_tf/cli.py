@@ -14,11 +14,42 @@ def guarded(main: Callable[[list], int | None]) -> Callable[[list], None]:
         try:
             code = main(argv)
         except HOFAMInputError as err:
-            print(f"error: {err}", file=sys.stderr)
-            sys.exit(2)
+            _fail(str(err))
+        except OSError as err:  # unwritable output folder, full disk, ...
+            where = err.filename or ""
+            _fail(f"{where}: {err.strerror or err}" if where else str(err))
+        except Exception as err:  # noqa: BLE001 - TensorFlow's I/O errors, by class name below
+            if type(err).__name__ in _TF_IO_ERRORS:
+                _fail(str(err).splitlines()[0] if str(err) else type(err).__name__)
+            raise
         sys.exit(code or 0)
 
     return wrapper
+
+
+# tf.errors classes that mean bad input or an unusable path, not a bug in this program
+_TF_IO_ERRORS = {"PermissionDeniedError", "NotFoundError", "DataLossError", "FailedPreconditionError",
+                 "AlreadyExistsError", "ResourceExhaustedError"}
+
+
+def _fail(message: str) -> None:
+    print(f"error: {message}", file=sys.stderr)
+    sys.exit(2)
+
+
+def parse_flags(argv: list[str]) -> list[str]:
+    """absl flag parsing with this project's conventions: a bad flag or value is one ``error:``
+    line and exit code 2 (absl's own parser exits 1); ``--help`` prints the usage and exits 0."""
+    from absl import flags
+
+    try:
+        return flags.FLAGS(argv)
+    except flags.Error as err:
+        _fail(f"{err} (pass --help for the flags)")
+    except SystemExit as stop:  # absl's --help / --helpfull exit 1 after printing the usage
+        if any(a.lstrip("-").split("=")[0] in ("help", "helpfull", "helpshort", "h", "?") for a in argv[1:]):
+            sys.exit(0)
+        raise
 
 
 def parse_ints(text: str, name: str) -> tuple[int, ...]:
@@ -33,4 +64,4 @@ def run_tool(define_flags: Callable[[], None], main: Callable[[list], int | None
     from absl import app
 
     define_flags()
-    app.run(guarded(main))
+    app.run(guarded(main), flags_parser=parse_flags)

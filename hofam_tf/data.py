@@ -20,6 +20,28 @@ def list_tfrecords(pattern: str | list[str]) -> list[str]:
     return files
 
 
+def check_required_keys(files: list[str]) -> None:
+    """Reads the first record of every file and raises HOFAMInputError naming a file whose
+    records lack a key the reader needs (``schema.REQUIRED_KEYS``) or that holds no Example."""
+    from hofam_tf.schema import REQUIRED_KEYS
+
+    for path in files:
+        try:
+            first = next(iter(tf.data.TFRecordDataset(path, compression_type=compression_of(path)).take(1)), None)
+        except (tf.errors.DataLossError, tf.errors.InvalidArgumentError, tf.errors.UnknownError) as err:
+            raise HOFAMInputError(f"{path}: not a readable TFRecord ({str(err).splitlines()[0]})") from None
+        if first is None:
+            continue
+        try:
+            keys = set(tf.train.Example.FromString(first.numpy()).features.feature)
+        except Exception:  # noqa: BLE001 - protobuf's DecodeError
+            raise HOFAMInputError(f"{path}: record 0 is not a tf.train.Example") from None
+        missing = [k for k in REQUIRED_KEYS if k not in keys]
+        if missing:
+            raise HOFAMInputError(f"{path}: record 0 lacks the key(s) {missing} "
+                                  f"(a HOFAM record needs {list(REQUIRED_KEYS)})")
+
+
 def check_tfrecords(files: list[str]) -> int:
     """Reads every record of every file; raises HOFAMInputError naming a corrupt or truncated
     file. Returns the number of records."""
@@ -52,6 +74,7 @@ def read_examples(pattern, ignore_labels: bool = True, batch_size: int | None = 
     """Every example, in file order, as the full dict of ``schema.parse_examples``: batched by
     ``batch_size`` (the last batch may be smaller), or one example at a time when None."""
     files = list_tfrecords(pattern)
+    check_required_keys(files)
     ds = _records(files, False, 0).batch(batch_size or 64).map(
         lambda s: parse_examples(s, ignore_labels), num_parallel_calls=tf.data.AUTOTUNE)
     return ds if batch_size else ds.unbatch()
@@ -73,6 +96,7 @@ def build_dataset(pattern, batch_size: int = 1, training: bool = True, shuffle_b
     ``hofam_tf.augment``; frame and HOP then come as float32 bytes.
     """
     files = list_tfrecords(pattern)
+    check_required_keys(files)
     ds = _records(files, training, seed)
     if training and shuffle_buffer > 1:
         ds = ds.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True)

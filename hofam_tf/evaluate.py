@@ -16,7 +16,7 @@ import numpy as np
 from tqdm import tqdm
 
 from hofam_tf.errors import HOFAMInputError
-from hofam_tf.files import read_image, write_json, write_png
+from hofam_tf.files import read_image, safe_name, write_json, write_png
 from hofam_tf.metrics import Scorer, byte_threshold, to_json_safe
 from hofam_tf.viz import error_map, test_panel
 
@@ -39,6 +39,8 @@ def run_test(ckpt, test_pattern, output_dir, threshold: float = 0.5, batch_size:
     from hofam_tf.checkpoints import load_for_inference
     from hofam_tf.data import check_tfrecords, list_tfrecords, read_examples
 
+    if batch_size < 1:
+        raise HOFAMInputError(f"eval batch size must be at least 1, got {batch_size}")
     files = list_tfrecords(test_pattern)
     total = check_tfrecords(files)
     model, cfg = load_for_inference(ckpt, model_overrides)
@@ -60,8 +62,13 @@ def run_test(ckpt, test_pattern, output_dir, threshold: float = 0.5, batch_size:
         for ex in ds:
             prob = predict({"frame": ex["frame"], "hop": ex["hop"]}).numpy()[..., 0]
             for b in range(prob.shape[0]):
-                seq = ex["sequence"][b].numpy().decode() or "unnamed"
-                fid = ex["frame_id"][b].numpy().decode() or f"{index:06d}"
+                seq = ex["sequence"][b].numpy().decode(errors="replace") or "unnamed"
+                fid = ex["frame_id"][b].numpy().decode(errors="replace") or f"{index:06d}"
+                try:
+                    safe_name(seq, "sequence")
+                    safe_name(fid, "frame_id")
+                except HOFAMInputError as err:
+                    raise HOFAMInputError(f"{test_pattern}: record {index}: {err}") from None
                 labels = ex["labels"][b].numpy()
                 _write_outputs(out, seq, fid, ex["frame"][b].numpy(), ex["hop"][b].numpy(), labels,
                                prob[b], threshold, panels)
@@ -101,6 +108,7 @@ def _gt_items(gt_dir: Path):
             if not meta.get("labelled", True):
                 continue
             for fid in meta["frames"]:
+                safe_name(str(fid), f"frame id in {d / 'sequence.json'}")
                 yield d.name, d.name, fid, f"{fid}.png", read_composite(d / f"{fid}.png")[2]
         return
     for seq in discover(gt_dir):

@@ -109,3 +109,13 @@ def list_images(folder: str | os.PathLike) -> list[Path]:
     return sorted(
         p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith(".")
     )
+
+
+def safe_name(name: str, what: str = "name") -> str:
+    """A name taken from data (a record's sequence or frame id, a sequence.json, a file name) that
+    becomes one path component of an output file: refused with HOFAMInputError when it could
+    place a file outside the output folder or is not a usable file name (empty, '.', '..', a
+    path separator, a NUL byte)."""
+    if not isinstance(name, str) or name in ("", ".", "..") or "/" in name or "\\" in name or "\x00" in name:
+        raise HOFAMInputError(f"unsafe {what} {name!r}: names from data must be one plain path component")
+    return name

@@ -25,7 +25,7 @@ import numpy as np
 from tqdm import tqdm
 
 from hofam_tf.errors import HOFAMInputError
-from hofam_tf.files import atomic_path, write_json, write_png
+from hofam_tf.files import atomic_path, safe_name, write_json, write_png
 
 
 @dataclasses.dataclass(frozen=True)
@@ -37,6 +37,12 @@ class PredictOptions:
     default_fps: float = 25.0  # for frame folders, and videos that do not say
     workers: int = 2
     method: str = "hofam"  # or a classical baseline: mog2, knn, hop (hofam_tf.baselines)
+
+    def __post_init__(self) -> None:
+        if self.batch_size < 1:
+            raise HOFAMInputError(f"eval batch size must be at least 1, got {self.batch_size}")
+        if not 0.0 <= self.threshold <= 1.0:
+            raise HOFAMInputError(f"threshold must be in [0, 1], got {self.threshold}")
 
 
 class _VideoSink:
@@ -132,7 +138,7 @@ def predict_sequence(model, cfg, seq, output_dir: Path, opts: PredictOptions, pr
     (``model`` and ``cfg`` unused) and writes its outputs (module docstring)."""
     from hofam_tf.viz import overlay, test_panel
 
-    out = output_dir / seq.name
+    out = output_dir / safe_name(seq.name, "sequence name")
     (out / "summary.json").unlink(missing_ok=True)
     stream = (_hofam_stream(model, cfg, seq, opts) if opts.method == "hofam"
               else _classic_stream(opts.method, seq, opts))
@@ -143,6 +149,7 @@ def predict_sequence(model, cfg, seq, output_dir: Path, opts: PredictOptions, pr
     try:
         for fr, tile, hop, native in stream:
             fg = native >= opts.threshold
+            safe_name(fr.frame_id, f"frame name in {seq.path}")
             write_png(out / "masks" / f"{fr.frame_id}.png", np.where(fg, 255, 0).astype(np.uint8))
             if sink is not None:
                 sink.write(overlay(fr.rgb, fg))

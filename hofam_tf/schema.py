@@ -35,6 +35,7 @@ KEY_FRAME_ID = "frame_id"
 KEY_TAUS = "taus"
 KEY_GT_LABELS = "gt_labels"
 KEY_LABELLED = "labelled"
+REQUIRED_KEYS = (KEY_FRAME, KEY_HOP, KEY_GT)  # the reader's defaults cover every other key
 
 SHARD_SUFFIX = ".tfrecord"
 GZIP_SUFFIX = ".tfrecord.gz"

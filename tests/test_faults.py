@@ -35,3 +35,105 @@ def test_data_bound_tests_skip_without_the_samples_and_fail_when_required(tmp_pa
     proc = _run("-m", "pytest", "-q", "-p", "no:cacheprovider", "tests/test_flat_composites.py",
                 "-k", "round_trip", env={"HOFAM_SHARED_DATA": str(missing), "HOFAM_REQUIRE_DATA": "1"})
     assert proc.returncode == 1 and "forbids skipping" in proc.stdout
+
+
+def _record(path, drop=(), sequence="seq", frame_id="000001"):
+    import numpy as np
+    import tensorflow as tf
+
+    from hofam_tf.schema import encode_example
+
+    rng = np.random.default_rng(0)
+    labels = np.zeros((256, 256), np.uint8)
+    labels[100:140, 90:120] = 255
+    raw = encode_example(rng.integers(0, 256, (256, 256, 3), dtype=np.uint8),
+                         rng.integers(0, 30, (256, 256, 3), dtype=np.uint8), labels, sequence, frame_id, (1, 5, 10))
+    ex = tf.train.Example.FromString(raw)
+    for key in drop:
+        del ex.features.feature[key]
+    with tf.io.TFRecordWriter(str(path)) as w:
+        for _ in range(2):
+            w.write(ex.SerializeToString())
+    return path
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    from hofam_tf.config import ModelConfig, RunConfig
+    from hofam_tf.model import build_hofam
+
+    folder = tmp_path_factory.mktemp("tiny_run")
+    build_hofam(ModelConfig(ngf=2)).save(folder / "model.keras")
+    RunConfig(model=ModelConfig(ngf=2)).save(folder / "config.json")
+    return folder
+
+
+@pytest.mark.parametrize("phase", ["train", "test"])
+def test_record_without_a_required_key_is_named(tmp_path, tiny_run, phase):
+    bad = _record(tmp_path / "bad.tfrecord", drop=("img_flow",))
+    if phase == "train":
+        args = ["--phase=train", f"--train_pattern={bad}", f"--ckpt_dir={tmp_path / 'run'}", "--ngf=2", "--steps=1"]
+    else:
+        args = ["--phase=test", f"--test_pattern={bad}", f"--ckpt={tiny_run}", f"--output_dir={tmp_path / 'out'}"]
+    line = _error_line(_run(ROOT / "main.py", *args))
+    assert str(bad) in line and "img_flow" in line
+    assert not (tmp_path / "run" / "ckpt").exists() and not (tmp_path / "out" / "metrics.json").exists()
+
+
+@pytest.mark.parametrize("flag", ["--batch_size=0", "--ckpt_every=0", "--log_every=0", "--steps=-1",
+                                  "--val_every=0", "--learning_rate=0"])
+def test_bad_training_numbers_are_refused_before_any_work(tmp_path, flag):
+    rec = _record(tmp_path / "ok.tfrecord")
+    line = _error_line(_run(ROOT / "main.py", "--phase=train", f"--train_pattern={rec}",
+                            f"--ckpt_dir={tmp_path / 'run'}", "--ngf=2", "--steps=2", flag))
+    assert flag.split("=")[0].lstrip("-") in line
+    assert not (tmp_path / "run").exists()
+
+
+def test_bad_eval_batch_size_is_refused(tmp_path, tiny_run):
+    rec = _record(tmp_path / "ok.tfrecord")
+    line = _error_line(_run(ROOT / "main.py", "--phase=test", f"--test_pattern={rec}", f"--ckpt={tiny_run}",
+                            f"--output_dir={tmp_path / 'out'}", "--eval_batch_size=0"))
+    assert "batch size" in line
+
+
+def test_flags_errors_exit_2_and_help_exits_0():
+    assert "unknown_flag" in _error_line(_run(ROOT / "main.py", "--unknown_flag=1"))
+    assert "bogus" in _error_line(_run(ROOT / "main.py", "--phase=bogus"))
+    proc = _run(ROOT / "main.py", "--help")
+    assert proc.returncode == 0 and "--phase" in proc.stdout + proc.stderr
+    proc = _run(ROOT / "data_prep" / "tfrecord.py", "--help")
+    assert proc.returncode == 0
+
+
+def test_unwritable_output_is_one_error_line_in_every_tool(tmp_path, tiny_run, shared_data):
+    blocker = tmp_path / "a_file"
+    blocker.write_text("not a folder")
+    out = blocker / "out"  # a path below a regular file cannot be created (root or not)
+    rec = _record(tmp_path / "ok.tfrecord")
+    scene = shared_data / "cdnet2014" / "baseline" / "office"
+    cases = [
+        (ROOT / "data_prep" / "merge.py", f"--dataset_dir={scene}", f"--output_dir={out}"),
+        (ROOT / "data_prep" / "tfrecord.py", f"--input_dir={shared_data / 'hofam_demo'}", f"--output_dir={out}"),
+        (ROOT / "main.py", "--phase=train", f"--train_pattern={rec}", f"--ckpt_dir={out}", "--ngf=2", "--steps=1"),
+        (ROOT / "main.py", "--phase=test", f"--test_pattern={rec}", f"--ckpt={tiny_run}", f"--output_dir={out}"),
+        (ROOT / "main.py", "--phase=predict", f"--input={scene}", f"--ckpt={tiny_run}", f"--output_dir={out}"),
+        (ROOT / "main.py", "--phase=export", f"--ckpt={tiny_run}", f"--output_dir={out}"),
+    ]
+    for args in cases:
+        line = _error_line(_run(*args))
+        assert str(blocker) in line, (args, line)
+
+
+@pytest.mark.parametrize("sequence,frame_id", [("../../x", "ok"), ("seq", "../../../y"), ("/abs", "f"),
+                                               ("", ""), ("seq", "a\x00b")])
+def test_names_from_records_never_escape_the_output_folder(tmp_path, tiny_run, sequence, frame_id):
+    rec = _record(tmp_path / "evil.tfrecord", sequence=sequence, frame_id=frame_id)
+    out = tmp_path / "deep" / "er" / "out"
+    proc = _run(ROOT / "main.py", "--phase=test", f"--test_pattern={rec}", f"--ckpt={tiny_run}", f"--output_dir={out}")
+    written = [p for p in tmp_path.rglob("*.png")]
+    assert all(out in p.parents for p in written), written
+    if sequence == "" and frame_id == "":
+        assert proc.returncode == 0  # empty names fall back to "unnamed" / the record number
+    else:
+        assert "unsafe" in _error_line(proc)
