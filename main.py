@@ -21,15 +21,18 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 from absl import app, flags, logging
 
 from hofam_tf.cli import guarded, parse_flags, parse_ints
-from hofam_tf.config import AugmentConfig, FlowConfig, LossConfig, ModelConfig, RunConfig, TrainConfig
+from hofam_tf.config import (DEFAULT_RECORDS_DIR, DEFAULT_RUN_DIR, AugmentConfig, FlowConfig, LossConfig,
+                             ModelConfig, RunConfig, TrainConfig)
 from hofam_tf.errors import HOFAMInputError
 
 FLAGS = flags.FLAGS
 flags.DEFINE_enum("phase", "demo", ["train", "test", "score", "demo", "predict", "convert", "export"],
                   "What to run. convert: TF1 checkpoint -> .keras; export: SavedModel for serving.")
 # data
-flags.DEFINE_string("train_pattern", None, "TFRecord glob(s), comma-separated, for training.")
-flags.DEFINE_string("test_pattern", None, "TFRecord glob(s), comma-separated, for testing.")
+flags.DEFINE_string("train_pattern", None, "TFRecord glob(s), comma-separated, for training "
+                    f"(default {DEFAULT_RECORDS_DIR}/train-*.tfrecord*).")
+flags.DEFINE_string("test_pattern", None, "TFRecord glob(s), comma-separated, for testing (default: the "
+                    "test split of the run's own dataset, found through config.json and dataset.json).")
 # model
 flags.DEFINE_integer("ngf", 64, "Base width (the original's gf_dim).")
 flags.DEFINE_integer("image_size", 256, "Model input height and width (a multiple of 256).")
@@ -61,7 +64,7 @@ flags.DEFINE_integer("early_stop", 0, "Stop after N validations without improvem
 flags.DEFINE_bool("augment", True, "Augment training batches (crops, flips, photometric, HOP gain).")
 flags.DEFINE_float("min_crop", 0.6, "Augmentation: smallest crop side, as a fraction of the tile.")
 flags.DEFINE_float("hop_gain", 2.0, "Augmentation: HOP gain drawn log-uniformly in [1/g, g].")
-flags.DEFINE_string("ckpt_dir", "checkpoints/hofam", "Run directory for training.")
+flags.DEFINE_string("ckpt_dir", DEFAULT_RUN_DIR, "Run directory for training.")
 # flows (saved in the run config; predict computes HOP images with them)
 flags.DEFINE_string("taus", "1,5,10", "Frame intervals tau1<tau2<tau3.")
 flags.DEFINE_enum("estimator", "dis", ["dis", "farneback"], "Optical flow estimator.")
@@ -133,6 +136,38 @@ def _threshold(ckpt) -> float:
     return stored_threshold(ckpt)
 
 
+def _default_train_pattern() -> str:
+    import glob
+
+    pattern = f"{DEFAULT_RECORDS_DIR}/train-*.tfrecord*"
+    if not glob.glob(pattern):
+        raise HOFAMInputError(f"{DEFAULT_RECORDS_DIR}: no training records in the default folder; make them "
+                              "with python data_prep/merge.py --dataset_dir=DATASET, then python "
+                              "data_prep/tfrecord.py (or pass --train_pattern)")
+    print(f"training on the default records {pattern}")
+    return pattern
+
+
+def _run_test_pattern(ckpt) -> str:
+    """The test split of the dataset a run was trained on: config.json's train_pattern names the
+    records folder, whose dataset.json lists the test shards."""
+    from pathlib import Path
+
+    from hofam_tf.checkpoints import CONFIG_NAME, run_dir_of
+
+    run_dir = run_dir_of(ckpt)
+    cfg = RunConfig.load(run_dir / CONFIG_NAME)
+    folders = {str(Path(p.strip()).parent) for p in cfg.train.train_pattern.split(",") if p.strip()}
+    for folder in sorted(folders):
+        info_path = Path(folder) / "dataset.json"
+        if info_path.exists():
+            shards = json.loads(info_path.read_text())["splits"].get("test", {}).get("shards", [])
+            if shards:
+                return ",".join(str(Path(folder) / s) for s in shards)
+    raise HOFAMInputError(f"{run_dir}: its dataset ({', '.join(sorted(folders)) or 'unknown'}) has no test split; "
+                          "pass --test_pattern")
+
+
 def _summary(metrics: dict) -> str:
     p, c = metrics["paper"], metrics["cdnet"]["average"]
     fmt = lambda v: "n/a" if v is None or v != v else f"{v:.4f}"  # noqa: E731
@@ -146,15 +181,24 @@ def main(argv):
         raise HOFAMInputError(f"unexpected arguments {argv[1:]}")
     phase = FLAGS.phase
     if phase == "train":
-        _require("train_pattern", "ckpt_dir")
+        _require("ckpt_dir")
+        if not FLAGS.train_pattern:
+            FLAGS.train_pattern = _default_train_pattern()
         from hofam_tf.train import run_train
 
         result = run_train(run_config(), FLAGS.ckpt_dir)
         print(json.dumps(result, indent=2))
         print(f"run directory: {FLAGS.ckpt_dir}")
     elif phase == "test":
-        _require("ckpt", "test_pattern", "output_dir")
+        _require("ckpt")
+        from hofam_tf.checkpoints import run_dir_of
         from hofam_tf.evaluate import run_test
+
+        if not FLAGS.test_pattern:
+            FLAGS.test_pattern = _run_test_pattern(FLAGS.ckpt)
+            print(f"testing on the run's own test split {FLAGS.test_pattern}")
+        if not FLAGS.output_dir:
+            FLAGS.output_dir = str(run_dir_of(FLAGS.ckpt) / "test")
 
         metrics = run_test(FLAGS.ckpt, FLAGS.test_pattern, FLAGS.output_dir, _threshold(FLAGS.ckpt),
                            FLAGS.eval_batch_size, FLAGS.panels is not False, model_overrides=_model_overrides())

@@ -25,7 +25,7 @@ from tqdm import tqdm
 
 from hofam_tf.cli import parse_ints, run_tool
 from hofam_tf.composite import UNKNOWN, compose
-from hofam_tf.config import TILE, FlowConfig
+from hofam_tf.config import DEFAULT_COMPOSITES_DIR, TILE, FlowConfig
 from hofam_tf.errors import HOFAMInputError
 from hofam_tf.files import write_json, write_png
 from hofam_tf.flow import encode_hop, iter_hop, read_flo, resize_flow, resize_labels
@@ -109,13 +109,14 @@ FLAGS = flags.FLAGS
 def define_flags() -> None:
     """Flags of this tool; defined only when it runs as a program, so importing is side-effect free."""
     flags.DEFINE_string("dataset_dir", None, "Dataset folder, sequence folder or video file.")
-    flags.DEFINE_string("output_dir", None, "Where OUT/<sequence>/<frame id>.png go.")
+    flags.DEFINE_string("output_dir", None, f"Where OUT/<sequence>/<frame id>.png go (default {DEFAULT_COMPOSITES_DIR}).")
     flags.DEFINE_string("masks_dir", None, "Masks folder parallel to a plain frames folder.")
     flags.DEFINE_string("taus", "1,5,10", "Frame intervals tau1<tau2<tau3 (R=tau3, G=tau2, B=tau1).")
     flags.DEFINE_enum("estimator", "dis", ["dis", "farneback", "flo"], "Optical flow estimator.")
     flags.DEFINE_enum("dis_preset", "balanced", ["balanced", "ultrafast", "fast", "medium"], "OpenCV DIS preset.")
     flags.DEFINE_float("flow_scale", 6.0, "Grey levels per pixel of displacement (256 grid).")
     flags.DEFINE_string("flow_gains", "1,1,3", "Per-channel multipliers R,G,B after rounding.")
+    flags.DEFINE_enum("hop_encoding", "linear", ["linear", "log"], "How flow magnitude becomes HOP grey levels.")
     flags.DEFINE_string("flo_dir", None, "Precomputed .flo files (estimator=flo).")
     flags.DEFINE_string("flo_pattern", "{frame_id}_tau{tau}.flo", ".flo file name pattern.")
     flags.DEFINE_integer("workers", 2, "Flow threads.")
@@ -123,16 +124,20 @@ def define_flags() -> None:
 
 def main(argv):
     del argv
-    if not FLAGS.dataset_dir or not FLAGS.output_dir:
-        raise HOFAMInputError("--dataset_dir and --output_dir are required")
+    if not FLAGS.dataset_dir:
+        raise HOFAMInputError("--dataset_dir is required (a dataset folder, sequence folder or video)")
+    output_dir = FLAGS.output_dir or DEFAULT_COMPOSITES_DIR
+    if not FLAGS.output_dir:
+        print(f"composites go to the default folder {output_dir}")
     cfg = FlowConfig(taus=parse_ints(FLAGS.taus, "taus"), estimator=FLAGS.estimator,
                      dis_preset=FLAGS.dis_preset, scale=FLAGS.flow_scale,
-                     gains=parse_ints(FLAGS.flow_gains, "flow_gains"), flo_pattern=FLAGS.flo_pattern)
-    done = merge_dataset(FLAGS.dataset_dir, FLAGS.output_dir, cfg, FLAGS.masks_dir, FLAGS.workers,
+                     gains=parse_ints(FLAGS.flow_gains, "flow_gains"), flo_pattern=FLAGS.flo_pattern,
+                     encoding=FLAGS.hop_encoding)
+    done = merge_dataset(FLAGS.dataset_dir, output_dir, cfg, FLAGS.masks_dir, FLAGS.workers,
                          FLAGS.flo_dir)
     for name, n in done.items():
         print(f"{name}: {n} composites")
-    print(f"wrote {sum(done.values())} composites to {FLAGS.output_dir}")
+    print(f"wrote {sum(done.values())} composites to {output_dir}")
     return 0
 
 

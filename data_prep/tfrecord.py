@@ -26,6 +26,9 @@ from absl import flags
 from tqdm import tqdm
 
 from hofam_tf.cli import run_tool
+from hofam_tf.config import DEFAULT_COMPOSITES_DIR, DEFAULT_RECORDS_DIR
+
+DEFAULT_TEST_FRACTION = 0.25  # a quarter of the sequences (at least one) form the unseen test split
 from hofam_tf.composite import binarize_gt, read_composite
 from hofam_tf.flat_composites import flat_sequences
 from hofam_tf.errors import HOFAMInputError
@@ -146,10 +149,12 @@ FLAGS = flags.FLAGS
 
 def define_flags() -> None:
     """Flags of this tool; defined only when it runs as a program, so importing is side-effect free."""
-    flags.DEFINE_string("input_dir", None, "Composites folder written by data_prep/merge.py.")
-    flags.DEFINE_string("output_dir", None, "Where the shards and dataset.json go.")
+    flags.DEFINE_string("input_dir", None, "Composites folder written by data_prep/merge.py, or a flat folder "
+                        f"of the original's composites (default {DEFAULT_COMPOSITES_DIR}).")
+    flags.DEFINE_string("output_dir", None, f"Where the shards and dataset.json go (default {DEFAULT_RECORDS_DIR}).")
     flags.DEFINE_list("test_sequences", [], "Sequences that form the test split.")
-    flags.DEFINE_float("test_fraction", 0.0, "Fraction of sequences (seeded choice) for test.")
+    flags.DEFINE_float("test_fraction", DEFAULT_TEST_FRACTION, "Fraction of sequences (seeded choice) for "
+                       "test, used when --test_sequences is not given (0: everything in train).")
     flags.DEFINE_integer("seed", 12138, "Seed of the sequence split and of the example order.")
     flags.DEFINE_integer("examples_per_shard", 256, "Examples per shard.")
     flags.DEFINE_bool("gzip", False, "GZIP-compress the shards (.tfrecord.gz).")
@@ -158,9 +163,16 @@ def define_flags() -> None:
 
 def main(argv):
     del argv
-    if not FLAGS.input_dir or not FLAGS.output_dir:
-        raise HOFAMInputError("--input_dir and --output_dir are required")
-    info = write_tfrecords(FLAGS.input_dir, FLAGS.output_dir, FLAGS.test_sequences,
+    input_dir = FLAGS.input_dir or DEFAULT_COMPOSITES_DIR
+    output_dir = FLAGS.output_dir or DEFAULT_RECORDS_DIR
+    if not FLAGS.input_dir:
+        if not Path(input_dir).is_dir():
+            raise HOFAMInputError(f"{input_dir}: the default composites folder does not exist; make it with "
+                                  "python data_prep/merge.py --dataset_dir=DATASET (or pass --input_dir)")
+        print(f"reading composites from the default folder {input_dir}")
+    if not FLAGS.output_dir:
+        print(f"records go to the default folder {output_dir}")
+    info = write_tfrecords(input_dir, output_dir, FLAGS.test_sequences,
                            FLAGS.test_fraction, FLAGS.seed, FLAGS.examples_per_shard, FLAGS.gzip,
                            FLAGS.include_unlabelled)
     for split, s in info["splits"].items():

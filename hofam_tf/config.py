@@ -15,6 +15,11 @@ from hofam_tf.errors import HOFAMInputError
 
 DIS_PRESET_NAMES = ("balanced", "ultrafast", "fast", "medium")
 HOP_ENCODINGS = ("linear", "log")
+# Default folders that connect the steps (relative to the working directory): merge.py writes
+# composites, tfrecord.py turns them into records, main.py trains a run from those records.
+DEFAULT_COMPOSITES_DIR = "data/composites"
+DEFAULT_RECORDS_DIR = "data/tfrecords"
+DEFAULT_RUN_DIR = "checkpoints/hofam"
 TILE = 256  # side of each tile of the original composite layout (reference §2.1)
 
 
