@@ -81,8 +81,15 @@ flags.DEFINE_bool("panels", None, "Write the 4-tile panels (default: on for test
 flags.DEFINE_integer("eval_batch_size", 8, "Batch size for test / predict.")
 flags.DEFINE_string("pred_dir", None, "score: folder of predicted masks <sequence>/<name>.png.")
 flags.DEFINE_string("gt_dir", None, "score: composites folder or CDnet-style folders.")
-flags.DEFINE_string("input", None, "predict: a video file or a folder of frames.")
+flags.DEFINE_string("input", None, "predict: a video file, a folder of frames, a camera index (0) or a "
+                    "stream URL (rtsp://, http://, ...).")
 flags.DEFINE_bool("overlay_video", True, "predict: write overlay.mp4.")
+flags.DEFINE_bool("side_by_side", False, "predict: also write side_by_side.mp4 = [frame | mask | masked frame].")
+flags.DEFINE_integer("max_frames", 0, "predict: stop after N frames per sequence (0: all); for live sources.")
+flags.DEFINE_string("roi", None, "predict: region-of-interest mask image (white = watch); default: the input "
+                    "folder's own ROI.bmp when it has one.")
+flags.DEFINE_enum("naming", "frame", ["frame", "cdnet"], "predict: mask names <frame id>.png, or CDnet's binNNNNNN.png.")
+flags.DEFINE_string("post", "none", "predict: post-filter of the binary mask: none, or medianK (e.g. median5).")
 flags.DEFINE_string("output_path", None, "convert: the .keras file to write.")
 # demo
 flags.DEFINE_integer("demo_steps", 400, "demo: training steps.")
@@ -224,7 +231,9 @@ def main(argv):
             print(f"using the release model {FLAGS.ckpt}")
         opts = PredictOptions(threshold=_threshold(FLAGS.ckpt if FLAGS.method == "hofam" else None),
                               batch_size=FLAGS.eval_batch_size, panels=bool(FLAGS.panels),
-                              overlay_video=FLAGS.overlay_video, method=FLAGS.method)
+                              overlay_video=FLAGS.overlay_video, method=FLAGS.method,
+                              max_frames=FLAGS.max_frames, roi=FLAGS.roi, naming=FLAGS.naming, post=FLAGS.post,
+                              side_by_side=FLAGS.side_by_side)
         result = run_predict(FLAGS.input, FLAGS.ckpt, FLAGS.output_dir, opts, _model_overrides())
         print(json.dumps(result, indent=2))
     elif phase == "convert":

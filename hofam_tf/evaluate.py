@@ -120,7 +120,7 @@ def _gt_items(gt_dir: Path):
 
 def _find_prediction(pred_dir: Path, seq: str, fid: str, gt_name: str) -> Path | None:
     for cand in (pred_dir / seq / gt_name, pred_dir / seq / f"{fid}.png", pred_dir / seq / f"bin{fid}.png",
-                 pred_dir / seq / "masks" / f"{fid}.png"):
+                 pred_dir / seq / "masks" / f"{fid}.png", pred_dir / seq / "masks" / f"bin{fid}.png"):
         if cand.exists():
             return cand
     return None
@@ -130,7 +130,7 @@ def run_score(pred_dir, gt_dir, output_dir, threshold: float = 0.5, progress: bo
     """Scores mask PNGs ``pred_dir/<sequence>/<name>`` against ground truth in ``gt_dir``.
 
     ``<name>`` is the GT file's name (``gt000600.png``), ``<frame id>.png``, CDnet's
-    ``bin000600.png``, or ``masks/<frame id>.png`` (the layout ``--phase=predict`` writes, so its
+    ``bin000600.png``, or ``masks/<frame id>.png`` / ``masks/bin000600.png`` (the layouts ``--phase=predict`` writes, so its
     output folder is a ``pred_dir`` as it is). Predictions of another size are resized to the GT (nearest). Only sequences
     with a folder in ``pred_dir`` are scored (the others are listed as ``skipped_sequences``);
     inside a scored sequence, a GT frame without prediction is an error naming the expected file.

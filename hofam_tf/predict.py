@@ -28,6 +28,43 @@ from hofam_tf.errors import HOFAMInputError
 from hofam_tf.files import atomic_path, safe_name, write_json, write_png
 
 
+NAMINGS = ("frame", "cdnet")
+
+
+def post_kernel(post: str) -> int:
+    """"none" -> 0; "medianK" -> K (odd, 3..31). Raises HOFAMInputError otherwise."""
+    if post == "none":
+        return 0
+    import re
+
+    m = re.fullmatch(r"median(\d+)", post)
+    if not m or int(m.group(1)) % 2 == 0 or not 3 <= int(m.group(1)) <= 31:
+        raise HOFAMInputError(f"unknown post-filter {post!r}: 'none' or 'medianK' with K odd in 3..31 (median5)")
+    return int(m.group(1))
+
+
+def mask_name(frame, naming: str) -> str:
+    """File name of a frame's mask. "cdnet": ``bin`` + the input name's frame number on six digits
+    (CDnet's comparator naming; ``in000600.jpg`` -> ``bin000600.png``); frames of a video or
+    stream, which have no name, count from 1 as CDnet's frames do."""
+    if naming == "cdnet":
+        number = int(frame.frame_id) if frame.frame_id.isdigit() and not frame.from_stream else frame.index + 1
+        return f"bin{number:06d}.png"
+    return f"{frame.frame_id}.png"
+
+
+def read_roi(path, shape) -> np.ndarray:
+    """ROI mask (white = watch) as bool [H,W] at a frame's size (nearest neighbour)."""
+    from hofam_tf.files import read_image
+
+    roi = read_image(path, "L") > 127
+    if roi.shape != tuple(shape):
+        roi = cv2.resize(roi.astype(np.uint8), (shape[1], shape[0]), interpolation=cv2.INTER_NEAREST) > 0
+    if not roi.any():
+        raise HOFAMInputError(f"{path}: the ROI mask is all black (white marks the region to watch)")
+    return roi
+
+
 @dataclasses.dataclass(frozen=True)
 class PredictOptions:
     threshold: float = 0.5
@@ -37,8 +74,18 @@ class PredictOptions:
     default_fps: float = 25.0  # for frame folders, and videos that do not say
     workers: int = 2
     method: str = "hofam"  # or a classical baseline: mog2, knn, hop (hofam_tf.baselines)
+    max_frames: int = 0  # stop after this many frames per sequence (0: all); live sources
+    roi: str | None = None  # mask image, white = watch; None: the input's own ROI.bmp if any
+    naming: str = "frame"  # "frame": masks/<frame id>.png; "cdnet": masks/binNNNNNN.png
+    post: str = "none"  # "none" or "medianK": a KxK median filter of the binary mask (K odd)
+    side_by_side: bool = False  # also side_by_side.mp4 = [frame | mask | masked frame]
 
     def __post_init__(self) -> None:
+        if self.max_frames < 0:
+            raise HOFAMInputError(f"max_frames must be 0 (all) or more, got {self.max_frames}")
+        if self.naming not in NAMINGS:
+            raise HOFAMInputError(f"unknown naming {self.naming!r} {NAMINGS}")
+        post_kernel(self.post)
         if self.batch_size < 1:
             raise HOFAMInputError(f"eval batch size must be at least 1, got {self.batch_size}")
         if not 0.0 <= self.threshold <= 1.0:
@@ -135,40 +182,66 @@ def _classic_stream(method: str, seq, opts: PredictOptions):
 
 def predict_sequence(model, cfg, seq, output_dir: Path, opts: PredictOptions, progress: bool = True) -> dict:
     """Segments one sequence with ``model`` (``opts.method`` "hofam") or a classical baseline
-    (``model`` and ``cfg`` unused) and writes its outputs (module docstring)."""
-    from hofam_tf.viz import overlay, test_panel
+    (``model`` and ``cfg`` unused) and writes its outputs (module docstring). Ctrl-C ends the
+    sequence cleanly: what was written stays complete and ``summary.json`` says ``interrupted``."""
+    from hofam_tf.viz import overlay, side_by_side, test_panel
 
     out = output_dir / safe_name(seq.name, "sequence name")
     (out / "summary.json").unlink(missing_ok=True)
     stream = (_hofam_stream(model, cfg, seq, opts) if opts.method == "hofam"
               else _classic_stream(opts.method, seq, opts))
-    fps = _video_fps(seq.path, opts.default_fps) if seq.kind == "video" else opts.default_fps
-    sink = _VideoSink(out / "overlay.mp4", fps) if opts.overlay_video else None
-    t0, count, ok = time.time(), 0, False
-    bar = tqdm(total=seq.count_scored(), desc=seq.name, unit="frame", disable=not progress)
+    # a camera is opened once only (a second open can fail while it is busy): default fps there
+    asks_fps = seq.kind == "video" or (seq.kind == "stream" and not seq.url.isdigit())
+    fps = _video_fps(seq.url or seq.path, opts.default_fps) if asks_fps else opts.default_fps
+    sinks = {}
+    if opts.overlay_video:
+        sinks["overlay"] = _VideoSink(out / "overlay.mp4", fps)
+    if opts.side_by_side:
+        sinks["side_by_side"] = _VideoSink(out / "side_by_side.mp4", fps)
+    roi_path = opts.roi or seq.roi_path
+    roi, kernel = None, post_kernel(opts.post)
+    t0, count, ok, interrupted = time.time(), 0, False, False
+    total = seq.count_scored()
+    if opts.max_frames:
+        total = min(total, opts.max_frames) if total else opts.max_frames
+    bar = tqdm(total=total, desc=seq.name, unit="frame", disable=not progress)
     try:
         for fr, tile, hop, native in stream:
             fg = native >= opts.threshold
-            safe_name(fr.frame_id, f"frame name in {seq.path}")
-            write_png(out / "masks" / f"{fr.frame_id}.png", np.where(fg, 255, 0).astype(np.uint8))
-            if sink is not None:
-                sink.write(overlay(fr.rgb, fg))
+            if kernel:
+                fg = cv2.medianBlur(fg.astype(np.uint8) * 255, kernel) > 127
+            if roi_path is not None:
+                if roi is None:
+                    roi = read_roi(roi_path, fg.shape)
+                fg &= roi
+            name = safe_name(mask_name(fr, opts.naming), f"frame name in {seq.path}")
+            write_png(out / "masks" / name, np.where(fg, 255, 0).astype(np.uint8))
+            if "overlay" in sinks:
+                sinks["overlay"].write(overlay(fr.rgb, fg))
+            if "side_by_side" in sinks:
+                sinks["side_by_side"].write(side_by_side(fr.rgb, fg))
             if opts.panels:
                 p256 = cv2.resize(native, (256, 256), interpolation=cv2.INTER_AREA)
-                write_png(out / "panels" / f"{fr.frame_id}.png",
-                          test_panel(tile, np.full((256, 256), 170, np.uint8), hop, p256))
+                write_png(out / "panels" / name, test_panel(tile, np.full((256, 256), 170, np.uint8), hop, p256))
             count += 1
             bar.update(1)
+            if opts.max_frames and count >= opts.max_frames:
+                break
         ok = count > 0
+    except KeyboardInterrupt:
+        interrupted, ok = True, count > 0
     finally:
         bar.close()
-        if sink is not None:
+        for sink in sinks.values():
             sink.close(ok)
     seconds = time.time() - t0
-    summary = {"sequence": seq.name, "source": str(seq.path), "method": opts.method, "frames": count,
+    summary = {"sequence": seq.name, "source": seq.url or str(seq.path), "method": opts.method, "frames": count,
                "seconds": seconds, "frames_per_second": count / seconds if seconds else None,
-               "overlay_video": str(out / "overlay.mp4") if sink is not None else None,
-               "masks": str(out / "masks"), "threshold": opts.threshold}
+               "interrupted": interrupted,
+               "overlay_video": str(out / "overlay.mp4") if "overlay" in sinks and ok else None,
+               "side_by_side_video": str(out / "side_by_side.mp4") if "side_by_side" in sinks and ok else None,
+               "masks": str(out / "masks"), "threshold": opts.threshold, "post": opts.post,
+               "roi": str(roi_path) if roi_path is not None else None, "naming": opts.naming}
     write_json(out / "summary.json", summary)
     return summary
 
@@ -188,5 +261,11 @@ def run_predict(input_path, ckpt, output_dir, opts: PredictOptions = PredictOpti
         from hofam_tf.checkpoints import load_for_inference
 
         model, cfg = load_for_inference(ckpt, model_overrides)
-    results = [predict_sequence(model, cfg, seq, Path(output_dir), opts, progress) for seq in sequences]
+    if opts.roi is not None and not Path(opts.roi).is_file():
+        raise HOFAMInputError(f"{opts.roi}: ROI mask not found")
+    results = []
+    for seq in sequences:
+        results.append(predict_sequence(model, cfg, seq, Path(output_dir), opts, progress))
+        if results[-1]["interrupted"]:
+            break  # Ctrl-C: the sequence in hand was closed cleanly; do not start the next one
     return {"sequences": results, "output_dir": str(output_dir)}

@@ -42,6 +42,7 @@ class Frame:
     rgb: np.ndarray
     labels: Optional[np.ndarray]
     scored: bool  # inside the temporal ROI: a composite is written for it
+    from_stream: bool = False  # decoded from a video or stream: frame_id is the 0-based position
 
 
 @dataclasses.dataclass
@@ -56,11 +57,15 @@ class Sequence:
     mask_paths: list = dataclasses.field(default_factory=list)  # parallel to frame_paths, None ok
     scored: list = dataclasses.field(default_factory=list)  # parallel: inside the temporal ROI
     roi_path: Optional[Path] = None
+    url: Optional[str] = None  # kind "stream": a camera index ("0") or a URL OpenCV can open
 
     def iter_frames(self, lookback: int = 0) -> Iterator[Frame]:
         """Frames in order, starting ``lookback`` frames before the first scored one."""
         if self.kind == "video":
             yield from _iter_video(self.path)
+            return
+        if self.kind == "stream":
+            yield from _iter_video(int(self.url) if self.url.isdigit() else self.url, self.url)
             return
         first = next((i for i, s in enumerate(self.scored) if s), len(self.scored))
         last = max((i for i, s in enumerate(self.scored) if s), default=-1)
@@ -90,6 +95,8 @@ class Sequence:
                 yield i, frame_id_of(self.frame_paths[i]), self._labels(i, None, roi)
 
     def count_scored(self) -> Optional[int]:
+        if self.kind == "stream":
+            return None
         if self.kind == "video":
             cap = cv2.VideoCapture(str(self.path))
             n = int(cap.get(cv2.CAP_PROP_FRAME_COUNT))
@@ -213,17 +220,20 @@ def _frames(path: Path, name: str, masks_dir: Optional[Path], kind: str = "frame
     return Sequence(name, kind, path, True, frames, masks, [True] * len(frames))
 
 
-def _iter_video(path: Path) -> Iterator[Frame]:
-    cap = cv2.VideoCapture(str(path))
+def _iter_video(path, label: str | None = None) -> Iterator[Frame]:
+    """Decodes a video file, a camera (int index) or a stream URL frame by frame."""
+    cap = cv2.VideoCapture(path if isinstance(path, int) else str(path))
     if not cap.isOpened():
-        raise HOFAMInputError(f"{path}: cannot open video (not a video, or no decoder for it)")
+        what = "cannot open the camera or stream" if label else "cannot open video (not a video, or no decoder for it)"
+        raise HOFAMInputError(f"{label or path}: {what}")
+    path = label or path
     index = 0
     try:
         while True:
             ok, bgr = cap.read()
             if not ok:
                 break
-            yield Frame(index, f"{index:06d}", cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), None, True)
+            yield Frame(index, f"{index:06d}", cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), None, True, True)
             index += 1
     finally:
         cap.release()
@@ -234,6 +244,8 @@ def _iter_video(path: Path) -> Iterator[Frame]:
 def discover(dataset_dir: str | Path, masks_dir: str | Path | None = None) -> list[Sequence]:
     """Finds every sequence under ``dataset_dir`` (a video file, a sequence folder, or nested
     category/video folders). Raises HOFAMInputError if nothing usable is found."""
+    if is_stream(dataset_dir):
+        return [Sequence(stream_name(str(dataset_dir)), "stream", Path(str(dataset_dir)), False, url=str(dataset_dir))]
     root = Path(dataset_dir)
     if not root.exists():
         raise HOFAMInputError(f"{root}: does not exist")
@@ -249,6 +261,25 @@ def discover(dataset_dir: str | Path, masks_dir: str | Path | None = None) -> li
     if len(set(names)) != len(names):
         raise HOFAMInputError(f"{root}: sequence names collide: {sorted(names)}")
     return found
+
+
+STREAM_SCHEMES = ("rtsp://", "rtsps://", "rtmp://", "http://", "https://", "udp://", "tcp://")
+
+
+def is_stream(source) -> bool:
+    """A camera index ("0", "1", ...) or a stream URL (rtsp, rtmp, http(s), udp, tcp)."""
+    text = str(source)
+    return text.isdigit() or text.lower().startswith(STREAM_SCHEMES)
+
+
+def stream_name(source: str) -> str:
+    """Output folder name of a live source: ``camera0``, or the URL's last path part (else host)."""
+    if source.isdigit():
+        return f"camera{source}"
+    rest = source.split("://", 1)[1].split("?", 1)[0].rstrip("/")
+    part = rest.rsplit("/", 1)[-1] if "/" in rest else rest
+    stem = part.rsplit(".", 1)[0] if "." in part and "/" in rest else part
+    return re.sub(r"[^A-Za-z0-9._-]", "_", stem).strip("._") or "stream"
 
 
 def _name(root: Path, path: Path) -> str:

@@ -44,3 +44,10 @@ def overlay(frame: np.ndarray, pred_fg: np.ndarray, colour=(255, 0, 64), alpha: 
     out = frame.astype(np.float32)
     out[pred_fg] = (1 - alpha) * out[pred_fg] + alpha * np.asarray(colour, np.float32)
     return out.astype(np.uint8)
+
+
+def side_by_side(frame: np.ndarray, pred_fg: np.ndarray) -> np.ndarray:
+    """[frame | mask | masked frame] uint8 [H,3W,3]: what a user sends to a colleague."""
+    mask = grey3(np.where(pred_fg, 255, 0))
+    masked = np.where(pred_fg[..., None], frame, 0).astype(np.uint8)
+    return np.concatenate([frame, mask, masked], axis=1)
