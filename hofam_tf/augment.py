@@ -64,8 +64,9 @@ def geometry(ex: dict, seed, cfg: AugmentConfig) -> dict:
 
 
 def photometric(frame, seed, cfg: AugmentConfig):
-    """Brightness, contrast, colour, greyscale, noise and blur on float frames in [0, 255]."""
-    s = tf.random.experimental.stateless_split(seed, 9)
+    """Brightness, contrast, colour, greyscale, noise, blur and frame drop on float frames in
+    [0, 255]."""
+    s = tf.random.experimental.stateless_split(seed, 10)
     batch = tf.shape(frame)[0]
     x = frame + _per_image(_uniform(s[0], batch, -cfg.brightness, cfg.brightness) * 255.0)
     mean = tf.reduce_mean(x, axis=[1, 2, 3], keepdims=True)
@@ -77,6 +78,8 @@ def photometric(frame, seed, cfg: AugmentConfig):
     std = _per_image(_uniform(s[4], batch, 0.0, cfg.noise) * 255.0)
     x = x + tf.random.stateless_normal(tf.shape(x), s[5]) * std
     x = tf.where(_per_image(_uniform(s[6], batch) < cfg.blur), _blur3(x), x)
+    if cfg.frame_drop:
+        x = tf.where(_per_image(_uniform(s[9], batch) < cfg.frame_drop), tf.fill(tf.shape(x), 127.5), x)
     return tf.clip_by_value(x, 0.0, 255.0)
 
 

@@ -151,6 +151,8 @@ class AugmentConfig:
     3x3 blur with probability ``blur``.
     HOP only: a gain drawn log-uniformly in [1/hop_gain, hop_gain] (how far an object moves per
     frame depends on the scene), applied to every channel, then clipped to 255.
+    frame_drop: probability that an example's frame is replaced by flat mid-grey, so the model
+    must find the foreground from the motion alone and cannot lean on memorised scene looks.
     """
 
     enabled: bool = True
@@ -163,13 +165,14 @@ class AugmentConfig:
     noise: float = 0.03
     blur: float = 0.2
     hop_gain: float = 2.0
+    frame_drop: float = 0.0
 
     def __post_init__(self) -> None:
         if not 0 < self.min_crop <= 1:
             raise HOFAMInputError(f"augment min_crop must be in (0, 1], got {self.min_crop}")
         if self.hop_gain < 1:
             raise HOFAMInputError(f"augment hop_gain must be >= 1, got {self.hop_gain}")
-        for name in ("flip", "grey", "blur"):
+        for name in ("flip", "grey", "blur", "frame_drop"):
             if not 0 <= getattr(self, name) <= 1:
                 raise HOFAMInputError(f"augment {name} is a probability, got {getattr(self, name)}")
         for name in ("brightness", "contrast", "colour", "noise"):

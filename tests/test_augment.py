@@ -117,3 +117,15 @@ def test_training_pipeline_augments_real_records(cdnet_records):
     np.testing.assert_array_equal(tnum.numpy(), plain[3].numpy())  # same examples, counts kept
     np.testing.assert_array_equal(x["frame"].numpy(), aug2[0]["frame"].numpy())  # seeded
     assert not np.allclose(x["frame"].numpy(), tf.cast(plain[0]["frame"], tf.float32).numpy())
+
+
+def test_frame_drop_blanks_the_frame_only():
+    ex = _batch(4)
+    out = augment_batch(ex, [2, 3], dataclasses.replace(OFF, frame_drop=1.0))
+    np.testing.assert_array_equal(out["frame"].numpy(), np.full((4, 256, 256, 3), 127.5, np.float32))
+    np.testing.assert_allclose(out["hop"].numpy(), 40.0)
+    kept = augment_batch(ex, [2, 3], dataclasses.replace(OFF, frame_drop=0.5))["frame"].numpy()
+    dropped = [(kept[b] == 127.5).all() for b in range(4)]
+    for b in range(4):
+        if not dropped[b]:
+            np.testing.assert_allclose(kept[b], ex["frame"].numpy()[b].astype(np.float32), atol=1e-3)
