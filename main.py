@@ -161,12 +161,13 @@ def _run_test_pattern(ckpt) -> str:
     from pathlib import Path
 
     from hofam_tf.checkpoints import CONFIG_NAME, run_dir_of
+    from hofam_tf.schema import DATASET_INFO
 
     run_dir = run_dir_of(ckpt)
     cfg = RunConfig.load(run_dir / CONFIG_NAME)
     folders = {str(Path(p.strip()).parent) for p in cfg.train.train_pattern.split(",") if p.strip()}
     for folder in sorted(folders):
-        info_path = Path(folder) / "dataset.json"
+        info_path = Path(folder) / DATASET_INFO
         if info_path.exists():
             shards = json.loads(info_path.read_text())["splits"].get("test", {}).get("shards", [])
             if shards:

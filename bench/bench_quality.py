@@ -92,7 +92,7 @@ def fold_records(comp: Path, sources: dict, train: list[str], val: str, out: Pat
     """TFRecords of one fold: train-* from ``train`` scenes, test-* from the ``val`` scene."""
     from data_prep.tfrecord import write_tfrecords
 
-    links = out / "links"
+    links = out.parent / "links"
     links.mkdir(parents=True, exist_ok=True)
     for name in train + [val]:
         link = links / sources[name].name

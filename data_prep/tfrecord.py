@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import random
+import shutil
 import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -33,7 +34,7 @@ from hofam_tf.composite import binarize_gt, read_composite
 from hofam_tf.flat_composites import flat_sequences
 from hofam_tf.errors import HOFAMInputError
 from hofam_tf.files import atomic_path, write_json
-from hofam_tf.schema import encode_example, shard_name
+from hofam_tf.schema import DATASET_INFO, encode_example, parse_shard_name, shard_name
 
 SEQUENCE_META = "sequence.json"
 
@@ -115,6 +116,25 @@ def write_split(examples: list[tuple[dict, str]], output_dir: Path, split: str, 
     return names
 
 
+def clear_output(out: Path) -> None:
+    """Prepares the output folder: removes what an earlier run of this tool left (shards, its
+    dataset.json, hidden temporary files), dataset.json first so a crash in between leaves a set
+    that readers refuse; refuses a folder holding anything else."""
+    out.mkdir(parents=True, exist_ok=True)
+    entries = [p for p in out.iterdir()]
+    foreign = [p.name for p in entries if not (p.name == DATASET_INFO or p.name.startswith(".tmp-")
+                                             or parse_shard_name(p.name))]
+    if foreign:
+        raise HOFAMInputError(f"{out}: the output folder holds files this tool did not write "
+                              f"({', '.join(sorted(foreign)[:3])}); use an empty or new folder")
+    (out / DATASET_INFO).unlink(missing_ok=True)
+    for p in entries:
+        if p.is_dir():
+            shutil.rmtree(p)
+        elif p.exists():
+            p.unlink()
+
+
 def write_tfrecords(input_dir, output_dir, test_sequences=(), test_fraction: float = 0.0,
                     seed: int = 12138, examples_per_shard: int = 256, gzip: bool = False,
                     include_unlabelled: bool = False, progress: bool = True) -> dict:
@@ -133,14 +153,14 @@ def write_tfrecords(input_dir, output_dir, test_sequences=(), test_fraction: flo
     by_name = {m["name"]: m for m in metas}
     splits = split_sequences(list(by_name), test_sequences, test_fraction, seed)
     out = Path(output_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    clear_output(out)
     info = {"splits": {}, "skipped_unlabelled": skipped, "seed": seed, "gzip": gzip}
     for split, seq_names in splits.items():
         examples = [(by_name[n], f) for n in seq_names for f in by_name[n]["frames"]]
         random.Random(seed).shuffle(examples)  # deterministic for a seed
         shards = write_split(examples, out, split, examples_per_shard, gzip, progress)
         info["splits"][split] = {"sequences": seq_names, "examples": len(examples), "shards": shards}
-    write_json(out / "dataset.json", info)
+    write_json(out / DATASET_INFO, info)
     return info
 
 

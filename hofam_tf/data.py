@@ -7,7 +7,7 @@ from pathlib import Path
 import tensorflow as tf
 
 from hofam_tf.errors import HOFAMInputError
-from hofam_tf.schema import compression_of, parse_examples
+from hofam_tf.schema import DATASET_INFO, compression_of, parse_examples, parse_shard_name
 
 
 def list_tfrecords(pattern: str | list[str]) -> list[str]:
@@ -17,7 +17,34 @@ def list_tfrecords(pattern: str | list[str]) -> list[str]:
     files = [f for f in files if not Path(f).name.startswith(".")]
     if not files:
         raise HOFAMInputError(f"TFRecord pattern {pattern!r} matches no file")
+    check_shard_sets(files)
     return files
+
+
+def check_shard_sets(files: list[str]) -> None:
+    """Refuses incomplete or mixed sets of shards named ``{split}-NNNNN-of-NNNNN.tfrecord``: every
+    such set must come from a finished ``data_prep/tfrecord.py`` (its folder holds dataset.json),
+    hold all N shards, and not be mixed with a set of another N. Files named otherwise (the
+    original's own TFRecords, say) are taken as they are."""
+    sets: dict[tuple[str, str], dict[int, set]] = {}
+    for f in files:
+        parsed = parse_shard_name(Path(f).name)
+        if parsed:
+            split, index, count = parsed
+            sets.setdefault((str(Path(f).parent), split), {}).setdefault(count, set()).add(index)
+    for (folder, split), by_count in sorted(sets.items()):
+        if len(by_count) > 1:
+            counts = ", ".join(f"-of-{n:05d}" for n in sorted(by_count))
+            raise HOFAMInputError(f"{folder}: {split} shards of two different writes are mixed ({counts}); "
+                                  "re-run data_prep/tfrecord.py into an empty folder")
+        (count, indices), = by_count.items()
+        missing = sorted(set(range(count)) - indices)
+        if missing:
+            names = ", ".join(f"{split}-{i:05d}-of-{count:05d}" for i in missing[:3])
+            raise HOFAMInputError(f"{folder}: incomplete {split} set: {len(missing)} of {count} shards missing ({names})")
+        if not (Path(folder) / DATASET_INFO).exists():
+            raise HOFAMInputError(f"{folder}: no {DATASET_INFO}: data_prep/tfrecord.py did not finish writing "
+                                  "these shards; run it again")
 
 
 def check_required_keys(files: list[str]) -> None:

@@ -10,6 +10,7 @@ import dataclasses
 from pathlib import Path
 
 from hofam_tf.config import FlowConfig, LossConfig, ModelConfig, RunConfig, TrainConfig
+from hofam_tf.schema import DATASET_INFO
 
 
 def run_demo(work_dir: str | Path, steps: int = 400, ngf: int = 8, batch_size: int = 4,
@@ -28,7 +29,7 @@ def run_demo(work_dir: str | Path, steps: int = 400, ngf: int = 8, batch_size: i
         if not (raw / name / "masks").is_dir():
             write_scene(raw / name, seed=1000 + i, frames=frames)
     flow = FlowConfig()
-    if not (rec / "dataset.json").exists():
+    if not (rec / DATASET_INFO).exists():
         merge_dataset(raw, comp, flow, progress=progress)
         write_tfrecords(comp, rec, test_sequences=names[train_scenes:], progress=progress)
     cfg = RunConfig(

@@ -46,6 +46,18 @@ def shard_name(split: str, index: int, count: int, gzip: bool = False) -> str:
     return f"{split}-{index:05d}-of-{count:05d}{GZIP_SUFFIX if gzip else SHARD_SUFFIX}"
 
 
+SHARD_PATTERN = r"(?P<split>[A-Za-z0-9_]+)-(?P<index>\d{5})-of-(?P<count>\d{5})\.tfrecord(\.gz)?"
+DATASET_INFO = "dataset.json"  # written last by data_prep/tfrecord.py: a shard set without it is incomplete
+
+
+def parse_shard_name(name: str):
+    """(split, index, count) of a file named by ``shard_name``, else None."""
+    import re
+
+    m = re.fullmatch(SHARD_PATTERN, name)
+    return (m["split"], int(m["index"]), int(m["count"])) if m else None
+
+
 def compression_of(path: str) -> str:
     """"GZIP" for ``*.gz`` files, else "" (uncompressed)."""
     return "GZIP" if str(path).endswith(".gz") else ""

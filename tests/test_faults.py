@@ -137,3 +137,84 @@ def test_names_from_records_never_escape_the_output_folder(tmp_path, tiny_run, s
         assert proc.returncode == 0  # empty names fall back to "unnamed" / the record number
     else:
         assert "unsafe" in _error_line(proc)
+
+
+def test_tfrecord_killed_mid_write_leaves_a_set_readers_refuse(tmp_path, cdnet_records):
+    import signal
+    import time
+
+    out = tmp_path / "rec"
+    proc = subprocess.Popen([sys.executable, str(ROOT / "data_prep" / "tfrecord.py"),
+                             f"--input_dir={cdnet_records['composites']}", f"--output_dir={out}",
+                             "--examples_per_shard=4"], cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while time.time() < deadline and len(list(out.glob("train-*.tfrecord"))) < 2:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    written = list(out.glob("train-*.tfrecord"))
+    assert written and not (out / "dataset.json").exists()
+    line = _error_line(_run(ROOT / "main.py", "--phase=train", f"--train_pattern={out}/train-*.tfrecord",
+                            f"--ckpt_dir={tmp_path / 'run'}", "--ngf=2", "--steps=1"))
+    assert str(out) in line and ("missing" in line or "dataset.json" in line)
+    # a re-run clears the stale shards and temporary files, also with another shard size
+    proc = _run(ROOT / "data_prep" / "tfrecord.py", f"--input_dir={cdnet_records['composites']}",
+                f"--output_dir={out}", "--examples_per_shard=100")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    names = sorted(p.name for p in out.iterdir())
+    assert not [n for n in names if n.startswith(".tmp-")]
+    assert all("-of-00002" in n for n in names if n.startswith("train-")), names
+    assert (out / "dataset.json").exists()
+
+
+def test_mixed_or_incomplete_shard_sets_are_refused(tmp_path, cdnet_records):
+    import shutil
+
+    from hofam_tf.data import list_tfrecords
+    from hofam_tf.errors import HOFAMInputError
+
+    rec = tmp_path / "rec"
+    shutil.copytree(cdnet_records["records"], rec)
+    first = sorted(rec.glob("train-*.tfrecord"))[0]
+    shutil.copy(first, rec / "train-00000-of-00009.tfrecord")
+    with pytest.raises(HOFAMInputError, match="two different writes"):
+        list_tfrecords(str(rec / "train-*.tfrecord"))
+    (rec / "train-00000-of-00009.tfrecord").unlink()
+    first.unlink()
+    with pytest.raises(HOFAMInputError, match="1 of .* shards missing"):
+        list_tfrecords(str(rec / "train-*.tfrecord"))
+
+
+def test_tfrecord_refuses_a_folder_it_did_not_write(tmp_path, cdnet_records):
+    out = tmp_path / "mine"
+    out.mkdir()
+    (out / "notes.txt").write_text("keep me")
+    line = _error_line(_run(ROOT / "data_prep" / "tfrecord.py", f"--input_dir={cdnet_records['composites']}",
+                            f"--output_dir={out}"))
+    assert str(out) in line and "notes.txt" in line
+    assert (out / "notes.txt").read_text() == "keep me"
+
+
+def test_same_seed_same_bytes_in_two_processes(tmp_path, cdnet_records):
+    digests = []
+    for i in range(2):
+        out = tmp_path / f"rec{i}"
+        proc = _run(ROOT / "data_prep" / "tfrecord.py", f"--input_dir={cdnet_records['composites']}",
+                    f"--output_dir={out}", "--seed=7", "--test_sequences=baseline_office")
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        digests.append({p.name: p.read_bytes() for p in sorted(out.glob("*.tfrecord"))})
+    assert digests[0].keys() == digests[1].keys() and digests[0] == digests[1]
+
+
+def test_same_seed_same_first_step_loss_in_two_processes(tmp_path, cdnet_records):
+    import json
+
+    losses = []
+    for i in range(2):
+        run = tmp_path / f"run{i}"
+        proc = _run(ROOT / "main.py", "--phase=train", f"--train_pattern={cdnet_records['records']}/train-*.tfrecord",
+                    f"--ckpt_dir={run}", "--ngf=2", "--steps=1", "--seed=5", "--log_every=1", "--batch_size=2")
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        start = proc.stdout.index("{")
+        losses.append(json.loads(proc.stdout[start:proc.stdout.rindex("}") + 1])["last_loss"]["loss"])
+    assert losses[0] == losses[1]
