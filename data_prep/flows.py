@@ -36,7 +36,8 @@ def write_flows(input_path, output_dir, cfg: FlowConfig, save_flo: bool = False,
     out = Path(output_dir)
     count = 0
     frames = seq.iter_frames(lookback=max(cfg.taus))
-    for fr, _, grays in tqdm(iter_gray_windows(frames, cfg), desc=seq.name, unit="frame", disable=not progress):
+    for fr, _, grays in tqdm(iter_gray_windows(frames, cfg), desc=seq.name, unit="frame", total=seq.count_scored(),
+                             disable=not progress):
         flows = flows_from_grays(grays, fr.index, cfg)
         for tau, flow in flows.items():
             write_png(out / f"color_tau{tau}" / f"{fr.frame_id}.png", flow_to_color(flow))

@@ -11,7 +11,10 @@ Each sequence folder gets a ``sequence.json`` last: a folder without one is inco
 from __future__ import annotations
 
 import dataclasses
+import os
+import shutil
 import sys
+import uuid
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -29,7 +32,8 @@ from hofam_tf.config import DEFAULT_COMPOSITES_DIR, TILE, FlowConfig
 from hofam_tf.errors import HOFAMInputError
 from hofam_tf.files import write_json, write_png
 from hofam_tf.flow import encode_hop, iter_hop, read_flo, resize_flow, resize_labels
-from hofam_tf.sources import Sequence, discover
+from hofam_tf.files import safe_name
+from hofam_tf.sources import Sequence, discover, warn
 
 SEQUENCE_META = "sequence.json"
 
@@ -51,10 +55,27 @@ def _hop_from_flo(seq: Sequence, cfg: FlowConfig, flo_dir: Path):
 
 def merge_sequence(seq: Sequence, output_dir: str | Path, cfg: FlowConfig, workers: int = 2,
                    flo_dir: str | Path | None = None, progress: bool = True) -> int:
-    """Writes the composites of one sequence and its sequence.json. Returns the frame count."""
-    out = Path(output_dir) / seq.name
-    out.mkdir(parents=True, exist_ok=True)
-    (out / SEQUENCE_META).unlink(missing_ok=True)  # incomplete until rewritten at the end
+    """Writes the composites of one sequence and its sequence.json into a hidden temporary folder
+    that is renamed to ``output_dir/<sequence>`` only when complete (an earlier one is replaced);
+    on any error it is removed. Returns the frame count."""
+    final = Path(output_dir) / safe_name(seq.name, "sequence name")
+    if not seq.labelled:
+        warn(f"{seq.path}: no ground truth found; merged as unlabelled (GT tile 170 = unknown), which "
+             "data_prep/tfrecord.py leaves out unless --include_unlabelled")
+    out = Path(output_dir) / f".tmp-{uuid.uuid4().hex[:8]}-{seq.name}"
+    out.mkdir(parents=True)
+    try:
+        count = _write_sequence(seq, out, cfg, workers, flo_dir, progress)
+        if final.exists():
+            shutil.rmtree(final)
+        os.replace(out, final)
+        return count
+    finally:
+        if out.exists():
+            shutil.rmtree(out, ignore_errors=True)
+
+
+def _write_sequence(seq: Sequence, out: Path, cfg: FlowConfig, workers: int, flo_dir, progress: bool) -> int:
     if cfg.estimator == "flo":
         if flo_dir is None:
             raise HOFAMInputError("--estimator=flo needs --flo_dir")
@@ -70,7 +91,7 @@ def merge_sequence(seq: Sequence, output_dir: str | Path, cfg: FlowConfig, worke
         write_png(out / f"{frame_id}.png", compose(tile, hop, labels))
 
     # PNG encoding runs on writer threads (OpenCV releases the GIL); at most 2 x workers pending.
-    with ThreadPoolExecutor(max(1, workers)) as pool:
+    with bar, ThreadPoolExecutor(max(1, workers)) as pool:  # the bar is cleared on errors too
         pending: deque = deque()
         for fr, tile, hop in stream:
             native = native or list(fr.rgb.shape[:2])
@@ -83,7 +104,6 @@ def merge_sequence(seq: Sequence, output_dir: str | Path, cfg: FlowConfig, worke
         while pending:
             pending.popleft().result()
             bar.update(1)
-    bar.close()
     if not frame_ids:
         raise HOFAMInputError(f"{seq.path}: no frame to write (empty sequence or temporal ROI)")
     write_json(out / SEQUENCE_META, {
@@ -97,9 +117,14 @@ def merge_dataset(dataset_dir, output_dir, cfg: FlowConfig, masks_dir=None, work
                   flo_dir=None, progress: bool = True) -> dict[str, int]:
     """Every sequence under ``dataset_dir`` -> composites under ``output_dir``. {name: frames}."""
     sequences = discover(dataset_dir, masks_dir)
+    created = not Path(output_dir).exists()
     done = {}
-    for seq in tqdm(sequences, desc="sequences", unit="seq", disable=not progress or len(sequences) < 2):
-        done[seq.name] = merge_sequence(seq, output_dir, cfg, workers, flo_dir, progress)
+    try:
+        for seq in tqdm(sequences, desc="sequences", unit="seq", disable=not progress or len(sequences) < 2):
+            done[seq.name] = merge_sequence(seq, output_dir, cfg, workers, flo_dir, progress)
+    finally:
+        if created and Path(output_dir).is_dir() and not any(Path(output_dir).iterdir()):
+            Path(output_dir).rmdir()  # nothing written: leave no empty folder behind
     return done
 
 

@@ -14,8 +14,12 @@ from hofam_tf.schema import DATASET_INFO
 
 
 def run_demo(work_dir: str | Path, steps: int = 400, ngf: int = 8, batch_size: int = 4,
-             train_scenes: int = 6, test_scenes: int = 2, frames: int = 24, progress: bool = True) -> dict:
-    """Returns {"run_dir", "test_dir", "metrics"}; everything is written under ``work_dir``."""
+             train_scenes: int = 6, test_scenes: int = 2, frames: int = 24, progress: bool = True,
+             keep_intermediate: bool = False) -> dict:
+    """Returns {"run_dir", "test_dir", "metrics"}; everything is written under ``work_dir``. The
+    synthetic frames, composites, TFRecords and intermediate checkpoints are deleted at the end
+    unless ``keep_intermediate``; the final model (``run/model.keras``), the TensorBoard logs and
+    the test outputs stay."""
     from data_prep.merge import merge_dataset
     from data_prep.tfrecord import write_tfrecords
     from hofam_tf.evaluate import run_test
@@ -45,4 +49,9 @@ def run_demo(work_dir: str | Path, steps: int = 400, ngf: int = 8, batch_size: i
     run_train(cfg, run_dir, progress=progress)
     test_dir = work / "test"
     metrics = run_test(run_dir, str(rec / "test-*.tfrecord"), test_dir, threshold=0.5, progress=progress)
+    if not keep_intermediate:  # keep what a user looks at (test outputs, logs) and the final model
+        import shutil
+
+        for folder in (raw, comp, rec, run_dir / "ckpt"):
+            shutil.rmtree(folder, ignore_errors=True)
     return {"run_dir": str(run_dir), "test_dir": str(test_dir), "metrics": metrics}

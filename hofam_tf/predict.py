@@ -263,9 +263,24 @@ def run_predict(input_path, ckpt, output_dir, opts: PredictOptions = PredictOpti
         model, cfg = load_for_inference(ckpt, model_overrides)
     if opts.roi is not None and not Path(opts.roi).is_file():
         raise HOFAMInputError(f"{opts.roi}: ROI mask not found")
+    import shutil
+
+    root = Path(output_dir)
+    root_created = not root.exists()
     results = []
-    for seq in sequences:
-        results.append(predict_sequence(model, cfg, seq, Path(output_dir), opts, progress))
-        if results[-1]["interrupted"]:
-            break  # Ctrl-C: the sequence in hand was closed cleanly; do not start the next one
+    try:
+        for seq in sequences:
+            out = root / safe_name(seq.name, "sequence name")
+            created = not out.exists()
+            try:
+                results.append(predict_sequence(model, cfg, seq, root, opts, progress))
+            except Exception:
+                if created:  # a sequence that failed leaves nothing that looks like a result
+                    shutil.rmtree(out, ignore_errors=True)
+                raise
+            if results[-1]["interrupted"]:
+                break  # Ctrl-C: the sequence in hand was closed cleanly; do not start the next one
+    finally:
+        if root_created and root.is_dir() and not any(root.iterdir()):
+            root.rmdir()
     return {"sequences": results, "output_dir": str(output_dir)}

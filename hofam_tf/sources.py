@@ -129,6 +129,13 @@ class Sequence:
         return labels
 
 
+def warn(message: str) -> None:
+    """A non-fatal problem with the input, on the console (stderr) where the user sees it."""
+    import sys
+
+    print(f"warning: {message}", file=sys.stderr, flush=True)
+
+
 def frame_number(path: Path) -> Optional[int]:
     """The last group of digits of a file stem ("in000600" -> 600, "I_SI_01-GT_12" -> 12)."""
     found = re.findall(r"\d+", Path(path).stem)
@@ -227,6 +234,7 @@ def _iter_video(path, label: str | None = None) -> Iterator[Frame]:
         what = "cannot open the camera or stream" if label else "cannot open video (not a video, or no decoder for it)"
         raise HOFAMInputError(f"{label or path}: {what}")
     path = label or path
+    announced = int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) if not label else 0
     index = 0
     try:
         while True:
@@ -239,6 +247,8 @@ def _iter_video(path, label: str | None = None) -> Iterator[Frame]:
         cap.release()
     if index == 0:
         raise HOFAMInputError(f"{path}: no frame could be decoded")
+    if announced > 0 and index < announced:
+        warn(f"{path}: decoded {index} of the {announced} frames its header announces (truncated or damaged file)")
 
 
 def discover(dataset_dir: str | Path, masks_dir: str | Path | None = None) -> list[Sequence]:

@@ -12,8 +12,9 @@ def test_demo_pipeline_small(tmp_path):
     assert metrics["images"] == 12 and set(metrics["cdnet"]["per_sequence"]) == {"scene02"}
     assert len(list((tmp_path / "test" / "panels" / "scene02").glob("*.png"))) == 12
     assert (tmp_path / "run" / "model.keras").exists()
-    info = json.loads((tmp_path / "tfrecords" / "dataset.json").read_text())
-    assert info["splits"]["test"]["sequences"] == ["scene02"]  # unseen scene
+    # only what a user looks at stays: no synthetic frames, composites, records or checkpoints
+    assert not any((tmp_path / d).exists() for d in ("raw", "composites", "tfrecords", "run/ckpt"))
+    assert (tmp_path / "run" / "logs").is_dir() and (tmp_path / "run" / "config.json").exists()
     assert result["metrics"]["paper"]["counts"] == metrics["paper"]["counts"]
 
 

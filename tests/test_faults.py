@@ -218,3 +218,72 @@ def test_same_seed_same_first_step_loss_in_two_processes(tmp_path, cdnet_records
         start = proc.stdout.index("{")
         losses.append(json.loads(proc.stdout[start:proc.stdout.rindex("}") + 1])["last_loss"]["loss"])
     assert losses[0] == losses[1]
+
+
+def _cdnet_folder(root, shared_data, with_gt=True, bad_mask=False):
+    import shutil
+
+    src = shared_data / "cdnet2014" / "baseline" / "office"
+    dst = root / "office"
+    shutil.copytree(src, dst)
+    if not with_gt:
+        shutil.rmtree(dst / "groundtruth")
+    if bad_mask:
+        from PIL import Image
+
+        masks = sorted((dst / "groundtruth").glob("*.png"))
+        Image.new("L", (10, 10)).save(masks[20])
+    return dst
+
+
+def test_merge_says_when_a_folder_has_no_ground_truth(tmp_path, shared_data):
+    scene = _cdnet_folder(tmp_path, shared_data, with_gt=False)
+    proc = _run(ROOT / "data_prep" / "merge.py", f"--dataset_dir={scene}", f"--output_dir={tmp_path / 'comp'}")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "no ground truth" in proc.stderr and str(scene) in proc.stderr
+
+
+def test_failed_merge_leaves_no_composites_and_no_empty_folder(tmp_path, shared_data):
+    scene = _cdnet_folder(tmp_path, shared_data, bad_mask=True)
+    out = tmp_path / "comp"
+    line = _error_line(_run(ROOT / "data_prep" / "merge.py", f"--dataset_dir={scene}", f"--output_dir={out}"))
+    assert "gt000620.png" in line and "does not match" in line
+    assert not out.exists()
+
+
+def test_truncated_video_is_reported_with_both_counts(tmp_path):
+    import cv2
+    import numpy as np
+
+    from hofam_tf.synthetic import make_scene
+
+    path = tmp_path / "cam.avi"
+    images, _ = make_scene(seed=1, frames=30)
+    w = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 10, (256, 256))
+    for img in images:
+        w.write(cv2.cvtColor(img, cv2.COLOR_RGB2BGR))
+    w.release()
+    data = path.read_bytes()
+    cut = tmp_path / "cut.avi"
+    cut.write_bytes(data[: len(data) // 2])
+    proc = _run(ROOT / "main.py", "--phase=predict", "--method=hop", f"--input={cut}", f"--output_dir={tmp_path / 'o'}")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    import re
+
+    m = re.search(r"decoded (\d+) of the (\d+) frames", proc.stderr)
+    assert m and int(m.group(1)) < int(m.group(2)) == 30, proc.stderr[-2000:]
+
+
+def test_failed_predict_leaves_no_folder(tmp_path):
+    import numpy as np
+    from PIL import Image
+
+    folder = tmp_path / "frames"
+    folder.mkdir()
+    for i, size in enumerate([(64, 48)] * 3 + [(80, 48)]):
+        Image.fromarray(np.zeros((size[1], size[0], 3), np.uint8)).save(folder / f"{i:03d}.png")
+    out = tmp_path / "out"
+    line = _error_line(_run(ROOT / "main.py", "--phase=predict", "--method=hop", f"--input={folder}",
+                            f"--output_dir={out}"))
+    assert "003.png" in line
+    assert not out.exists()
