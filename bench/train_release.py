@@ -1,0 +1,82 @@
+"""Trains the release model shipped in ``checkpoints/release`` (README, "Release model").
+
+Data: all 12 real scenes of ``../shared/data`` (3 CDnet 2014, 9 SBI 2015; DIS HOP computed here)
+plus the authors' demo composites (LASIESTA, their own HOP). No scene is held out: the number of
+steps and the threshold come from the leave-scenes-out benchmark (``bench/bench_quality.py``),
+whose folds chose them on validation scenes; they are passed here as ``--steps`` and
+``--threshold``. Writes ``config.json``, ``model.keras`` and ``best.json`` (threshold, recipe).
+
+    python bench/train_release.py --steps 500 --threshold 0.95 [--set augment.frame_drop=0.3]
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import shutil
+import sys
+import time
+from pathlib import Path
+
+if __package__ in (None, ""):
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+from bench.bench_quality import ROOT, apply_overrides, composites, scene_sources  # noqa: E402
+
+
+def main(argv=None) -> dict:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--data", default=str(ROOT.parent / "shared" / "data"))
+    ap.add_argument("--work", default="/tmp/hofam_release")
+    ap.add_argument("--out", default=str(ROOT / "checkpoints" / "release"))
+    ap.add_argument("--steps", type=int, required=True)
+    ap.add_argument("--threshold", type=float, required=True)
+    ap.add_argument("--ngf", type=int, default=8)
+    ap.add_argument("--batch", type=int, default=8)
+    ap.add_argument("--seed", type=int, default=12138)
+    ap.add_argument("--set", action="append", default=[], dest="sets")
+    args = ap.parse_args(argv)
+
+    from data_prep.tfrecord import write_tfrecords
+    from hofam_tf.checkpoints import BEST_NAME, CONFIG_NAME, FINAL_MODEL
+    from hofam_tf.config import ModelConfig, RunConfig, TrainConfig
+    from hofam_tf.files import write_json
+    from hofam_tf.train import run_train
+
+    work = Path(args.work)
+    base = RunConfig(model=ModelConfig(ngf=args.ngf),
+                     train=TrainConfig(steps=args.steps, batch_size=args.batch, learning_rate=1e-3, beta1=0.9,
+                                       seed=args.seed, shuffle_buffer=2000, ckpt_every=args.steps, log_every=50,
+                                       image_every=0))
+    cfg = apply_overrides(base, args.sets)
+    sources = scene_sources(Path(args.data))
+    comp = composites(sources, work, cfg.flow)
+    real_rec, demo_rec = work / "records_real", work / "records_demo"
+    for folder, src in ((real_rec, comp), (demo_rec, Path(args.data) / "hofam_demo")):
+        if not (folder / "dataset.json").exists():
+            write_tfrecords(src, folder, examples_per_shard=128, progress=False)
+    pattern = f"{real_rec}/train-*.tfrecord,{demo_rec}/train-*.tfrecord"
+    cfg = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, train_pattern=pattern))
+    run = work / "run"
+    shutil.rmtree(run, ignore_errors=True)
+    t0 = time.time()
+    result = run_train(cfg, run, progress=True)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    shutil.copy(run / FINAL_MODEL, out / FINAL_MODEL)
+    saved = RunConfig.from_dict(json.loads((run / CONFIG_NAME).read_text()))
+    saved = dataclasses.replace(saved, train=dataclasses.replace(saved.train, train_pattern=""))
+    saved.save(out / CONFIG_NAME)
+    info = {"threshold": args.threshold, "steps": result["steps"], "recipe": args.sets, "ngf": args.ngf,
+            "batch": args.batch, "seed": args.seed, "training_scenes": sorted(sources) + ["hofam_demo"],
+            "threshold_from": "leave-scenes-out benchmark (bench/bench_quality.py), validation scenes",
+            "train_seconds": time.time() - t0, "final_loss": result.get("last_loss")}
+    write_json(out / BEST_NAME, info)
+    print(json.dumps(info, indent=1))
+    return info
+
+
+if __name__ == "__main__":
+    main()
