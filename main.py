@@ -40,6 +40,8 @@ flags.DEFINE_bool("faithful_tf1", False, "Reproduce the TF1 code: frozen fusion 
 flags.DEFINE_enum("hop_channels", "rgb", ["rgb", "r"], "Feed all HOP channels, or only R (original demo).")
 flags.DEFINE_enum("precision", "float32", ["float32", "mixed_bfloat16", "mixed_float16"], "Dtype policy.")
 flags.DEFINE_bool("xla", False, "Compile the training step with XLA.")
+flags.DEFINE_enum("inference_precision", "auto", ["auto", "float32", "bfloat16"],
+                  "test / predict / export: auto = bfloat16 on CPUs with AVX512-BF16 or AMX and no GPU, else float32.")
 # loss
 flags.DEFINE_enum("loss_mode", "cis", ["cis", "tf1"], "Class-in-scale focal loss, or exactly the TF1 loss.")
 flags.DEFINE_float("gamma", 0.0, "Focal exponent.")
@@ -209,7 +211,8 @@ def main(argv):
             FLAGS.output_dir = str(run_dir_of(FLAGS.ckpt) / "test")
 
         metrics = run_test(FLAGS.ckpt, FLAGS.test_pattern, FLAGS.output_dir, _threshold(FLAGS.ckpt),
-                           FLAGS.eval_batch_size, FLAGS.panels is not False, model_overrides=_model_overrides())
+                           FLAGS.eval_batch_size, FLAGS.panels is not False, model_overrides=_model_overrides(),
+                           precision=FLAGS.inference_precision)
         print(_summary(metrics))
         print(f"masks, panels, error maps and metrics.json in {FLAGS.output_dir}")
     elif phase == "score":
@@ -235,7 +238,8 @@ def main(argv):
                               overlay_video=FLAGS.overlay_video, method=FLAGS.method,
                               max_frames=FLAGS.max_frames, roi=FLAGS.roi, naming=FLAGS.naming, post=FLAGS.post,
                               side_by_side=FLAGS.side_by_side)
-        result = run_predict(FLAGS.input, FLAGS.ckpt, FLAGS.output_dir, opts, _model_overrides())
+        result = run_predict(FLAGS.input, FLAGS.ckpt, FLAGS.output_dir, opts, _model_overrides(),
+                             precision=FLAGS.inference_precision)
         print(json.dumps(result, indent=2))
     elif phase == "convert":
         _require("ckpt", "output_path")
@@ -248,7 +252,7 @@ def main(argv):
         from hofam_tf.checkpoints import load_for_inference
         from hofam_tf.export import export_serving
 
-        model, _ = load_for_inference(FLAGS.ckpt, _model_overrides())
+        model, _ = load_for_inference(FLAGS.ckpt, _model_overrides(), FLAGS.inference_precision)
         print(json.dumps(export_serving(model, FLAGS.output_dir), indent=2))
     elif phase == "demo":
         from hofam_tf.demo import run_demo

@@ -86,9 +86,18 @@ def _is_tf1_checkpoint(prefix: Path) -> bool:
     return any(n.startswith("generator/") for n in names)
 
 
-def load_for_inference(ckpt: str | Path, model_overrides: dict | None = None):
+def load_for_inference(ckpt: str | Path, model_overrides: dict | None = None, precision: str = "float32"):
     """Any supported checkpoint -> (keras.Model, RunConfig). Dropout off unless the run was
-    configured faithful_tf1. Raises HOFAMInputError for a missing or incompatible checkpoint."""
+    configured faithful_tf1. ``precision`` ("auto", "float32", "bfloat16"; ``hofam_tf.precision``)
+    sets the dtype policy the model runs in. Raises HOFAMInputError for a missing or
+    incompatible checkpoint."""
+    from hofam_tf.precision import inference_dtype, with_dtype
+
+    model, cfg = _load(ckpt, model_overrides)
+    return with_dtype(model, cfg, inference_dtype(precision))
+
+
+def _load(ckpt: str | Path, model_overrides: dict | None = None):
     import dataclasses
 
     from hofam_tf.model import build_hofam
@@ -104,6 +113,15 @@ def load_for_inference(ckpt: str | Path, model_overrides: dict | None = None):
             model = keras.saving.load_model(path, compile=False)
         except Exception as err:  # noqa: BLE001 - keras raises many types for bad files
             raise HOFAMInputError(f"{path}: cannot load Keras model ({err})") from None
+        if overrides:  # --hop_channels / --faithful_tf1 apply to .keras files too: same weights, new graph
+            cfg = dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, **overrides))
+            rebuilt = build_hofam(cfg.model)
+            try:
+                rebuilt.set_weights(model.get_weights())
+            except ValueError:
+                raise HOFAMInputError(f"{path}: cannot apply {overrides}: the config.json beside it does not "
+                                      "describe this model") from None
+            model = rebuilt
         return model, cfg
     if path.is_dir():
         cfg = RunConfig.load(path / CONFIG_NAME)
@@ -116,7 +134,7 @@ def load_for_inference(ckpt: str | Path, model_overrides: dict | None = None):
         if prefix is None:
             final = path / FINAL_MODEL
             if final.exists():
-                return load_for_inference(final, overrides)
+                return _load(final, overrides)
             raise HOFAMInputError(f"{path}: run directory has no checkpoint yet")
     else:
         prefix = str(path)

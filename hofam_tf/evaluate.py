@@ -32,7 +32,8 @@ def _write_outputs(out: Path, seq: str, fid: str, frame, hop, labels, prob, thre
 
 
 def run_test(ckpt, test_pattern, output_dir, threshold: float = 0.5, batch_size: int = 8,
-             panels: bool = True, progress: bool = True, model_overrides: dict | None = None) -> dict:
+             panels: bool = True, progress: bool = True, model_overrides: dict | None = None,
+             precision: str = "float32") -> dict:
     """Predicts every example of ``test_pattern`` with the model in ``ckpt``; returns metrics."""
     import tensorflow as tf
 
@@ -43,7 +44,7 @@ def run_test(ckpt, test_pattern, output_dir, threshold: float = 0.5, batch_size:
         raise HOFAMInputError(f"eval batch size must be at least 1, got {batch_size}")
     files = list_tfrecords(test_pattern)
     total = check_tfrecords(files)
-    model, cfg = load_for_inference(ckpt, model_overrides)
+    model, cfg = load_for_inference(ckpt, model_overrides, precision)
     size = tuple(model.inputs[0].shape[1:3])
 
     @tf.function

@@ -247,7 +247,7 @@ def predict_sequence(model, cfg, seq, output_dir: Path, opts: PredictOptions, pr
 
 
 def run_predict(input_path, ckpt, output_dir, opts: PredictOptions = PredictOptions(),
-                model_overrides: dict | None = None, progress: bool = True) -> dict:
+                model_overrides: dict | None = None, progress: bool = True, precision: str = "float32") -> dict:
     """Segments every sequence found at ``input_path`` (a video file or a frame folder) with the
     model in ``ckpt``, or with the classical baseline ``opts.method`` (then ``ckpt`` is unused)."""
     from hofam_tf.baselines import METHODS
@@ -260,7 +260,7 @@ def run_predict(input_path, ckpt, output_dir, opts: PredictOptions = PredictOpti
     if opts.method == "hofam":
         from hofam_tf.checkpoints import load_for_inference
 
-        model, cfg = load_for_inference(ckpt, model_overrides)
+        model, cfg = load_for_inference(ckpt, model_overrides, precision)
     if opts.roi is not None and not Path(opts.roi).is_file():
         raise HOFAMInputError(f"{opts.roi}: ROI mask not found")
     import shutil

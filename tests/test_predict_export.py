@@ -135,3 +135,38 @@ def test_predict_cli_on_vtest(tmp_path, tiny_model):
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert len(list((tmp_path / "vtest" / "masks").glob("*.png"))) == 795
     assert np.asarray(Image.open(tmp_path / "vtest" / "masks" / "000100.png")).shape == (576, 768)
+
+
+def test_precision_choice_and_same_weights_in_bfloat16(tiny_model):
+    from hofam_tf.checkpoints import load_for_inference
+    from hofam_tf.precision import cpu_has_bf16, inference_dtype
+
+    assert cpu_has_bf16("flags\t\t: fpu sse avx512f avx512_bf16\n") and cpu_has_bf16("flags : amx_bf16 amx_tile")
+    assert not cpu_has_bf16("flags : fpu sse avx2 avx512f\n")
+    assert inference_dtype("float32") == "float32" and inference_dtype("bfloat16") == "mixed_bfloat16"
+    assert inference_dtype("auto") == ("mixed_bfloat16" if cpu_has_bf16() else "float32")
+    f32, _ = load_for_inference(tiny_model / "model.keras", precision="float32")
+    b16, cfg = load_for_inference(tiny_model / "model.keras", precision="bfloat16")
+    assert cfg.model.dtype == "mixed_bfloat16"
+    rng = np.random.default_rng(1)
+    x = {k: rng.integers(0, 256, (2, 256, 256, 3)).astype(np.uint8) for k in ("frame", "hop")}
+    a, b = np.asarray(f32(x)), np.asarray(b16(x))
+    assert b.dtype == np.float32
+    assert np.abs(a - b).max() < 0.1 * (np.abs(a).max() + 1)  # same weights, bf16 rounding only
+
+
+def test_keras_file_takes_model_overrides(tiny_model):
+    """--hop_channels=r on a .keras file: the red-only graph with the file's weights."""
+    from hofam_tf.checkpoints import load_for_inference
+
+    rgb, _ = load_for_inference(tiny_model / "model.keras")
+    red, cfg = load_for_inference(tiny_model / "model.keras", {"hop_channels": "r"})
+    assert cfg.model.hop_channels == "r"
+    rng = np.random.default_rng(2)
+    frame = rng.integers(0, 256, (1, 256, 256, 3)).astype(np.uint8)
+    hop = rng.integers(0, 256, (1, 256, 256, 3)).astype(np.uint8)
+    only_r = hop.copy()
+    only_r[..., 1:] = 0
+    np.testing.assert_allclose(np.asarray(red({"frame": frame, "hop": hop})),
+                               np.asarray(red({"frame": frame, "hop": only_r})), atol=1e-6)
+    assert not np.allclose(np.asarray(rgb({"frame": frame, "hop": hop})), np.asarray(red({"frame": frame, "hop": hop})))
