@@ -62,6 +62,7 @@ flags.DEFINE_integer("image_every", 1000, "TensorBoard image panels every N step
 flags.DEFINE_string("val_pattern", None, "TFRecords of held-out scenes: validation F every --val_every "
                     "steps, best checkpoint and threshold kept.")
 flags.DEFINE_integer("val_every", 500, "Validate every N steps (with --val_pattern).")
+flags.DEFINE_integer("steps_per_loop", 20, "Updates per tf.function call (device-side loop).")
 flags.DEFINE_integer("early_stop", 0, "Stop after N validations without improvement (0: never).")
 flags.DEFINE_bool("augment", True, "Augment training batches (crops, flips, photometric, HOP gain).")
 flags.DEFINE_float("min_crop", 0.6, "Augmentation: smallest crop side, as a fraction of the tile.")
@@ -127,7 +128,7 @@ def run_config() -> RunConfig:
                           ckpt_every=FLAGS.ckpt_every, keep_ckpts=FLAGS.keep_ckpts,
                           log_every=FLAGS.log_every, image_every=FLAGS.image_every, xla=FLAGS.xla,
                           val_pattern=FLAGS.val_pattern or "", val_every=FLAGS.val_every,
-                          early_stop=FLAGS.early_stop),
+                          early_stop=FLAGS.early_stop, steps_per_loop=FLAGS.steps_per_loop),
         flow=FlowConfig(taus=parse_ints(FLAGS.taus, "taus"), estimator=FLAGS.estimator,
                         dis_preset=FLAGS.dis_preset, encoding=FLAGS.hop_encoding),
         augment=AugmentConfig(enabled=FLAGS.augment, min_crop=FLAGS.min_crop, hop_gain=FLAGS.hop_gain),

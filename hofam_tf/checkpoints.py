@@ -86,15 +86,15 @@ def _is_tf1_checkpoint(prefix: Path) -> bool:
     return any(n.startswith("generator/") for n in names)
 
 
-def load_for_inference(ckpt: str | Path, model_overrides: dict | None = None, precision: str = "float32"):
+def load_for_inference(ckpt: str | Path, model_overrides: dict | None = None, precision: str | None = None):
     """Any supported checkpoint -> (keras.Model, RunConfig). Dropout off unless the run was
     configured faithful_tf1. ``precision`` ("auto", "float32", "bfloat16"; ``hofam_tf.precision``)
-    sets the dtype policy the model runs in. Raises HOFAMInputError for a missing or
+    sets the dtype policy the model runs in; None keeps the run's own. Raises HOFAMInputError for a missing or
     incompatible checkpoint."""
     from hofam_tf.precision import inference_dtype, with_dtype
 
     model, cfg = _load(ckpt, model_overrides)
-    return with_dtype(model, cfg, inference_dtype(precision))
+    return (model, cfg) if precision is None else with_dtype(model, cfg, inference_dtype(precision))
 
 
 def _load(ckpt: str | Path, model_overrides: dict | None = None):

@@ -189,6 +189,9 @@ class TrainConfig:
       computed every ``val_every`` steps (``hofam_tf.validation``), written to TensorBoard, and the
       best checkpoint and its threshold are kept (``best.json``). early_stop: stop after this many
       validations without improvement (0: never).
+    steps_per_loop: updates run inside one tf.function call (a device-side loop, no Python
+      between them); logging, NaN checks, validation and checkpoints happen at loop boundaries,
+      which always fall on their exact steps (a loop ends early at the next event).
     """
 
     train_pattern: str = ""
@@ -208,10 +211,11 @@ class TrainConfig:
     val_pattern: str = ""
     val_every: int = 500
     early_stop: int = 0
+    steps_per_loop: int = 20
 
 
     def __post_init__(self) -> None:
-        for name in ("steps", "batch_size", "ckpt_every", "keep_ckpts", "log_every", "val_every"):
+        for name in ("steps", "batch_size", "ckpt_every", "keep_ckpts", "log_every", "val_every", "steps_per_loop"):
             if getattr(self, name) < 1:
                 raise HOFAMInputError(f"{name} must be at least 1, got {getattr(self, name)}")
         for name in ("image_every", "early_stop", "shuffle_buffer"):

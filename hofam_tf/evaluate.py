@@ -33,7 +33,7 @@ def _write_outputs(out: Path, seq: str, fid: str, frame, hop, labels, prob, thre
 
 def run_test(ckpt, test_pattern, output_dir, threshold: float = 0.5, batch_size: int = 8,
              panels: bool = True, progress: bool = True, model_overrides: dict | None = None,
-             precision: str = "float32") -> dict:
+             precision: str | None = None) -> dict:
     """Predicts every example of ``test_pattern`` with the model in ``ckpt``; returns metrics."""
     import tensorflow as tf
 

@@ -247,7 +247,7 @@ def predict_sequence(model, cfg, seq, output_dir: Path, opts: PredictOptions, pr
 
 
 def run_predict(input_path, ckpt, output_dir, opts: PredictOptions = PredictOptions(),
-                model_overrides: dict | None = None, progress: bool = True, precision: str = "float32") -> dict:
+                model_overrides: dict | None = None, progress: bool = True, precision: str | None = None) -> dict:
     """Segments every sequence found at ``input_path`` (a video file or a frame folder) with the
     model in ``ckpt``, or with the classical baseline ``opts.method`` (then ``ckpt`` is unused)."""
     from hofam_tf.baselines import METHODS

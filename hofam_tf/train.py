@@ -124,9 +124,17 @@ def run_train(cfg: RunConfig, run_dir: str | Path, progress: bool = True,
         return replica_step(inputs, mask, weight, target_num)
 
     @tf.function
-    def train_step(batch):
-        parts = strategy.run(compiled_step, args=batch)
-        return {k: strategy.reduce(tf.distribute.ReduceOp.MEAN, v, axis=None) for k, v in parts.items()}
+    def train_loop(iterator, n):
+        """``n`` updates inside one call (the device-side loop); returns the last update's loss
+        parts and whether every loss of the ``n`` updates was finite."""
+        parts = {"loss": tf.constant(0.0), "l1": tf.constant(0.0), "focal": tf.constant(0.0)}
+        finite = tf.constant(True)
+        for _ in tf.range(n):
+            out = strategy.run(compiled_step, args=next(iterator))
+            parts = {k: strategy.reduce(tf.distribute.ReduceOp.MEAN, out[k], axis=None) for k in parts}
+            finite = tf.logical_and(finite, tf.math.is_finite(parts["loss"]))
+            step_var.assign_add(1)
+        return parts, finite
 
     keeper = BestKeeper(run_dir, cfg, model) if tc.val_pattern else None
     writer = tf.summary.create_file_writer(str(run_dir / "logs"))
@@ -136,23 +144,27 @@ def run_train(cfg: RunConfig, run_dir: str | Path, progress: bool = True,
     bar = tqdm(total=tc.steps, initial=start, desc="train", unit="step", disable=not progress)
     last, t0 = {}, time.time()
     step = start
+    periods = [tc.log_every, tc.ckpt_every] + ([tc.image_every] if tc.image_every else []) + \
+              ([tc.val_every] if keeper is not None else [])
     with writer.as_default():
         while step < end:
+            # run up to the next event (log, checkpoint, images, validation, end), at most
+            # steps_per_loop updates: every event happens at its exact step
+            n = min([end - step, tc.steps_per_loop] + [p - step % p for p in periods])
             try:
-                batch = next(iterator)
+                parts, finite = train_loop(iterator, tf.constant(n, tf.int64))
             except tf.errors.DataLossError:
                 check_tfrecords(files)  # names the corrupt file
                 raise
-            parts = train_step(batch)
-            step += 1
-            step_var.assign(step)
-            bar.update(1)
+            step += n
+            bar.update(n)
+            if not bool(finite):
+                where = f"at step {step}" if n == 1 else f"between step {step - n + 1} and step {step}"
+                raise NaNLossError(f"loss became NaN or infinite {where}; stopped without saving "
+                                   f"(last good checkpoint: {manager.latest_checkpoint})")
             want_log = step % tc.log_every == 0 or step % tc.ckpt_every == 0 or step == end
             if want_log:
                 last = {k: float(v) for k, v in parts.items()}
-                if not all(math.isfinite(v) for v in last.values()):
-                    raise NaNLossError(f"loss became {last['loss']} at step {step}; stopped without "
-                                       f"saving (last good checkpoint: {manager.latest_checkpoint})")
                 for k, v in last.items():
                     tf.summary.scalar(f"loss/{k}", v, step=step)
                 bar.set_postfix(loss=f"{last['loss']:.4f}")
