@@ -5,9 +5,13 @@
 
 Figures: parameters (total, fusion, trainable in the default and the faithful_tf1 model),
 analytic FLOPs per frame (2 x multiply-adds of every convolution and transposed convolution),
-training ms/step and inference frames/s per batch size, and the process's peak resident memory
-(each batch size runs in its own subprocess so the peaks are separate). On a GPU the peak GPU
-memory is reported too.
+training ms/step with one update per call and with the device-side loop (``steps_per_loop``
+updates per tf.function call), inference frames/s per batch size, the process's peak resident
+memory (each batch size runs in its own subprocess so the peaks are separate; on a GPU the peak
+GPU memory too), the machine's measured matmul peak in float32 and bfloat16 with the model's
+achieved FLOP/s as a fraction of the peak of the precision it ran in (training counted as 3x the
+forward FLOPs), and the input pipeline's examples/s on real records (augmented, batch 8) beside
+the model's training frames/s.
 """
 from __future__ import annotations
 
@@ -44,7 +48,49 @@ def flops_per_frame(model) -> int:
     return int(total)
 
 
-def measure(ngf: int, size: int, batch: int, precision: str, xla: bool, steps: int) -> dict:
+def matmul_peak(dtype: str, n: int = 2048, reps: int = 5) -> float:
+    """Measured GFLOP/s of an n x n matmul in ``dtype`` ("float32" or "bfloat16") on the default device."""
+    import tensorflow as tf
+
+    if tf.config.list_physical_devices("GPU"):
+        n = 8192
+    a = tf.random.normal([n, n], dtype=tf.float32)
+    a = tf.cast(a, tf.bfloat16) if dtype == "bfloat16" else a
+    fn = tf.function(lambda m: tf.matmul(m, m))
+    fn(a).numpy()
+    t = time.perf_counter()
+    for _ in range(reps):
+        out = fn(a)
+    out.numpy()
+    return 2 * n**3 * reps / (time.perf_counter() - t) / 1e9
+
+
+def input_pipeline_examples_per_s(batch: int = 8, batches: int = 40) -> float | None:
+    """Examples/s of the training input pipeline (augmented) on real CDnet records, or None."""
+    import tempfile
+
+    data = ROOT.parent / "shared" / "data" / "cdnet2014"
+    if not data.is_dir():
+        return None
+    from data_prep.merge import merge_dataset
+    from data_prep.tfrecord import write_tfrecords
+    from hofam_tf.config import AugmentConfig, FlowConfig
+    from hofam_tf.data import build_dataset
+
+    with tempfile.TemporaryDirectory() as tmp:
+        merge_dataset(data, Path(tmp) / "c", FlowConfig(), progress=False)
+        write_tfrecords(Path(tmp) / "c", Path(tmp) / "r", progress=False)
+        ds = build_dataset(str(Path(tmp) / "r" / "train-*.tfrecord"), batch, training=True, with_target_num=True,
+                           augment=AugmentConfig())
+        it = iter(ds)
+        next(it)
+        t = time.perf_counter()
+        for _ in range(batches):
+            next(it)
+        return batch * batches / (time.perf_counter() - t)
+
+
+def measure(ngf: int, size: int, batch: int, precision: str, xla: bool, steps: int, loop_steps: int = 20) -> dict:
     import keras
     import numpy as np
     import tensorflow as tf
@@ -53,8 +99,6 @@ def measure(ngf: int, size: int, batch: int, precision: str, xla: bool, steps: i
     from hofam_tf.losses import hofam_loss
     from hofam_tf.model import build_hofam
 
-    if precision != "float32":
-        keras.mixed_precision.set_global_policy(precision)
     model = build_hofam(ModelConfig(ngf=ngf, height=size, width=size, dtype=precision))
     opt = keras.optimizers.Adam(5e-4, beta_1=0.95, epsilon=1e-8)
     rng = np.random.default_rng(0)
@@ -84,9 +128,25 @@ def measure(ngf: int, size: int, batch: int, precision: str, xla: bool, steps: i
         out.numpy()
         return (time.perf_counter() - t) / n
 
+    @tf.function(jit_compile=xla or None)
+    def one_update():
+        with tf.GradientTape() as tape:
+            loss = hofam_loss(model(x, training=True), y, None, tn, LossConfig())["loss"]
+        opt.apply_gradients(zip(tape.gradient(loss, variables), variables))
+        return loss
+
+    @tf.function
+    def loop():
+        loss = tf.constant(0.0)
+        for _ in tf.range(loop_steps):
+            loss = one_update()
+        return loss
+
     train_s = timeit(train_step, steps)
+    loop_s = timeit(loop, max(1, steps // loop_steps)) / loop_steps
     infer_s = timeit(infer, max(steps, 3))
     out = {"batch": batch, "train_ms_per_step": 1000 * train_s, "train_frames_per_s": batch / train_s,
+           "steps_per_loop": loop_steps, "train_ms_per_step_loop": 1000 * loop_s,
            "inference_frames_per_s": batch / infer_s,
            "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
     if tf.config.list_physical_devices("GPU"):
@@ -135,7 +195,21 @@ def main() -> None:
         result["runs"].append(json.loads(proc.stdout.strip().splitlines()[-1]))
     if result["runs"] and "train_ms_per_step" in result["runs"][0]:
         b1 = result["runs"][0]
-        result["original_schedule_hours_at_batch1"] = 64000 * b1["train_ms_per_step"] / 1000 / 3600
+        result["original_schedule_hours_at_batch1"] = 64000 * b1["train_ms_per_step_loop"] / 1000 / 3600
+    peaks = {"float32": matmul_peak("float32"), "bfloat16": matmul_peak("bfloat16")}
+    peak = peaks["float32" if args.precision == "float32" else "bfloat16"]
+    gf = result["gflops_per_frame"]
+    result["matmul_peak_gflops"] = peaks
+    result["achieved_fraction_of_peak"] = {
+        f"batch{r['batch']}": {"inference": gf * r["inference_frames_per_s"] / peak,
+                               "training": 3 * gf * r["batch"] / (r["train_ms_per_step_loop"] / 1000) / peak}
+        for r in result["runs"] if "inference_frames_per_s" in r}
+    pipe = input_pipeline_examples_per_s()
+    if pipe is not None and result["runs"] and "train_frames_per_s" in result["runs"][-1]:
+        best_train = max(r["batch"] / (r["train_ms_per_step_loop"] / 1000) for r in result["runs"] if "batch" in r
+                         and "train_ms_per_step_loop" in r)
+        result["input_pipeline"] = {"examples_per_s": pipe, "model_train_frames_per_s": best_train,
+                                    "ratio_input_over_model": pipe / best_train, "target_ratio": 5}
     print(json.dumps(result, indent=2))
 
 
