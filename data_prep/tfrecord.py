@@ -116,6 +116,17 @@ def write_split(examples: list[tuple[dict, str]], output_dir: Path, split: str, 
     return names
 
 
+def common_flow(metas: list[dict]) -> dict | None:
+    """The flow settings all sequences were made with (from their sequence.json), carried into
+    dataset.json so that training adopts them; None when unknown (the original's flat folders).
+    Sequences made with different settings cannot share one dataset."""
+    flows = {json.dumps(m.get("flow"), sort_keys=True) for m in metas if m.get("kind") != "flat_composites"}
+    if len(flows) > 1:
+        detail = "; ".join(f"{m['name']}: {m.get('flow')}" for m in metas[:4])
+        raise HOFAMInputError(f"sequences made with different flow settings cannot be mixed in one dataset ({detail})")
+    return json.loads(flows.pop()) if flows else None
+
+
 def clear_output(out: Path) -> None:
     """Prepares the output folder: removes what an earlier run of this tool left (shards, its
     dataset.json, hidden temporary files), dataset.json first so a crash in between leaves a set
@@ -151,10 +162,11 @@ def write_tfrecords(input_dir, output_dir, test_sequences=(), test_fraction: flo
         raise HOFAMInputError(f"{input_dir}: only unlabelled sequences ({skipped}); "
                               "pass --include_unlabelled to write them anyway")
     by_name = {m["name"]: m for m in metas}
+    flow = common_flow(metas)
     splits = split_sequences(list(by_name), test_sequences, test_fraction, seed)
     out = Path(output_dir)
     clear_output(out)
-    info = {"splits": {}, "skipped_unlabelled": skipped, "seed": seed, "gzip": gzip}
+    info = {"splits": {}, "skipped_unlabelled": skipped, "seed": seed, "gzip": gzip, "flow": flow}
     for split, seq_names in splits.items():
         examples = [(by_name[n], f) for n in seq_names for f in by_name[n]["frames"]]
         random.Random(seed).shuffle(examples)  # deterministic for a seed

@@ -19,7 +19,7 @@ import tensorflow as tf
 from tqdm import tqdm
 
 from hofam_tf.checkpoints import BEST_NAME, BEST_SUBDIR, CKPT_SUBDIR, CONFIG_NAME, FINAL_MODEL, make_checkpoint
-from hofam_tf.config import RunConfig
+from hofam_tf.config import FlowConfig, RunConfig
 from hofam_tf.data import build_dataset, check_tfrecords, list_tfrecords
 from hofam_tf.errors import HOFAMInputError
 from hofam_tf.files import atomic_path, write_json
@@ -38,6 +38,44 @@ def choose_strategy(env: dict | None = None) -> tf.distribute.Strategy:
     if len(tf.config.list_logical_devices("GPU")) > 1:
         return tf.distribute.MirroredStrategy()
     return tf.distribute.get_strategy()
+
+
+def dataset_flow(files: list[str]) -> FlowConfig | None:
+    """The flow settings recorded in the dataset.json of the folders holding ``files``; None when
+    no folder records them. Folders made with different settings are an error."""
+    import json
+
+    from hofam_tf.schema import DATASET_INFO
+
+    found: dict[str, str] = {}
+    for folder in sorted({str(Path(f).parent) for f in files}):
+        path = Path(folder) / DATASET_INFO
+        flow = json.loads(path.read_text()).get("flow") if path.exists() else None
+        if flow:
+            found[str(path)] = json.dumps(flow, sort_keys=True)
+    if len(set(found.values())) > 1:
+        raise HOFAMInputError("training records made with different flow settings cannot be mixed: "
+                              + "; ".join(f"{k}: {v}" for k, v in found.items()))
+    if not found:
+        return None
+    values = json.loads(next(iter(found.values())))
+    return FlowConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in values.items()})
+
+
+def adopt_flow(cfg: RunConfig, files: list[str], explicit: frozenset = frozenset()) -> RunConfig:
+    """The run's flow settings come from its data: the records' dataset.json wins, and a field
+    the caller set explicitly (``explicit``: FlowConfig field names) must agree with it."""
+    import dataclasses
+
+    data_flow = dataset_flow(files)
+    if data_flow is None:
+        return cfg
+    for name in explicit:
+        if getattr(cfg.flow, name) != getattr(data_flow, name):
+            raise HOFAMInputError(f"flow setting {name}={getattr(cfg.flow, name)!r} contradicts the training "
+                                  f"records, which were made with {name}={getattr(data_flow, name)!r}; "
+                                  "drop the flag or remake the records")
+    return dataclasses.replace(cfg, flow=data_flow)
 
 
 def prepare_run_dir(run_dir: Path, cfg: RunConfig) -> RunConfig:
@@ -67,16 +105,19 @@ def _image_summary(model, batch, step: int) -> None:
 
 
 def run_train(cfg: RunConfig, run_dir: str | Path, progress: bool = True,
-              stop_after: int | None = None, strategy: tf.distribute.Strategy | None = None) -> dict:
+              stop_after: int | None = None, strategy: tf.distribute.Strategy | None = None,
+              explicit_flow: frozenset = frozenset()) -> dict:
     """Trains until ``cfg.train.steps`` updates exist in ``run_dir``. Returns a summary dict.
 
     ``stop_after`` ends this call after that many new steps (a checkpoint is written), as if the
     process had been interrupted; the next call resumes. ``strategy`` overrides
-    ``choose_strategy()``.
+    ``choose_strategy()``. The flow settings are adopted from the records' dataset.json
+    (``adopt_flow``); ``explicit_flow`` names the FlowConfig fields the user set, which must agree.
     """
     run_dir = Path(run_dir)
     tc = cfg.train
     files = list_tfrecords(tc.train_pattern)
+    cfg = adopt_flow(cfg, files, explicit_flow)  # predict recomputes HOP images with these
     cfg = prepare_run_dir(run_dir, cfg)
     strategy = strategy or choose_strategy()
     keras.utils.set_random_seed(tc.seed)  # weight initialisation and dropout follow --seed

@@ -1,0 +1,66 @@
+"""The flow settings travel with the data: merge -> sequence.json -> dataset.json -> run config."""
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from data_prep.merge import merge_dataset
+from data_prep.tfrecord import write_tfrecords
+from hofam_tf.config import FlowConfig, ModelConfig, RunConfig, TrainConfig
+from hofam_tf.errors import HOFAMInputError
+from hofam_tf.train import run_train
+
+ROOT = Path(__file__).resolve().parents[1]
+ODD = FlowConfig(taus=(2, 6, 12), encoding="log")
+
+
+@pytest.fixture(scope="module")
+def odd_records(tmp_path_factory, shared_data):
+    work = tmp_path_factory.mktemp("odd")
+    merge_dataset(shared_data / "cdnet2014" / "baseline" / "office", work / "comp", ODD, progress=False)
+    info = write_tfrecords(work / "comp", work / "rec", progress=False)
+    return work / "rec", info
+
+
+def _cfg(pattern):
+    return RunConfig(model=ModelConfig(ngf=2), train=TrainConfig(train_pattern=pattern, steps=1, batch_size=1,
+                                                                 ckpt_every=1, log_every=1, image_every=0))
+
+
+def test_dataset_json_records_the_flow_and_training_adopts_it(tmp_path, odd_records):
+    rec, info = odd_records
+    assert FlowConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in info["flow"].items()}) == ODD
+    run_train(_cfg(str(rec / "train-*.tfrecord")), tmp_path / "run", progress=False)  # default flow in the config
+    saved = RunConfig.load(tmp_path / "run" / "config.json")
+    assert saved.flow == ODD  # predict will compute the HOP the model learnt from
+
+
+def test_flags_that_contradict_the_records_are_refused(tmp_path, odd_records):
+    rec, _ = odd_records
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    proc = subprocess.run([sys.executable, str(ROOT / "main.py"), "--phase=train", f"--train_pattern={rec}/train-*.tfrecord",
+                           f"--ckpt_dir={tmp_path / 'run'}", "--ngf=2", "--steps=1", "--taus=1,5,10"],
+                          capture_output=True, text=True, cwd=ROOT, env=env)
+    assert proc.returncode == 2
+    assert "taus=(1, 5, 10)" in proc.stderr and "taus=(2, 6, 12)" in proc.stderr
+    assert not (tmp_path / "run").exists()
+
+
+def test_records_of_different_flows_cannot_be_mixed(tmp_path, odd_records, cdnet_records):
+    rec, _ = odd_records
+    with pytest.raises(HOFAMInputError, match="different flow settings"):
+        run_train(_cfg(f"{rec}/train-*.tfrecord,{cdnet_records['records']}/train-*.tfrecord"), tmp_path / "r",
+                  progress=False)
+
+
+def test_composites_of_different_flows_cannot_share_a_dataset(tmp_path, shared_data):
+    comp = tmp_path / "comp"
+    merge_dataset(shared_data / "cdnet2014" / "baseline" / "office", comp, ODD, progress=False)
+    merge_dataset(shared_data / "cdnet2014" / "baseline" / "highway", comp, FlowConfig(), progress=False)
+    with pytest.raises(HOFAMInputError, match="different flow settings"):
+        write_tfrecords(comp, tmp_path / "rec", progress=False)
+    meta = json.loads((comp / "office" / "sequence.json").read_text())
+    assert meta["flow"]["taus"] == [2, 6, 12]
