@@ -192,8 +192,10 @@ def main(argv=None) -> dict:
         for n in test:
             predict_scene(sources[n], fdir / "pred", "hofam", fdir / "run", threshold)
             scores[n]["hofam"] = score_scene(fdir / "pred", sources[n], fdir / "scores" / n)
+        history = json.loads((fdir / "run" / "best.json").read_text()).get("history", [])
         fold_info.append({"fold": i, "test": test, "val": val, "train": train, "threshold": threshold,
-                          "val_f": result.get("best", {}).get("f_measure"), "train_seconds": train_s})
+                          "val_f": result.get("best", {}).get("f_measure"), "train_seconds": train_s,
+                          "val_curve": {h["step"]: round(h["f_measure"], 4) for h in history}})
         print(json.dumps({"fold": i, **{n: scores[n] for n in test}}), file=sys.stderr, flush=True)
 
     def mean(method):
@@ -214,6 +216,10 @@ def main(argv=None) -> dict:
                                     and s["hofam"] < s["mog2"]),
         "target": {"ratio": 1.3, "max_scenes_below_mog2": 1},
         "fold_details": fold_info,
+        # validation F (held-out training-side scene of each fold) against training steps, mean over folds
+        "val_curve_mean": {str(step): sum(f["val_curve"][step] for f in fold_info) / len(fold_info)
+                           for step in (fold_info[0]["val_curve"] if fold_info else {})
+                           if all(step in f["val_curve"] for f in fold_info)},
         "seconds": {"data_prep": prep_s, "baselines": base_s, "total": time.time() - t0},
     }
     print(json.dumps(report, indent=1))
