@@ -130,6 +130,7 @@ def main(argv=None) -> dict:
     ap.add_argument("--no_baselines", action="store_true")
     ap.add_argument("--precision", default="float32")
     ap.add_argument("--tag", default="", help="name of this variant's folder under --work")
+    ap.add_argument("--scenes", default="", help="comma-separated scene names (default: every scene)")
     args = ap.parse_args(argv)
     setting = dict(SETTINGS[args.setting])
     for k in ("folds", "steps", "batch", "ngf"):
@@ -146,6 +147,8 @@ def main(argv=None) -> dict:
     cfg = apply_overrides(base, args.sets)
     work = Path(args.work)
     sources = scene_sources(Path(args.data))
+    if args.scenes:
+        sources = {n: sources[n] for n in args.scenes.split(",") if n}
     if len(sources) < 3:
         raise SystemExit(f"{args.data}: need at least 3 labelled scenes, found {sorted(sources)}")
     names = sorted(sources)

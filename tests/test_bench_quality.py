@@ -1,0 +1,29 @@
+"""The leave-scenes-out benchmark runs end to end (tiny settings) and its numbers are the scorer's."""
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_leave_scenes_out_benchmark_tiny(tmp_path, shared_data):
+    proc = subprocess.run([sys.executable, str(ROOT / "bench" / "bench_quality.py"), f"--data={shared_data}",
+                           f"--work={tmp_path}", "--scenes=highway,office,pedestrians", "--folds=3", "--steps=2",
+                           "--ngf=2", "--batch=2", "--set", "train.val_every=1", "--tag=t"],
+                          capture_output=True, text=True, cwd=ROOT)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    report = json.loads(proc.stdout)
+    assert set(report["per_scene_f"]) == {"highway", "office", "pedestrians"}
+    for scene, fs in report["per_scene_f"].items():
+        assert set(fs) == {"hofam", "mog2", "knn", "hop"} and all(0 <= v <= 1 for v in fs.values())
+        fold = next(f for f in report["fold_details"] if scene in f["test"])
+        assert scene not in fold["train"] and scene != fold["val"]  # whole scenes never seen
+        # the HOFAM figure is exactly what --phase=score computes from the predicted masks
+        metrics = json.loads((tmp_path / "runs" / "t" / f"fold{fold['fold']}" / "scores" / scene / "metrics.json").read_text())
+        assert fs["hofam"] == pytest.approx(metrics["cdnet"]["per_sequence"][scene]["f_measure"])
+    means = report["mean_f"]
+    assert means["mog2"] == pytest.approx(sum(v["mog2"] for v in report["per_scene_f"].values()) / 3)
+    assert report["hofam_over_best_baseline"] == pytest.approx(means["hofam"] / max(means[m] for m in ("mog2", "knn", "hop")))
