@@ -38,7 +38,7 @@ ROOT = Path(__file__).resolve().parents[1]
 SETTINGS = {
     # folds, steps, batch, val_every, ngf
     "quick": dict(folds=3, steps=500, batch=8, val_every=100, ngf=8),
-    "full": dict(folds=6, steps=3000, batch=8, val_every=250, ngf=8),
+    "full": dict(folds=6, steps=600, batch=8, val_every=100, ngf=8),
 }
 BASELINES = ("mog2", "knn", "hop")
 
