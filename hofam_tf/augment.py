@@ -78,8 +78,10 @@ def photometric(frame, seed, cfg: AugmentConfig):
     std = _per_image(_uniform(s[4], batch, 0.0, cfg.noise) * 255.0)
     x = x + tf.random.stateless_normal(tf.shape(x), s[5]) * std
     x = tf.where(_per_image(_uniform(s[6], batch) < cfg.blur), _blur3(x), x)
-    if cfg.frame_drop:
-        x = tf.where(_per_image(_uniform(s[9], batch) < cfg.frame_drop), tf.fill(tf.shape(x), 127.5), x)
+    if cfg.frame_drop:  # random noise, not a flat frame: the layer norm of a constant input has
+        # near-infinite gradients (epsilon 1e-12), which made training diverge
+        noise = tf.random.stateless_uniform(tf.shape(x), s[7], 0.0, 255.0)
+        x = tf.where(_per_image(_uniform(s[9], batch) < cfg.frame_drop), noise, x)
     return tf.clip_by_value(x, 0.0, 255.0)
 
 

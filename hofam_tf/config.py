@@ -151,8 +151,10 @@ class AugmentConfig:
     3x3 blur with probability ``blur``.
     HOP only: a gain drawn log-uniformly in [1/hop_gain, hop_gain] (how far an object moves per
     frame depends on the scene), applied to every channel, then clipped to 255.
-    frame_drop: probability that an example's frame is replaced by flat mid-grey, so the model
-    must find the foreground from the motion alone and cannot lean on memorised scene looks.
+    frame_drop: probability that an example's frame is replaced by uniform random noise, so the
+    model must find the foreground from the motion alone and cannot lean on memorised scene
+    looks (noise rather than a flat frame: a constant input makes the layer norm's gradients
+    explode).
     """
 
     enabled: bool = True
