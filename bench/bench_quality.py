@@ -88,8 +88,29 @@ def composites(sources: dict, work: Path, flow) -> Path:
     return comp
 
 
-def fold_records(comp: Path, sources: dict, train: list[str], val: str, out: Path) -> None:
-    """TFRecords of one fold: train-* from ``train`` scenes, test-* from the ``val`` scene."""
+def synthetic_composites(work: Path, count: int, flow) -> list[Path]:
+    """Composite folders of ``count`` synthetic scenes (textured objects over textured
+    backgrounds, exact masks), merged with the same flow settings as the real ones."""
+    from data_prep.merge import merge_sequence
+    from hofam_tf.sources import discover
+    from hofam_tf.synthetic import write_scene
+
+    key = hashlib.sha1(json.dumps(dataclasses.asdict(flow), sort_keys=True).encode()).hexdigest()[:10]
+    raw, comp = work / "synthetic_raw", work / f"synthetic-{key}"
+    out = []
+    for i in range(count):
+        name = f"synthetic{i:02d}"
+        if not (comp / name / "sequence.json").exists():
+            if not (raw / name / "masks").is_dir():
+                write_scene(raw / name, seed=5000 + i, frames=40, objects=1 + i % 3)
+            merge_sequence(discover(raw / name)[0], comp, flow, progress=False)
+        out.append(comp / name)
+    return out
+
+
+def fold_records(comp: Path, sources: dict, train: list[str], val: str, out: Path, extra=()) -> None:
+    """TFRecords of one fold: train-* from ``train`` scenes (and the ``extra`` composite folders),
+    test-* from the ``val`` scene."""
     from data_prep.tfrecord import write_tfrecords
 
     links = out.parent / "links"
@@ -98,6 +119,9 @@ def fold_records(comp: Path, sources: dict, train: list[str], val: str, out: Pat
         link = links / sources[name].name
         if not link.exists():
             link.symlink_to((comp / sources[name].name).resolve())
+    for folder in extra:
+        if not (links / folder.name).exists():
+            (links / folder.name).symlink_to(folder.resolve())
     write_tfrecords(links, out, test_sequences=[sources[val].name], examples_per_shard=64, progress=False)
 
 
@@ -131,6 +155,8 @@ def main(argv=None) -> dict:
     ap.add_argument("--precision", default="float32")
     ap.add_argument("--tag", default="", help="name of this variant's folder under --work")
     ap.add_argument("--scenes", default="", help="comma-separated scene names (default: every scene)")
+    ap.add_argument("--synthetic", type=int, default=0,
+                    help="add this many synthetic scenes (hofam_tf.synthetic) to every fold's training set")
     args = ap.parse_args(argv)
     setting = dict(SETTINGS[args.setting])
     for k in ("folds", "steps", "batch", "ngf"):
@@ -155,6 +181,7 @@ def main(argv=None) -> dict:
     folds = make_folds(names, setting["folds"])
     t0 = time.time()
     comp = composites(sources, work, cfg.flow)
+    extra = synthetic_composites(work, args.synthetic, cfg.flow) if args.synthetic else []
     prep_s = time.time() - t0
 
     scores: dict[str, dict[str, float]] = {n: {} for n in names}
@@ -185,7 +212,7 @@ def main(argv=None) -> dict:
             shutil.rmtree(fdir)
         rec = fdir / "records"
         if not (rec / "dataset.json").exists():
-            fold_records(comp, sources, train, val, rec)
+            fold_records(comp, sources, train, val, rec, extra)
         fcfg = dataclasses.replace(cfg, train=dataclasses.replace(
             cfg.train, train_pattern=str(rec / "train-*.tfrecord"), val_pattern=str(rec / "test-*.tfrecord")))
         ft = time.time()
@@ -211,7 +238,7 @@ def main(argv=None) -> dict:
     report = {
         "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version()},
         "setting": args.setting, "folds": setting["folds"], "steps": setting["steps"], "batch": setting["batch"],
-        "ngf": setting["ngf"], "overrides": args.sets, "tag": tag,
+        "ngf": setting["ngf"], "overrides": args.sets, "synthetic_scenes": args.synthetic, "tag": tag,
         "per_scene_f": {n: s for n, s in scores.items() if "hofam" in s},
         "mean_f": means,
         "hofam_over_best_baseline": (means["hofam"] / best_base) if best_base and means["hofam"] else None,
