@@ -21,12 +21,11 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 from absl import app, flags, logging
 
 from hofam_tf.cli import guarded, parse_flags, parse_ints
-from hofam_tf.config import (DEFAULT_RECORDS_DIR, DEFAULT_RUN_DIR, AugmentConfig, FlowConfig, LossConfig,
-                             ModelConfig, RunConfig, TrainConfig)
+from hofam_tf.config import DEFAULT_RECORDS_DIR, DEFAULT_RUN_DIR, RunConfig
 from hofam_tf.errors import HOFAMInputError
 
 FLAGS = flags.FLAGS
-flags.DEFINE_enum("phase", "demo", ["train", "test", "score", "demo", "predict", "convert", "export"],
+flags.DEFINE_enum("phase", "demo", ["train", "test", "score", "demo", "predict", "convert", "export"],  # = PHASES
                   "What to run. convert: TF1 checkpoint -> .keras; export: SavedModel for serving.")
 # data
 flags.DEFINE_string("train_pattern", None, "TFRecord glob(s), comma-separated, for training "
@@ -96,6 +95,8 @@ flags.DEFINE_string("post", "none", "predict: post-filter of the binary mask: no
 flags.DEFINE_string("output_path", None, "convert: the .keras file to write.")
 # demo
 flags.DEFINE_integer("demo_steps", 400, "demo: training steps.")
+flags.DEFINE_string("config", None, "train: a run configuration JSON (e.g. another run's config.json); "
+                    "flags given on the command line override its values.")
 
 
 def _require(*names):
@@ -115,24 +116,43 @@ def _model_overrides() -> dict:
     return out
 
 
+# flag -> (config section, field, converter): the one table between flags and RunConfig
+FIELD_FLAGS = {
+    "ngf": ("model", "ngf", None), "image_size": ("model", "height", None),
+    "faithful_tf1": ("model", "faithful_tf1", None), "hop_channels": ("model", "hop_channels", None),
+    "precision": ("model", "dtype", None),
+    "loss_mode": ("loss", "mode", None), "gamma": ("loss", "gamma", None),
+    "ignore_labels": ("loss", "ignore_labels", None),
+    "train_pattern": ("train", "train_pattern", None), "steps": ("train", "steps", None),
+    "batch_size": ("train", "batch_size", None), "learning_rate": ("train", "learning_rate", None),
+    "beta1": ("train", "beta1", None), "beta2": ("train", "beta2", None), "epsilon": ("train", "epsilon", None),
+    "shuffle_buffer": ("train", "shuffle_buffer", None), "seed": ("train", "seed", None),
+    "ckpt_every": ("train", "ckpt_every", None), "keep_ckpts": ("train", "keep_ckpts", None),
+    "log_every": ("train", "log_every", None), "image_every": ("train", "image_every", None),
+    "xla": ("train", "xla", None), "val_pattern": ("train", "val_pattern", None),
+    "val_every": ("train", "val_every", None), "early_stop": ("train", "early_stop", None),
+    "steps_per_loop": ("train", "steps_per_loop", None),
+    "taus": ("flow", "taus", lambda v: parse_ints(v, "taus")), "estimator": ("flow", "estimator", None),
+    "dis_preset": ("flow", "dis_preset", None), "hop_encoding": ("flow", "encoding", None),
+    "augment": ("augment", "enabled", None), "min_crop": ("augment", "min_crop", None),
+    "hop_gain": ("augment", "hop_gain", None),
+}
+
+
 def run_config() -> RunConfig:
-    return RunConfig(
-        model=ModelConfig(ngf=FLAGS.ngf, height=FLAGS.image_size, width=FLAGS.image_size,
-                          faithful_tf1=FLAGS.faithful_tf1, hop_channels=FLAGS.hop_channels,
-                          dtype=FLAGS.precision),
-        loss=LossConfig(mode=FLAGS.loss_mode, gamma=FLAGS.gamma, ignore_labels=FLAGS.ignore_labels),
-        train=TrainConfig(train_pattern=FLAGS.train_pattern or "", steps=FLAGS.steps,
-                          batch_size=FLAGS.batch_size, learning_rate=FLAGS.learning_rate,
-                          beta1=FLAGS.beta1, beta2=FLAGS.beta2, epsilon=FLAGS.epsilon,
-                          shuffle_buffer=FLAGS.shuffle_buffer, seed=FLAGS.seed,
-                          ckpt_every=FLAGS.ckpt_every, keep_ckpts=FLAGS.keep_ckpts,
-                          log_every=FLAGS.log_every, image_every=FLAGS.image_every, xla=FLAGS.xla,
-                          val_pattern=FLAGS.val_pattern or "", val_every=FLAGS.val_every,
-                          early_stop=FLAGS.early_stop, steps_per_loop=FLAGS.steps_per_loop),
-        flow=FlowConfig(taus=parse_ints(FLAGS.taus, "taus"), estimator=FLAGS.estimator,
-                        dis_preset=FLAGS.dis_preset, encoding=FLAGS.hop_encoding),
-        augment=AugmentConfig(enabled=FLAGS.augment, min_crop=FLAGS.min_crop, hop_gain=FLAGS.hop_gain),
-    )
+    """The run configuration: ``--config=run.json`` (a saved config.json, say) or the defaults,
+    with every flag the user gave on top (without --config, all flags apply)."""
+    data = RunConfig.load(FLAGS.config).to_dict() if FLAGS.config else RunConfig().to_dict()
+    for flag, (section, field, convert) in FIELD_FLAGS.items():
+        if FLAGS.config and not FLAGS[flag].present:
+            continue
+        value = FLAGS[flag].value
+        if value is None:
+            continue
+        data[section][field] = convert(value) if convert else value
+        if flag == "image_size":
+            data["model"]["width"] = value
+    return RunConfig.from_dict(data)
 
 
 def _threshold(ckpt) -> float:
@@ -186,88 +206,106 @@ def _summary(metrics: dict) -> str:
             f"  dice {fmt(p['dice'])} | CDnet avg: F {fmt(c['f_measure'])}  PWC {fmt(c['pwc'])}")
 
 
+def phase_train() -> None:
+    _require("ckpt_dir")
+    if not FLAGS.train_pattern:
+        FLAGS.train_pattern = _default_train_pattern()
+    from hofam_tf.train import run_train
+
+    explicit = frozenset(field for flag, field in (("taus", "taus"), ("estimator", "estimator"),
+                                                   ("dis_preset", "dis_preset"), ("hop_encoding", "encoding"))
+                         if FLAGS[flag].present)
+    result = run_train(run_config(), FLAGS.ckpt_dir, explicit_flow=explicit)
+    print(json.dumps(result, indent=2))
+    print(f"run directory: {FLAGS.ckpt_dir}")
+
+
+def phase_test() -> None:
+    _require("ckpt")
+    from hofam_tf.checkpoints import run_dir_of
+    from hofam_tf.evaluate import run_test
+
+    if not FLAGS.test_pattern:
+        FLAGS.test_pattern = _run_test_pattern(FLAGS.ckpt)
+        print(f"testing on the run's own test split {FLAGS.test_pattern}")
+    if not FLAGS.output_dir:
+        FLAGS.output_dir = str(run_dir_of(FLAGS.ckpt) / "test")
+
+    metrics = run_test(FLAGS.ckpt, FLAGS.test_pattern, FLAGS.output_dir, _threshold(FLAGS.ckpt),
+                       FLAGS.eval_batch_size, FLAGS.panels is not False, model_overrides=_model_overrides(),
+                       precision=FLAGS.inference_precision)
+    print(_summary(metrics))
+    print(f"masks, panels, error maps and metrics.json in {FLAGS.output_dir}")
+
+
+def phase_score() -> None:
+    _require("pred_dir", "gt_dir", "output_dir")
+    from hofam_tf.evaluate import run_score
+
+    metrics = run_score(FLAGS.pred_dir, FLAGS.gt_dir, FLAGS.output_dir, _threshold(None))
+    if metrics["skipped_sequences"]:
+        print(f"skipped (no prediction folder): {', '.join(metrics['skipped_sequences'])}")
+    print(_summary(metrics))
+    print(f"metrics.json in {FLAGS.output_dir}")
+
+
+def phase_predict() -> None:
+    _require("input", "output_dir")
+    from hofam_tf.predict import PredictOptions, run_predict
+
+    if FLAGS.method == "hofam" and not FLAGS.ckpt:
+        from hofam_tf.checkpoints import release_model
+
+        FLAGS.ckpt = release_model()
+        print(f"using the release model {FLAGS.ckpt}")
+    opts = PredictOptions(threshold=_threshold(FLAGS.ckpt if FLAGS.method == "hofam" else None),
+                          batch_size=FLAGS.eval_batch_size, panels=bool(FLAGS.panels),
+                          overlay_video=FLAGS.overlay_video, method=FLAGS.method,
+                          max_frames=FLAGS.max_frames, roi=FLAGS.roi, naming=FLAGS.naming, post=FLAGS.post,
+                          side_by_side=FLAGS.side_by_side)
+    result = run_predict(FLAGS.input, FLAGS.ckpt, FLAGS.output_dir, opts, _model_overrides(),
+                         precision=FLAGS.inference_precision)
+    print(json.dumps(result, indent=2))
+
+
+def phase_convert() -> None:
+    _require("ckpt", "output_path")
+    from hofam_tf.tf1_import import convert_tf1_checkpoint
+
+    path = convert_tf1_checkpoint(FLAGS.ckpt, FLAGS.output_path, **_model_overrides())
+    print(f"wrote {path}")
+
+
+def phase_export() -> None:
+    _require("ckpt", "output_dir")
+    from hofam_tf.checkpoints import load_for_inference
+    from hofam_tf.export import export_serving
+
+    model, _ = load_for_inference(FLAGS.ckpt, _model_overrides(), FLAGS.inference_precision)
+    print(json.dumps(export_serving(model, FLAGS.output_dir), indent=2))
+
+
+def phase_demo() -> None:
+    from hofam_tf.demo import run_demo
+
+    out = FLAGS.output_dir or "demo_output"
+    result = run_demo(out, steps=FLAGS.demo_steps)
+    print(_summary(result["metrics"]))
+    print(f"trained model: {result['run_dir']}")
+    print(f"test panels (frame | GT | HOP | prediction): {result['test_dir']}/panels")
+    print(f"error maps (FP green, FN red): {result['test_dir']}/errors")
+    print(f"metrics: {result['test_dir']}/metrics.json")
+
+
+PHASES = {"train": phase_train, "test": phase_test, "score": phase_score, "predict": phase_predict,
+          "convert": phase_convert, "export": phase_export, "demo": phase_demo}
+
+
 def main(argv):
     logging.set_verbosity(logging.WARNING)  # TF's checkpoint INFO lines would break the progress bars
     if len(argv) > 1:
         raise HOFAMInputError(f"unexpected arguments {argv[1:]}")
-    phase = FLAGS.phase
-    if phase == "train":
-        _require("ckpt_dir")
-        if not FLAGS.train_pattern:
-            FLAGS.train_pattern = _default_train_pattern()
-        from hofam_tf.train import run_train
-
-        explicit = frozenset(field for flag, field in (("taus", "taus"), ("estimator", "estimator"),
-                                                       ("dis_preset", "dis_preset"), ("hop_encoding", "encoding"))
-                             if FLAGS[flag].present)
-        result = run_train(run_config(), FLAGS.ckpt_dir, explicit_flow=explicit)
-        print(json.dumps(result, indent=2))
-        print(f"run directory: {FLAGS.ckpt_dir}")
-    elif phase == "test":
-        _require("ckpt")
-        from hofam_tf.checkpoints import run_dir_of
-        from hofam_tf.evaluate import run_test
-
-        if not FLAGS.test_pattern:
-            FLAGS.test_pattern = _run_test_pattern(FLAGS.ckpt)
-            print(f"testing on the run's own test split {FLAGS.test_pattern}")
-        if not FLAGS.output_dir:
-            FLAGS.output_dir = str(run_dir_of(FLAGS.ckpt) / "test")
-
-        metrics = run_test(FLAGS.ckpt, FLAGS.test_pattern, FLAGS.output_dir, _threshold(FLAGS.ckpt),
-                           FLAGS.eval_batch_size, FLAGS.panels is not False, model_overrides=_model_overrides(),
-                           precision=FLAGS.inference_precision)
-        print(_summary(metrics))
-        print(f"masks, panels, error maps and metrics.json in {FLAGS.output_dir}")
-    elif phase == "score":
-        _require("pred_dir", "gt_dir", "output_dir")
-        from hofam_tf.evaluate import run_score
-
-        metrics = run_score(FLAGS.pred_dir, FLAGS.gt_dir, FLAGS.output_dir, _threshold(None))
-        if metrics["skipped_sequences"]:
-            print(f"skipped (no prediction folder): {', '.join(metrics['skipped_sequences'])}")
-        print(_summary(metrics))
-        print(f"metrics.json in {FLAGS.output_dir}")
-    elif phase == "predict":
-        _require("input", "output_dir")
-        from hofam_tf.predict import PredictOptions, run_predict
-
-        if FLAGS.method == "hofam" and not FLAGS.ckpt:
-            from hofam_tf.checkpoints import release_model
-
-            FLAGS.ckpt = release_model()
-            print(f"using the release model {FLAGS.ckpt}")
-        opts = PredictOptions(threshold=_threshold(FLAGS.ckpt if FLAGS.method == "hofam" else None),
-                              batch_size=FLAGS.eval_batch_size, panels=bool(FLAGS.panels),
-                              overlay_video=FLAGS.overlay_video, method=FLAGS.method,
-                              max_frames=FLAGS.max_frames, roi=FLAGS.roi, naming=FLAGS.naming, post=FLAGS.post,
-                              side_by_side=FLAGS.side_by_side)
-        result = run_predict(FLAGS.input, FLAGS.ckpt, FLAGS.output_dir, opts, _model_overrides(),
-                             precision=FLAGS.inference_precision)
-        print(json.dumps(result, indent=2))
-    elif phase == "convert":
-        _require("ckpt", "output_path")
-        from hofam_tf.tf1_import import convert_tf1_checkpoint
-
-        path = convert_tf1_checkpoint(FLAGS.ckpt, FLAGS.output_path, **_model_overrides())
-        print(f"wrote {path}")
-    elif phase == "export":
-        _require("ckpt", "output_dir")
-        from hofam_tf.checkpoints import load_for_inference
-        from hofam_tf.export import export_serving
-
-        model, _ = load_for_inference(FLAGS.ckpt, _model_overrides(), FLAGS.inference_precision)
-        print(json.dumps(export_serving(model, FLAGS.output_dir), indent=2))
-    elif phase == "demo":
-        from hofam_tf.demo import run_demo
-
-        out = FLAGS.output_dir or "demo_output"
-        result = run_demo(out, steps=FLAGS.demo_steps)
-        print(_summary(result["metrics"]))
-        print(f"trained model: {result['run_dir']}")
-        print(f"test panels (frame | GT | HOP | prediction): {result['test_dir']}/panels")
-        print(f"error maps (FP green, FN red): {result['test_dir']}/errors")
-        print(f"metrics: {result['test_dir']}/metrics.json")
+    PHASES[FLAGS.phase]()
     return 0
 
 

@@ -46,7 +46,7 @@ def parse_flags(argv: list[str]) -> list[str]:
         return flags.FLAGS(argv)
     except flags.Error as err:
         _fail(f"{err} (pass --help for the flags)")
-    except SystemExit as stop:  # absl's --help / --helpfull exit 1 after printing the usage
+    except SystemExit:  # absl's --help / --helpfull exit 1 after printing the usage
         if any(a.lstrip("-").split("=")[0] in ("help", "helpfull", "helpshort", "h", "?") for a in argv[1:]):
             sys.exit(0)
         raise

@@ -9,7 +9,6 @@ the checkpoint, so re-running the same command continues where the last checkpoi
 """
 from __future__ import annotations
 
-import math
 import os
 import time
 from pathlib import Path

@@ -253,7 +253,6 @@ def test_failed_merge_leaves_no_composites_and_no_empty_folder(tmp_path, shared_
 
 def test_truncated_video_is_reported_with_both_counts(tmp_path):
     import cv2
-    import numpy as np
 
     from hofam_tf.synthetic import make_scene
 

@@ -10,7 +10,6 @@ import tensorflow as tf
 from PIL import Image
 
 from hofam_tf.config import ModelConfig, RunConfig, TrainConfig
-from hofam_tf.errors import HOFAMInputError
 from hofam_tf.evaluate import run_score
 from hofam_tf.schema import KEY_FRAME, KEY_GT, KEY_HOP, KEY_LABEL, KEY_TARGET_NUM, count_instances
 from hofam_tf.train import run_train
