@@ -155,11 +155,3 @@ def parse_examples(serialized, ignore_labels: bool = True) -> dict:
         "target_num": p[KEY_TARGET_NUM], "sequence": p[KEY_SEQUENCE],
         "frame_id": p[KEY_FRAME_ID], "labelled": p[KEY_LABELLED], "taus": p[KEY_TAUS],
     }
-
-
-def parse_example(serialized, ignore_labels: bool = True) -> dict:
-    """One serialized example -> the tensors of ``parse_examples`` without the batch axis."""
-    import tensorflow as tf
-
-    batch = parse_examples(tf.reshape(serialized, [1]), ignore_labels)
-    return {k: v[0] for k, v in batch.items()}
