@@ -16,6 +16,22 @@ from hofam_tf.errors import HOFAMInputError
 # CDnet 2014 label scheme, kept in the GT tile and in the TFRecord's full label map.
 STATIC, SHADOW, OUTSIDE_ROI, UNKNOWN, MOVING = 0, 50, 85, 170, 255
 IGNORED_LABELS = (OUTSIDE_ROI, UNKNOWN)
+CDNET_VALUES = frozenset((STATIC, SHADOW, OUTSIDE_ROI, UNKNOWN, MOVING))
+
+
+# The label rules, in one place. CDnet 2014 scoring: moving is foreground, static and shadow are
+# background, outside-ROI and unknown are ignored. The original's test_results.py (paper
+# metrics) counts only exact 255 and exact 0. Training takes GT > 200 as foreground.
+def is_foreground(labels):
+    return labels == MOVING
+
+
+def is_cdnet_background(labels):
+    return (labels == STATIC) | (labels == SHADOW)
+
+
+def is_paper_background(labels):
+    return labels == STATIC
 COMPOSITE_SHAPE = (TILE, 3 * TILE, 3)
 
 

@@ -22,6 +22,8 @@ from collections import defaultdict
 
 import numpy as np
 
+from hofam_tf.composite import is_cdnet_background, is_foreground, is_paper_background
+
 
 def _div(a: float, b: float) -> float:
     return float(a) / float(b) if b else float("nan")
@@ -33,7 +35,7 @@ def byte_threshold(threshold: float) -> int:
 
 
 def paper_confusion(pred_fg: np.ndarray, labels: np.ndarray) -> dict[str, int]:
-    pos, neg = labels == 255, labels == 0
+    pos, neg = is_foreground(labels), is_paper_background(labels)
     return {
         "TP": int(np.sum(pred_fg & pos)), "FN": int(np.sum(~pred_fg & pos)),
         "FP": int(np.sum(pred_fg & neg)), "TN": int(np.sum(~pred_fg & neg)),
@@ -41,8 +43,7 @@ def paper_confusion(pred_fg: np.ndarray, labels: np.ndarray) -> dict[str, int]:
 
 
 def cdnet_confusion(pred_fg: np.ndarray, labels: np.ndarray) -> dict[str, int]:
-    pos = labels == 255
-    neg = (labels == 0) | (labels == 50)
+    pos, neg = is_foreground(labels), is_cdnet_background(labels)
     return {
         "TP": int(np.sum(pred_fg & pos)), "FN": int(np.sum(~pred_fg & pos)),
         "FP": int(np.sum(pred_fg & neg)), "TN": int(np.sum(~pred_fg & neg)),

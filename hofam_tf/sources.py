@@ -25,12 +25,11 @@ from typing import Iterator, Optional
 import cv2
 import numpy as np
 
-from hofam_tf.composite import MOVING, OUTSIDE_ROI, STATIC, UNKNOWN
+from hofam_tf.composite import CDNET_VALUES, MOVING, OUTSIDE_ROI, STATIC, UNKNOWN
 from hofam_tf.errors import HOFAMInputError
 from hofam_tf.files import IMAGE_SUFFIXES, list_images, read_image, read_image_raw
 
 VIDEO_SUFFIXES = (".avi", ".mp4", ".mov", ".mkv", ".webm", ".mpg", ".mpeg", ".m4v", ".wmv")
-CDNET_VALUES = {0, 50, 85, 170, 255}
 
 
 @dataclasses.dataclass

@@ -14,7 +14,7 @@ import dataclasses
 
 import numpy as np
 
-from hofam_tf.composite import MOVING, SHADOW, STATIC
+from hofam_tf.composite import is_cdnet_background, is_foreground
 
 # 0.05 ... 0.95, then finer near 1: the class-in-scale loss weighs foreground up to 12.5x, so a
 # model's best threshold on unseen scenes can sit above 0.95
@@ -48,8 +48,8 @@ def f_by_threshold(counts: dict[str, tuple[np.ndarray, np.ndarray]], thresholds=
 def histograms(prob: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Probability histograms of the foreground (255) and background (0, 50) pixels."""
     bins = np.minimum((prob * _BINS).astype(np.int64), _BINS - 1)
-    fg = np.bincount(bins[labels == MOVING], minlength=_BINS)
-    bg = np.bincount(bins[(labels == STATIC) | (labels == SHADOW)], minlength=_BINS)
+    fg = np.bincount(bins[is_foreground(labels)], minlength=_BINS)
+    bg = np.bincount(bins[is_cdnet_background(labels)], minlength=_BINS)
     return fg, bg
 
 

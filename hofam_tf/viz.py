@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from hofam_tf.composite import IGNORED_LABELS
+from hofam_tf.composite import IGNORED_LABELS, binarize_gt, is_cdnet_background, is_foreground
 
 FP_COLOUR = (0, 255, 0)  # green, as in the paper's figures
 FN_COLOUR = (255, 0, 0)  # red
@@ -22,7 +22,7 @@ def prob_to_bytes(prob: np.ndarray) -> np.ndarray:
 def test_panel(frame: np.ndarray, labels: np.ndarray, hop: np.ndarray, prob: np.ndarray) -> np.ndarray:
     """The original test output (model.py:L575-594): [frame | GT | HOP | prediction], uint8
     [H, 4W, 3]. GT shown binarised (> 200), prediction as round(255 p) without min-max stretch."""
-    gt = np.where(labels > 200, 255, 0).astype(np.uint8)
+    gt = binarize_gt(labels)
     return np.concatenate([frame, grey3(gt), hop, grey3(prob_to_bytes(prob))], axis=1)
 
 
@@ -30,8 +30,7 @@ def error_map(pred_fg: np.ndarray, labels: np.ndarray) -> np.ndarray:
     """uint8 RGB [H,W,3]: true positives white, true negatives black, false positives green,
     false negatives red, ignored pixels (85 / 170) dark grey. Shadow (50) counts as background."""
     out = np.zeros(labels.shape + (3,), np.uint8)
-    pos = labels == 255
-    neg = (labels == 0) | (labels == 50)
+    pos, neg = is_foreground(labels), is_cdnet_background(labels)
     out[pred_fg & pos] = 255
     out[pred_fg & neg] = FP_COLOUR
     out[~pred_fg & pos] = FN_COLOUR
