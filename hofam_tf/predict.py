@@ -249,7 +249,9 @@ def predict_sequence(model, cfg, seq, output_dir: Path, opts: PredictOptions, pr
 def run_predict(input_path, ckpt, output_dir, opts: PredictOptions = PredictOptions(),
                 model_overrides: dict | None = None, progress: bool = True, precision: str | None = None) -> dict:
     """Segments every sequence found at ``input_path`` (a video file or a frame folder) with the
-    model in ``ckpt``, or with the classical baseline ``opts.method`` (then ``ckpt`` is unused)."""
+    model in ``ckpt``, or with the classical baseline ``opts.method`` (then ``ckpt`` is unused).
+    Each sequence goes to ``output_dir/<sequence>/``, except that an ``output_dir`` already named
+    after the only sequence is used as it is."""
     from hofam_tf.baselines import METHODS
     from hofam_tf.sources import discover
 
@@ -266,6 +268,8 @@ def run_predict(input_path, ckpt, output_dir, opts: PredictOptions = PredictOpti
     import shutil
 
     root = Path(output_dir)
+    if len(sequences) == 1 and root.name == sequences[0].name:
+        root = root.parent  # --input=X.avi --output_dir=out/X writes out/X/masks, not out/X/X/masks
     root_created = not root.exists()
     results = []
     try:
@@ -283,4 +287,4 @@ def run_predict(input_path, ckpt, output_dir, opts: PredictOptions = PredictOpti
     finally:
         if root_created and root.is_dir() and not any(root.iterdir()):
             root.rmdir()
-    return {"sequences": results, "output_dir": str(output_dir)}
+    return {"sequences": results, "output_dir": str(root)}

@@ -286,3 +286,19 @@ def test_failed_predict_leaves_no_folder(tmp_path):
                             f"--output_dir={out}"))
     assert "003.png" in line
     assert not out.exists()
+
+
+def test_output_dir_named_after_the_video_is_not_doubled(tmp_path):
+    import cv2
+    import numpy as np
+
+    path = tmp_path / "lobby.avi"
+    w = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 10, (64, 48))
+    for i in range(5):
+        w.write(np.full((48, 64, 3), 20 * i, np.uint8))
+    w.release()
+    proc = _run(ROOT / "main.py", "--phase=predict", "--method=hop", f"--input={path}",
+                f"--output_dir={tmp_path / 'out' / 'lobby'}")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert (tmp_path / "out" / "lobby" / "masks" / "000004.png").exists()
+    assert not (tmp_path / "out" / "lobby" / "lobby").exists()
