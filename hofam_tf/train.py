@@ -115,10 +115,40 @@ def run_train(cfg: RunConfig, run_dir: str | Path, progress: bool = True,
     """
     run_dir = Path(run_dir)
     tc = cfg.train
+    strategy = strategy or choose_strategy()  # first: collective ops must be set up before any other TF op
+    chief = is_chief(strategy)
     files = list_tfrecords(tc.train_pattern)
     cfg = adopt_flow(cfg, files, explicit_flow)  # predict recomputes HOP images with these
-    cfg = prepare_run_dir(run_dir, cfg)
-    strategy = strategy or choose_strategy()
+    if chief:
+        cfg = prepare_run_dir(run_dir, cfg)
+        write_dir = run_dir
+    else:  # other workers of a multi-worker run write only to a temporary folder they remove
+        import tempfile
+
+        write_dir = Path(tempfile.mkdtemp(prefix="hofam-worker-"))
+    try:
+        return _train(cfg, run_dir, write_dir, files, strategy, chief, progress, stop_after)
+    finally:
+        if not chief:
+            import shutil
+
+            shutil.rmtree(write_dir, ignore_errors=True)
+
+
+def is_chief(strategy) -> bool:
+    """True unless this process is a non-chief worker of a multi-worker cluster (TF_CONFIG): the
+    task "chief", or worker 0 when the cluster has no chief, writes the run directory."""
+    resolver = getattr(strategy, "cluster_resolver", None)
+    if resolver is None or not getattr(resolver, "task_type", None):
+        return True
+    if resolver.task_type == "chief":
+        return True
+    return resolver.task_type == "worker" and resolver.task_id == 0 and "chief" not in resolver.cluster_spec().as_dict()
+
+
+def _train(cfg: RunConfig, run_dir: Path, write_dir: Path, files, strategy, chief: bool, progress: bool,
+           stop_after) -> dict:
+    tc = cfg.train
     keras.utils.set_random_seed(tc.seed)  # weight initialisation and dropout follow --seed
     # Mixed precision is a per-layer dtype policy (ModelConfig.dtype): no global state is changed.
     with strategy.scope():
@@ -130,12 +160,13 @@ def run_train(cfg: RunConfig, run_dir: str | Path, progress: bool = True,
         optimizer.build(model.trainable_variables)
         step_var = tf.Variable(0, dtype=tf.int64, trainable=False, name="step")
     ckpt = make_checkpoint(model, optimizer, step_var)
-    manager = tf.train.CheckpointManager(ckpt, str(run_dir / CKPT_SUBDIR), max_to_keep=tc.keep_ckpts)
-    if manager.latest_checkpoint:
+    manager = tf.train.CheckpointManager(ckpt, str(write_dir / CKPT_SUBDIR), max_to_keep=tc.keep_ckpts)
+    latest = tf.train.latest_checkpoint(str(run_dir / CKPT_SUBDIR))  # every worker resumes from the chief's
+    if latest:
         try:
-            ckpt.restore(manager.latest_checkpoint).assert_existing_objects_matched()
+            ckpt.restore(latest).assert_existing_objects_matched()
         except (AssertionError, ValueError, tf.errors.OpError) as err:
-            raise HOFAMInputError(f"{manager.latest_checkpoint}: cannot resume from this checkpoint "
+            raise HOFAMInputError(f"{latest}: cannot resume from this checkpoint "
                                   f"({str(err).splitlines()[0][:300]})") from None
     start = int(step_var.numpy())
     if start >= tc.steps:
@@ -144,7 +175,12 @@ def run_train(cfg: RunConfig, run_dir: str | Path, progress: bool = True,
     ds = build_dataset(files, tc.batch_size, training=True, shuffle_buffer=tc.shuffle_buffer,
                        seed=tc.seed + start, ignore_labels=cfg.loss.ignore_labels, with_target_num=True,
                        size=(cfg.model.height, cfg.model.width), augment=cfg.augment)
-    dist_ds = strategy.experimental_distribute_dataset(ds)
+    # Each worker reads every file and keeps its own share of every global batch (DATA sharding):
+    # the shuffle and augmentation are seeded alike on all workers, so the global batches are the
+    # same as in one process, and the number of files does not limit the number of workers.
+    options = tf.data.Options()
+    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
+    dist_ds = strategy.experimental_distribute_dataset(ds.with_options(options))
     replicas = strategy.num_replicas_in_sync
     variables = model.trainable_variables
 
@@ -176,8 +212,8 @@ def run_train(cfg: RunConfig, run_dir: str | Path, progress: bool = True,
             step_var.assign_add(1)
         return parts, finite
 
-    keeper = BestKeeper(run_dir, cfg, model) if tc.val_pattern else None
-    writer = tf.summary.create_file_writer(str(run_dir / "logs"))
+    keeper = BestKeeper(write_dir, cfg, model, state_dir=run_dir) if tc.val_pattern else None
+    writer = tf.summary.create_file_writer(str(write_dir / "logs")) if chief else tf.summary.create_noop_writer()
     iterator = iter(dist_ds)
     sample_batch = next(iter(ds.take(1))) if tc.image_every else None  # fixed images to watch
     end = tc.steps if stop_after is None else min(tc.steps, start + stop_after)
@@ -221,10 +257,11 @@ def run_train(cfg: RunConfig, run_dir: str | Path, progress: bool = True,
     bar.close()
     writer.flush()
     result = {"steps": step, "resumed_from": start, "run_dir": str(run_dir), "last_loss": last,
-              "seconds": time.time() - t0}
+              "seconds": time.time() - t0, "chief": chief,
+              "weights_checksum": float(sum(tf.reduce_sum(tf.abs(tf.cast(v, tf.float64))) for v in model.trainable_variables))}
     if keeper is not None:
         result["best"] = keeper.summary()
-    if step >= tc.steps or (keeper is not None and keeper.stopped):
+    if chief and (step >= tc.steps or (keeper is not None and keeper.stopped)):
         if keeper is not None and keeper.best_prefix:
             keeper.restore_best()  # model.keras holds the best validated weights
         with atomic_path(run_dir / FINAL_MODEL) as tmp:
@@ -240,7 +277,7 @@ class BestKeeper:
     survives a resume: the best F so far is read back from ``best.json``.
     """
 
-    def __init__(self, run_dir: Path, cfg: RunConfig, model):
+    def __init__(self, run_dir: Path, cfg: RunConfig, model, state_dir: Path | None = None):
         from hofam_tf.validation import Validator
 
         self.run_dir, self.model, self.tc = run_dir, model, cfg.train
@@ -249,12 +286,13 @@ class BestKeeper:
             raise HOFAMInputError(f"{self.tc.val_pattern}: no labelled validation example")
         self.best_f, self.best_prefix, self.since_best, self.stopped = -1.0, None, 0, False
         self.history: list = []
-        best_json = run_dir / BEST_NAME
+        state_dir = state_dir or run_dir  # the chief's run directory, where a resumed run's state is
+        best_json = state_dir / BEST_NAME
         if best_json.exists():
             import json
 
             saved = json.loads(best_json.read_text())
-            self.best_f, self.best_prefix = saved["f_measure"], str(run_dir / saved["checkpoint"])
+            self.best_f, self.best_prefix = saved["f_measure"], str(state_dir / saved["checkpoint"])
             self.history = saved.get("history", [])
 
     def validate(self, step: int) -> bool:
