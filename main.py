@@ -21,7 +21,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 from absl import app, flags, logging
 
 from hofam_tf.cli import guarded, parse_flags, parse_ints
-from hofam_tf.config import DEFAULT_RECORDS_DIR, DEFAULT_RUN_DIR, RunConfig
+from hofam_tf.config import DEFAULT_RECORDS_DIR, DEFAULT_RUN_DIR, HOP_ENCODINGS, FlowConfig, RunConfig
 from hofam_tf.errors import HOFAMInputError
 
 FLAGS = flags.FLAGS
@@ -71,7 +71,7 @@ flags.DEFINE_string("ckpt_dir", DEFAULT_RUN_DIR, "Run directory for training.")
 flags.DEFINE_string("taus", "1,5,10", "Frame intervals tau1<tau2<tau3.")
 flags.DEFINE_enum("estimator", "dis", ["dis", "farneback"], "Optical flow estimator.")
 flags.DEFINE_enum("dis_preset", "balanced", ["balanced", "ultrafast", "fast", "medium"], "OpenCV DIS preset.")
-flags.DEFINE_enum("hop_encoding", "linear", ["linear", "log"], "How flow magnitude becomes HOP grey levels.")
+flags.DEFINE_enum("hop_encoding", FlowConfig().encoding, list(HOP_ENCODINGS), "How flow magnitude becomes HOP grey levels.")
 # test / score / predict
 flags.DEFINE_string("ckpt", None, "Run directory, checkpoint prefix, .keras file or TF1 checkpoint.")
 flags.DEFINE_string("output_dir", None, "Where test / score / predict / demo outputs go.")

@@ -53,7 +53,7 @@ def main(argv=None) -> dict:
     cfg = apply_overrides(base, args.sets)
     sources = scene_sources(Path(args.data))
     comp = composites(sources, work, cfg.flow)
-    real_rec, demo_rec = work / "records_real", work / "records_demo"
+    real_rec, demo_rec = work / f"records_real_{comp.name}", work / "records_demo"  # keyed by the flow settings
     for folder, src in ((real_rec, comp), (demo_rec, Path(args.data) / "hofam_demo")):
         if not (folder / "dataset.json").exists():
             write_tfrecords(src, folder, examples_per_shard=128, progress=False)

@@ -28,7 +28,7 @@ from tqdm import tqdm
 
 from hofam_tf.cli import parse_ints, run_tool
 from hofam_tf.composite import UNKNOWN, compose
-from hofam_tf.config import DEFAULT_COMPOSITES_DIR, TILE, FlowConfig
+from hofam_tf.config import DEFAULT_COMPOSITES_DIR, HOP_ENCODINGS, TILE, FlowConfig
 from hofam_tf.errors import HOFAMInputError
 from hofam_tf.files import write_json, write_png
 from hofam_tf.flow import encode_hop, iter_hop, read_flo, resize_flow, resize_labels
@@ -141,7 +141,7 @@ def define_flags() -> None:
     flags.DEFINE_enum("dis_preset", "balanced", ["balanced", "ultrafast", "fast", "medium"], "OpenCV DIS preset.")
     flags.DEFINE_float("flow_scale", 6.0, "Grey levels per pixel of displacement (256 grid).")
     flags.DEFINE_string("flow_gains", "1,1,3", "Per-channel multipliers R,G,B after rounding.")
-    flags.DEFINE_enum("hop_encoding", "linear", ["linear", "log"], "How flow magnitude becomes HOP grey levels.")
+    flags.DEFINE_enum("hop_encoding", FlowConfig().encoding, list(HOP_ENCODINGS), "How flow magnitude becomes HOP grey levels.")
     flags.DEFINE_string("flo_dir", None, "Precomputed .flo files (estimator=flo).")
     flags.DEFINE_string("flo_pattern", "{frame_id}_tau{tau}.flo", ".flo file name pattern.")
     flags.DEFINE_integer("workers", 2, "Flow threads.")

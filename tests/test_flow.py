@@ -50,10 +50,23 @@ def test_encoding_is_the_documented_formula():
     enc = encode_magnitude(flow, scale=6.0, gain=1)
     assert enc[1, 1] == 30 and enc[0, 0] == 255
     assert encode_magnitude(flow, scale=6.0, gain=3)[1, 1] == 90
-    cfg = FlowConfig()
+    cfg = FlowConfig(encoding="linear")
     hop = encode_hop({1: flow * 0.1, 5: flow * 0.5, 10: flow}, cfg)
     # R = tau3 (longest), G = tau2, B = tau1 x3
     assert tuple(hop[1, 1]) == (30, 15, 3 * 3)
+
+
+def test_log_encoding_is_the_documented_formula():
+    flow = np.zeros((2, 2, 2), np.float32)
+    flow[0, 0], flow[0, 1], flow[1, 0], flow[1, 1] = (0.5, 0.0), (3.0, 4.0), (64.0, 0.0), (500.0, 0.0)
+    enc = encode_magnitude(flow, scale=6.0, gain=3, encoding="log")
+    span = np.log1p(6.0 * 64.0)
+    assert enc[0, 0] == round(255 * np.log1p(3.0) / span) == 59  # gains are not applied
+    assert enc[0, 1] == round(255 * np.log1p(30.0) / span)
+    assert enc[1, 0] == 255 and enc[1, 1] == 255
+    assert FlowConfig().encoding == "log"
+    hop = encode_hop({1: flow * 0.1, 5: flow * 0.5, 10: flow}, FlowConfig())
+    assert hop[0, 1, 0] == enc[0, 1]  # R is tau3, encoded with the default (log) rule
 
 
 def test_first_frames_clamp_to_frame_zero():
