@@ -180,6 +180,31 @@ def _classic_stream(method: str, seq, opts: PredictOptions):
             yield fr, tile, hop, segment(fr.rgb, hop)
 
 
+class _StopOnCtrlC:
+    """While installed (main thread only), a first Ctrl-C only asks the frame loop to stop after
+    the frame in hand, so no frame is left half-written; a second one interrupts at once."""
+
+    def __init__(self):
+        import signal
+        import threading
+
+        self.requested, self._previous = False, None
+        if threading.current_thread() is threading.main_thread():
+            self._previous = signal.signal(signal.SIGINT, self._handle)
+
+    def _handle(self, signum, frame):
+        if self.requested:
+            raise KeyboardInterrupt
+        self.requested = True
+
+    def restore(self) -> None:
+        import signal
+
+        if self._previous is not None:
+            signal.signal(signal.SIGINT, self._previous)
+            self._previous = None
+
+
 def predict_sequence(model, cfg, seq, output_dir: Path, opts: PredictOptions, progress: bool = True) -> dict:
     """Segments one sequence with ``model`` (``opts.method`` "hofam") or a classical baseline
     (``model`` and ``cfg`` unused) and writes its outputs (module docstring). Ctrl-C ends the
@@ -205,6 +230,7 @@ def predict_sequence(model, cfg, seq, output_dir: Path, opts: PredictOptions, pr
     if opts.max_frames:
         total = min(total, opts.max_frames) if total else opts.max_frames
     bar = tqdm(total=total, desc=seq.name, unit="frame", disable=not progress)
+    stop = _StopOnCtrlC()
     try:
         for fr, tile, hop, native in stream:
             fg = native >= opts.threshold
@@ -225,12 +251,16 @@ def predict_sequence(model, cfg, seq, output_dir: Path, opts: PredictOptions, pr
                 write_png(out / "panels" / name, test_panel(tile, np.full((256, 256), 170, np.uint8), hop, p256))
             count += 1
             bar.update(1)
+            if stop.requested:  # Ctrl-C: the frame in hand is complete, stop here
+                interrupted = True
+                break
             if opts.max_frames and count >= opts.max_frames:
                 break
         ok = count > 0
-    except KeyboardInterrupt:
+    except KeyboardInterrupt:  # a second Ctrl-C, or one while waiting for the next frame
         interrupted, ok = True, count > 0
     finally:
+        stop.restore()
         bar.close()
         for sink in sinks.values():
             sink.close(ok)
