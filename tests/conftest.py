@@ -39,3 +39,15 @@ def cdnet_records(tmp_path_factory, shared_data):
     info = write_tfrecords(comp, rec, test_sequences=["baseline_office"], examples_per_shard=40,
                            progress=False)
     return {"composites": comp, "records": rec, "info": info}
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory):
+    """A run folder with an untrained width-2 HOFAM: model.keras + config.json."""
+    from hofam_tf.config import ModelConfig, RunConfig
+    from hofam_tf.model import build_hofam
+
+    folder = tmp_path_factory.mktemp("tiny_model")
+    build_hofam(ModelConfig(ngf=2)).save(folder / "model.keras")
+    RunConfig(model=ModelConfig(ngf=2)).save(folder / "config.json")
+    return folder

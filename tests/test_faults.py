@@ -57,24 +57,13 @@ def _record(path, drop=(), sequence="seq", frame_id="000001"):
     return path
 
 
-@pytest.fixture(scope="module")
-def tiny_run(tmp_path_factory):
-    from hofam_tf.config import ModelConfig, RunConfig
-    from hofam_tf.model import build_hofam
-
-    folder = tmp_path_factory.mktemp("tiny_run")
-    build_hofam(ModelConfig(ngf=2)).save(folder / "model.keras")
-    RunConfig(model=ModelConfig(ngf=2)).save(folder / "config.json")
-    return folder
-
-
 @pytest.mark.parametrize("phase", ["train", "test"])
-def test_record_without_a_required_key_is_named(tmp_path, tiny_run, phase):
+def test_record_without_a_required_key_is_named(tmp_path, tiny_model, phase):
     bad = _record(tmp_path / "bad.tfrecord", drop=("img_flow",))
     if phase == "train":
         args = ["--phase=train", f"--train_pattern={bad}", f"--ckpt_dir={tmp_path / 'run'}", "--ngf=2", "--steps=1"]
     else:
-        args = ["--phase=test", f"--test_pattern={bad}", f"--ckpt={tiny_run}", f"--output_dir={tmp_path / 'out'}"]
+        args = ["--phase=test", f"--test_pattern={bad}", f"--ckpt={tiny_model}", f"--output_dir={tmp_path / 'out'}"]
     line = _error_line(_run(ROOT / "main.py", *args))
     assert str(bad) in line and "img_flow" in line
     assert not (tmp_path / "run" / "ckpt").exists() and not (tmp_path / "out" / "metrics.json").exists()
@@ -90,9 +79,9 @@ def test_bad_training_numbers_are_refused_before_any_work(tmp_path, flag):
     assert not (tmp_path / "run").exists()
 
 
-def test_bad_eval_batch_size_is_refused(tmp_path, tiny_run):
+def test_bad_eval_batch_size_is_refused(tmp_path, tiny_model):
     rec = _record(tmp_path / "ok.tfrecord")
-    line = _error_line(_run(ROOT / "main.py", "--phase=test", f"--test_pattern={rec}", f"--ckpt={tiny_run}",
+    line = _error_line(_run(ROOT / "main.py", "--phase=test", f"--test_pattern={rec}", f"--ckpt={tiny_model}",
                             f"--output_dir={tmp_path / 'out'}", "--eval_batch_size=0"))
     assert "batch size" in line
 
@@ -106,7 +95,7 @@ def test_flags_errors_exit_2_and_help_exits_0():
     assert proc.returncode == 0
 
 
-def test_unwritable_output_is_one_error_line_in_every_tool(tmp_path, tiny_run, shared_data):
+def test_unwritable_output_is_one_error_line_in_every_tool(tmp_path, tiny_model, shared_data):
     blocker = tmp_path / "a_file"
     blocker.write_text("not a folder")
     out = blocker / "out"  # a path below a regular file cannot be created (root or not)
@@ -116,9 +105,9 @@ def test_unwritable_output_is_one_error_line_in_every_tool(tmp_path, tiny_run, s
         (ROOT / "data_prep" / "merge.py", f"--dataset_dir={scene}", f"--output_dir={out}"),
         (ROOT / "data_prep" / "tfrecord.py", f"--input_dir={shared_data / 'hofam_demo'}", f"--output_dir={out}"),
         (ROOT / "main.py", "--phase=train", f"--train_pattern={rec}", f"--ckpt_dir={out}", "--ngf=2", "--steps=1"),
-        (ROOT / "main.py", "--phase=test", f"--test_pattern={rec}", f"--ckpt={tiny_run}", f"--output_dir={out}"),
-        (ROOT / "main.py", "--phase=predict", f"--input={scene}", f"--ckpt={tiny_run}", f"--output_dir={out}"),
-        (ROOT / "main.py", "--phase=export", f"--ckpt={tiny_run}", f"--output_dir={out}"),
+        (ROOT / "main.py", "--phase=test", f"--test_pattern={rec}", f"--ckpt={tiny_model}", f"--output_dir={out}"),
+        (ROOT / "main.py", "--phase=predict", f"--input={scene}", f"--ckpt={tiny_model}", f"--output_dir={out}"),
+        (ROOT / "main.py", "--phase=export", f"--ckpt={tiny_model}", f"--output_dir={out}"),
     ]
     for args in cases:
         line = _error_line(_run(*args))
@@ -127,10 +116,10 @@ def test_unwritable_output_is_one_error_line_in_every_tool(tmp_path, tiny_run, s
 
 @pytest.mark.parametrize("sequence,frame_id", [("../../x", "ok"), ("seq", "../../../y"), ("/abs", "f"),
                                                ("", ""), ("seq", "a\x00b")])
-def test_names_from_records_never_escape_the_output_folder(tmp_path, tiny_run, sequence, frame_id):
+def test_names_from_records_never_escape_the_output_folder(tmp_path, tiny_model, sequence, frame_id):
     rec = _record(tmp_path / "evil.tfrecord", sequence=sequence, frame_id=frame_id)
     out = tmp_path / "deep" / "er" / "out"
-    proc = _run(ROOT / "main.py", "--phase=test", f"--test_pattern={rec}", f"--ckpt={tiny_run}", f"--output_dir={out}")
+    proc = _run(ROOT / "main.py", "--phase=test", f"--test_pattern={rec}", f"--ckpt={tiny_model}", f"--output_dir={out}")
     written = [p for p in tmp_path.rglob("*.png")]
     assert all(out in p.parents for p in written), written
     if sequence == "" and frame_id == "":

@@ -8,23 +8,12 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from hofam_tf.config import ModelConfig, RunConfig
 from hofam_tf.errors import HOFAMInputError
-from hofam_tf.model import build_hofam
 from hofam_tf.predict import PredictOptions, run_predict
 from hofam_tf.synthetic import make_scene
 
 ROOT = Path(__file__).resolve().parents[1]
 VTEST = Path("/usr/share/doc/opencv-doc/examples/data/vtest.avi")
-
-
-@pytest.fixture(scope="module")
-def tiny_model(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("tiny")
-    model = build_hofam(ngf=2)
-    model.save(folder / "model.keras")
-    RunConfig(model=ModelConfig(ngf=2)).save(folder / "config.json")
-    return folder
 
 
 def _write_video(path, frames, fps=12):

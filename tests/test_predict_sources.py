@@ -14,21 +14,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from hofam_tf.config import ModelConfig, RunConfig
 from hofam_tf.errors import HOFAMInputError
-from hofam_tf.model import build_hofam
 from hofam_tf.predict import PredictOptions, run_predict
 from hofam_tf.synthetic import make_scene
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-@pytest.fixture(scope="module")
-def tiny_model(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("tiny")
-    build_hofam(ModelConfig(ngf=2)).save(folder / "model.keras")
-    RunConfig(model=ModelConfig(ngf=2)).save(folder / "config.json")
-    return folder
 
 
 @pytest.fixture(scope="module")
