@@ -1,10 +1,13 @@
 """hofam-tf entry point.
 
     python main.py --phase=demo                      # synthetic data, small model, a few minutes
+    python main.py --phase=train                     # data/tfrecords -> checkpoints/hofam
+    python main.py --phase=test --ckpt=checkpoints/hofam   # the run's own test split
+    python main.py --phase=predict --input=video.mp4 --output_dir=out   # the shipped release model
     python main.py --phase=train --train_pattern='REC/train-*.tfrecord' --ckpt_dir=checkpoints/run1
     python main.py --phase=test  --ckpt=checkpoints/run1 --test_pattern='REC/test-*.tfrecord' --output_dir=out
     python main.py --phase=score --pred_dir=P --gt_dir=G --output_dir=O [--threshold=T]
-    python main.py --phase=predict --input=video.avi --ckpt=checkpoints/run1 --output_dir=out
+    python main.py --phase=predict --input=video.avi --ckpt=checkpoints/run1 --output_dir=out [--method=mog2]
     python main.py --phase=convert --ckpt=.../pix2pix.model-15999 --output_path=hofam.keras
     python main.py --phase=export --ckpt=checkpoints/run1 --output_dir=serving
 
