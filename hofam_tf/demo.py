@@ -33,7 +33,7 @@ def run_demo(work_dir: str | Path, steps: int = 400, ngf: int = 8, batch_size: i
         if not (raw / name / "masks").is_dir():
             write_scene(raw / name, seed=1000 + i, frames=frames)
     # The demo keeps the linear HOP encoding: on its synthetic scenes (busy textures, where DIS's
-    # noise floor turns bright under "log") it measured paper F 0.95 with linear and 0.76 with log
+    # noise floor turns bright under "log") it measured paper F 0.90 with linear and 0.76 with log
     # after 400 steps, while on real unseen scenes log measured better (README, "Cross-scene quality").
     flow = FlowConfig(encoding="linear")
     if not (rec / DATASET_INFO).exists():
