@@ -78,8 +78,19 @@ def test_cli_baseline_then_score(tmp_path, scene):
                           capture_output=True, text=True, cwd=ROOT)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert len(list((out / "cam" / "masks").glob("*.png"))) == 14
+    assert not (out / "cam" / "panels").exists()  # panels are opt-in for predict (--panels)
     proc = subprocess.run([sys.executable, str(ROOT / "main.py"), "--phase=score", f"--pred_dir={out}",
                            f"--gt_dir={scene}", f"--output_dir={tmp_path / 'score'}"],
                           capture_output=True, text=True, cwd=ROOT)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "CDnet avg: F" in proc.stdout and (tmp_path / "score" / "metrics.json").exists()
+    # a labelled sequence without predictions is named on the console
+    other = tmp_path / "two"
+    other.mkdir()
+    (other / "cam").symlink_to(scene)
+    (other / "cam2").symlink_to(scene)
+    proc = subprocess.run([sys.executable, str(ROOT / "main.py"), "--phase=score", f"--pred_dir={out}",
+                           f"--gt_dir={other}", f"--output_dir={tmp_path / 'score2'}"],
+                          capture_output=True, text=True, cwd=ROOT)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "skipped (no prediction folder): cam2" in proc.stdout

@@ -188,3 +188,23 @@ def test_model_larger_than_the_tiles_trains_and_tests(tmp_path, cdnet_records):
     from PIL import Image
 
     assert np.asarray(Image.open(tmp_path / "out" / "masks" / "baseline_office" / "000600.png")).shape == (256, 256)
+
+
+def test_device_loop_events_fall_on_their_exact_steps_and_resume(tmp_path, cdnet_records):
+    """steps_per_loop=3 with checkpoints every 2 and logs every 5: loops end at every event, so
+    checkpoints land on 2, 4, ... and an interrupted run resumes at its exact step."""
+    rec = cdnet_records["records"]
+    run = tmp_path / "run"
+    cfg = _cfg(rec, steps=7, steps_per_loop=3)
+    cfg = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, ckpt_every=2, log_every=5, keep_ckpts=10))
+    first = run_train(cfg, run, progress=False, stop_after=5)
+    assert first["steps"] == 5
+    saved = sorted(int(p.stem.split("-")[1]) for p in (run / "ckpt").glob("ckpt-*.index"))
+    assert saved == [2, 4, 5]
+    reader = tf.train.load_checkpoint(str(run / "ckpt" / "ckpt-4"))
+    iters = [n for n, _ in tf.train.list_variables(str(run / "ckpt")) if n.startswith("optimizer/_iterations")]
+    assert int(reader.get_tensor(iters[0])) == 4  # the optimizer made exactly 4 updates by then
+    second = run_train(cfg, run, progress=False)
+    assert second["resumed_from"] == 5 and second["steps"] == 7
+    final = tf.train.load_checkpoint(tf.train.latest_checkpoint(str(run / "ckpt")))
+    assert int(final.get_tensor(iters[0])) == 7
