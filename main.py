@@ -215,9 +215,8 @@ def phase_train() -> None:
         FLAGS.train_pattern = _default_train_pattern()
     from hofam_tf.train import run_train
 
-    explicit = frozenset(field for flag, field in (("taus", "taus"), ("estimator", "estimator"),
-                                                   ("dis_preset", "dis_preset"), ("hop_encoding", "encoding"))
-                         if FLAGS[flag].present)
+    explicit = frozenset(field for flag, (section, field, _) in FIELD_FLAGS.items()
+                         if section == "flow" and FLAGS[flag].present)
     result = run_train(run_config(), FLAGS.ckpt_dir, explicit_flow=explicit)
     print(json.dumps(result, indent=2))
     print(f"run directory: {FLAGS.ckpt_dir}")

@@ -76,12 +76,16 @@ def apply_overrides(cfg: RunConfig, sets: list[str]) -> RunConfig:
     return RunConfig.from_dict(data)
 
 
+def flow_key(flow) -> str:
+    """Short hash of a flow configuration: names the cached composites made with it."""
+    return hashlib.sha1(json.dumps(dataclasses.asdict(flow), sort_keys=True).encode()).hexdigest()[:10]
+
+
 def composites(sources: dict, work: Path, flow) -> Path:
     """Composites of every scene with this flow configuration (cached by its hash)."""
     from data_prep.merge import merge_sequence
 
-    key = hashlib.sha1(json.dumps(dataclasses.asdict(flow), sort_keys=True).encode()).hexdigest()[:10]
-    comp = work / f"composites-{key}"
+    comp = work / f"composites-{flow_key(flow)}"
     for name, seq in sources.items():
         if not (comp / seq.name / "sequence.json").exists():
             merge_sequence(seq, comp, flow, progress=False)
@@ -95,8 +99,7 @@ def synthetic_composites(work: Path, count: int, flow) -> list[Path]:
     from hofam_tf.sources import discover
     from hofam_tf.synthetic import write_scene
 
-    key = hashlib.sha1(json.dumps(dataclasses.asdict(flow), sort_keys=True).encode()).hexdigest()[:10]
-    raw, comp = work / "synthetic_raw", work / f"synthetic-{key}"
+    raw, comp = work / "synthetic_raw", work / f"synthetic-{flow_key(flow)}"
     out = []
     for i in range(count):
         name = f"synthetic{i:02d}"

@@ -114,14 +114,13 @@ def _load(ckpt: str | Path, model_overrides: dict | None = None):
         except Exception as err:  # noqa: BLE001 - keras raises many types for bad files
             raise HOFAMInputError(f"{path}: cannot load Keras model ({err})") from None
         if overrides:  # --hop_channels / --faithful_tf1 apply to .keras files too: same weights, new graph
-            cfg = dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, **overrides))
-            rebuilt = build_hofam(cfg.model)
+            from hofam_tf.model import rebuild_with
+
             try:
-                rebuilt.set_weights(model.get_weights())
+                model, cfg = rebuild_with(model, cfg, **overrides)
             except ValueError:
                 raise HOFAMInputError(f"{path}: cannot apply {overrides}: the config.json beside it does not "
                                       "describe this model") from None
-            model = rebuilt
         return model, cfg
     if path.is_dir():
         cfg = RunConfig.load(path / CONFIG_NAME)

@@ -115,3 +115,17 @@ def count_params(model: keras.Model) -> dict[str, int]:
     fusion = sum(int(w.numpy().size) for l in model.layers if l.name.startswith("fusion") and l.weights
                  for w in l.weights)
     return {"total": total, "fusion": fusion}
+
+
+def rebuild_with(model, cfg, **changes):
+    """The same weights in a model built from ``cfg.model`` with ``changes`` (a dtype policy,
+    ``hop_channels``, ``faithful_tf1``) -> (model, cfg). Raises ValueError when the weights do
+    not fit the new model."""
+    import dataclasses
+
+    if all(getattr(cfg.model, k) == v for k, v in changes.items()):
+        return model, cfg
+    cfg = dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, **changes))
+    other = build_hofam(cfg.model)
+    other.set_weights(model.get_weights())
+    return other, cfg

@@ -44,13 +44,6 @@ def inference_dtype(choice: str = "auto") -> str:
 
 def with_dtype(model, cfg, dtype: str):
     """The same weights in a model built with another dtype policy -> (model, cfg)."""
-    import dataclasses
+    from hofam_tf.model import rebuild_with
 
-    from hofam_tf.model import build_hofam
-
-    if cfg.model.dtype == dtype:
-        return model, cfg
-    cfg = dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, dtype=dtype))
-    other = build_hofam(cfg.model)
-    other.set_weights(model.get_weights())
-    return other, cfg
+    return rebuild_with(model, cfg, dtype=dtype)

@@ -70,17 +70,25 @@ class Validator:
                     "sequence": [s.decode() for s in ex["sequence"].numpy()[keep]],
                 })
         self.frames = sum(len(b["labels"]) for b in self.batches)
+        self._predict, self._model = None, None
 
-    def evaluate(self, model) -> ValResult:
+    def _compiled(self, model):
+        """One tf.function per model, traced once and reused at every validation."""
         import tensorflow as tf
 
-        @tf.function
-        def predict(x):
-            if self.size != (256, 256):
-                x = {k: tf.image.resize(tf.cast(v, tf.float32), self.size) for k, v in x.items()}
-                return tf.image.resize(tf.sigmoid(model(x, training=False)), (256, 256))
-            return tf.sigmoid(model(x, training=False))
+        if self._model is not model:
+            @tf.function
+            def predict(x):
+                if self.size != (256, 256):
+                    x = {k: tf.image.resize(tf.cast(v, tf.float32), self.size) for k, v in x.items()}
+                    return tf.image.resize(tf.sigmoid(model(x, training=False)), (256, 256))
+                return tf.sigmoid(model(x, training=False))
 
+            self._predict, self._model = predict, model
+        return self._predict
+
+    def evaluate(self, model) -> ValResult:
+        predict = self._compiled(model)
         counts: dict[str, list] = {}
         for b in self.batches:
             prob = predict({"frame": b["frame"], "hop": b["hop"]}).numpy()[..., 0]

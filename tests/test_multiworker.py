@@ -56,6 +56,14 @@ def _start_workers(work, run, steps, tmpdirs):
     return procs
 
 
+def _finish(procs, timeout):
+    """Waits for every worker; each must exit 0. Returns their result dicts."""
+    outs = [p.communicate(timeout=timeout) for p in procs]
+    for p, (out, err) in zip(procs, outs):
+        assert p.returncode == 0, err[-3000:]
+    return [_result(out) for out, _ in outs]
+
+
 def _result(stdout):
     return json.loads(stdout[stdout.index("{"):stdout.rindex("}") + 1])
 
@@ -65,11 +73,7 @@ def test_two_workers_train_like_one_process_and_only_the_chief_writes(tmp_path, 
     for d in tmpdirs:
         d.mkdir()
     run = tmp_path / "run"
-    procs = _start_workers(setup, run, 4, tmpdirs)
-    outs = [p.communicate(timeout=240) for p in procs]
-    for p, (out, err) in zip(procs, outs):
-        assert p.returncode == 0, err[-3000:]
-    results = [_result(out) for out, _ in outs]
+    results = _finish(_start_workers(setup, run, 4, tmpdirs), 240)
     assert [r["steps"] for r in results] == [4, 4] and [r["chief"] for r in results] == [True, False]
     assert results[0]["weights_checksum"] == results[1]["weights_checksum"]  # identical variables
     # only the chief wrote the run directory; the other worker's temporary folder is gone
@@ -105,11 +109,7 @@ def test_killed_worker_then_restart_resumes_to_the_same_step(tmp_path, setup):
         p.wait(timeout=60)
     saved = sorted(int(p.name.split("-")[1].split(".")[0]) for p in (run / "ckpt").glob("ckpt-*.index"))
     assert saved and saved[-1] < 40
-    procs = _start_workers(setup, run, 40, tmpdirs)
-    outs = [p.communicate(timeout=300) for p in procs]
-    for p, (out, err) in zip(procs, outs):
-        assert p.returncode == 0, err[-3000:]
-    results = [_result(out) for out, _ in outs]
+    results = _finish(_start_workers(setup, run, 40, tmpdirs), 300)
     assert [r["steps"] for r in results] == [40, 40]
     assert results[0]["resumed_from"] == results[1]["resumed_from"] >= saved[-1] > 0
     assert results[0]["weights_checksum"] == results[1]["weights_checksum"]
