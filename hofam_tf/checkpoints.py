@@ -69,8 +69,10 @@ def stored_threshold(ckpt: str | Path) -> float:
     return float(info["threshold"]) if info and "threshold" in info else DEFAULT_THRESHOLD
 
 
-def make_checkpoint(model, optimizer=None, step=None) -> tf.train.Checkpoint:
+def make_checkpoint(model, optimizer=None, step=None, average=None) -> tf.train.Checkpoint:
     parts = {"model": model}
+    if average is not None:
+        parts["weight_average"] = average
     if optimizer is not None:
         parts["optimizer"] = optimizer
     if step is not None:

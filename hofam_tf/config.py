@@ -196,6 +196,8 @@ class TrainConfig:
     steps_per_loop: updates run inside one tf.function call (a device-side loop, no Python
       between them); logging, NaN checks, validation and checkpoints happen at loop boundaries,
       which always fall on their exact steps (a loop ends early at the next event).
+    ema_decay: keep an exponential moving average of the weights with this decay
+      (``hofam_tf.weight_average``) and validate, save and infer with it; 0 (default) turns it off.
     """
 
     train_pattern: str = ""
@@ -216,6 +218,7 @@ class TrainConfig:
     val_every: int = 500
     early_stop: int = 0
     steps_per_loop: int = 20
+    ema_decay: float = 0.0
 
 
     def __post_init__(self) -> None:
@@ -227,6 +230,8 @@ class TrainConfig:
                 raise HOFAMInputError(f"{name} must be 0 or more, got {getattr(self, name)}")
         if not self.learning_rate > 0:
             raise HOFAMInputError(f"learning_rate must be positive, got {self.learning_rate}")
+        if not 0 <= self.ema_decay < 1:
+            raise HOFAMInputError(f"ema_decay must be in [0, 1) (0: no weight average), got {self.ema_decay}")
 
 
 @dataclasses.dataclass(frozen=True)

@@ -24,6 +24,7 @@ from hofam_tf.errors import HOFAMInputError
 from hofam_tf.files import atomic_path, write_json
 from hofam_tf.losses import hofam_loss
 from hofam_tf.model import build_hofam
+from hofam_tf.weight_average import WeightAverage, averaged
 
 
 class NaNLossError(HOFAMInputError):
@@ -159,12 +160,15 @@ def _train(cfg: RunConfig, run_dir: Path, write_dir: Path, files, strategy, chie
             optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
         optimizer.build(model.trainable_variables)
         step_var = tf.Variable(0, dtype=tf.int64, trainable=False, name="step")
-    ckpt = make_checkpoint(model, optimizer, step_var)
+        average = WeightAverage(model.trainable_variables, tc.ema_decay) if tc.ema_decay else None
+    ckpt = make_checkpoint(model, optimizer, step_var, average)
     manager = tf.train.CheckpointManager(ckpt, str(write_dir / CKPT_SUBDIR), max_to_keep=tc.keep_ckpts)
     latest = tf.train.latest_checkpoint(str(run_dir / CKPT_SUBDIR))  # every worker resumes from the chief's
     if latest:
         try:
             ckpt.restore(latest).assert_existing_objects_matched()
+            if average is not None:
+                average.swap()  # checkpoints hold the average in `model` (see hofam_tf.weight_average)
         except (AssertionError, ValueError, tf.errors.OpError) as err:
             raise HOFAMInputError(f"{latest}: cannot resume from this checkpoint "
                                   f"({str(err).splitlines()[0][:300]})") from None
@@ -209,10 +213,12 @@ def _train(cfg: RunConfig, run_dir: Path, write_dir: Path, files, strategy, chie
             out = strategy.run(compiled_step, args=next(iterator))
             parts = {k: strategy.reduce(tf.distribute.ReduceOp.MEAN, out[k], axis=None) for k in parts}
             finite = tf.logical_and(finite, tf.math.is_finite(parts["loss"]))
+            if average is not None:
+                average.update()
             step_var.assign_add(1)
         return parts, finite
 
-    keeper = BestKeeper(write_dir, cfg, model, state_dir=run_dir) if tc.val_pattern else None
+    keeper = BestKeeper(write_dir, cfg, model, state_dir=run_dir, average=average) if tc.val_pattern else None
     writer = tf.summary.create_file_writer(str(write_dir / "logs")) if chief else tf.summary.create_noop_writer()
     iterator = iter(dist_ds)
     sample_batch = next(iter(ds.take(1))) if tc.image_every else None  # fixed images to watch
@@ -251,7 +257,8 @@ def _train(cfg: RunConfig, run_dir: Path, write_dir: Path, files, strategy, chie
                 stop = keeper.validate(step)
                 bar.set_postfix(loss=f"{last.get('loss', float('nan')):.4f}", val_f=f"{keeper.best_f:.3f}")
             if step % tc.ckpt_every == 0 or step == end or stop:
-                manager.save(checkpoint_number=step)
+                with averaged(average):
+                    manager.save(checkpoint_number=step)
             if stop:
                 break
     bar.close()
@@ -264,6 +271,8 @@ def _train(cfg: RunConfig, run_dir: Path, write_dir: Path, files, strategy, chie
     if chief and (step >= tc.steps or (keeper is not None and keeper.stopped)):
         if keeper is not None and keeper.best_prefix:
             keeper.restore_best()  # model.keras holds the best validated weights
+        elif average is not None:
+            average.swap()  # ... or the weight average
         with atomic_path(run_dir / FINAL_MODEL) as tmp:
             model.save(tmp)
     return result
@@ -277,10 +286,10 @@ class BestKeeper:
     survives a resume: the best F so far is read back from ``best.json``.
     """
 
-    def __init__(self, run_dir: Path, cfg: RunConfig, model, state_dir: Path | None = None):
+    def __init__(self, run_dir: Path, cfg: RunConfig, model, state_dir: Path | None = None, average=None):
         from hofam_tf.validation import Validator
 
-        self.run_dir, self.model, self.tc = run_dir, model, cfg.train
+        self.run_dir, self.model, self.tc, self.average = run_dir, model, cfg.train, average
         self.validator = Validator(self.tc.val_pattern, (cfg.model.height, cfg.model.width))
         if self.validator.frames == 0:
             raise HOFAMInputError(f"{self.tc.val_pattern}: no labelled validation example")
@@ -296,7 +305,12 @@ class BestKeeper:
             self.history = saved.get("history", [])
 
     def validate(self, step: int) -> bool:
-        """Scores the model now; saves it if best. Returns True when training should stop early."""
+        """Scores the model now (its weight average when there is one); saves it if best.
+        Returns True when training should stop early."""
+        with averaged(self.average):
+            return self._validate(step)
+
+    def _validate(self, step: int) -> bool:
         res = self.validator.evaluate(self.model)
         tf.summary.scalar("val/f_measure", res.f_measure, step=step)
         tf.summary.scalar("val/threshold", res.threshold, step=step)
