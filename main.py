@@ -23,58 +23,22 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from absl import app, flags, logging
 
-from hofam_tf.cli import guarded, parse_flags, parse_ints
-from hofam_tf.config import DEFAULT_RECORDS_DIR, DEFAULT_RUN_DIR, HOP_ENCODINGS, FlowConfig, RunConfig
+from hofam_tf.cli import guarded, parse_flags
+from hofam_tf.config import DEFAULT_RECORDS_DIR, DEFAULT_RUN_DIR, RunConfig
+from hofam_tf.config_flags import config_from_flags, define_config_flags, given
 from hofam_tf.errors import HOFAMInputError
 
 FLAGS = flags.FLAGS
 flags.DEFINE_enum("phase", "demo", ["train", "test", "score", "demo", "predict", "convert", "export"],  # = PHASES
                   "What to run. convert: TF1 checkpoint -> .keras; export: SavedModel for serving.")
-# data
-flags.DEFINE_string("train_pattern", None, "TFRecord glob(s), comma-separated, for training "
-                    f"(default {DEFAULT_RECORDS_DIR}/train-*.tfrecord*).")
+# every RunConfig field is a flag (name, default and help from hofam_tf.config): --ngf, --steps,
+# --batch_size, --train_pattern, --val_pattern, --taus, --hop_encoding, --precision, --augment, ...
+define_config_flags()
 flags.DEFINE_string("test_pattern", None, "TFRecord glob(s), comma-separated, for testing (default: the "
                     "test split of the run's own dataset, found through config.json and dataset.json).")
-# model
-flags.DEFINE_integer("ngf", 64, "Base width (the original's gf_dim).")
-flags.DEFINE_integer("image_size", 256, "Model input height and width (a multiple of 256).")
-flags.DEFINE_bool("faithful_tf1", False, "Reproduce the TF1 code: frozen fusion convs, dropout at test.")
-flags.DEFINE_enum("hop_channels", "rgb", ["rgb", "r"], "Feed all HOP channels, or only R (original demo).")
-flags.DEFINE_enum("precision", "float32", ["float32", "mixed_bfloat16", "mixed_float16"], "Dtype policy.")
-flags.DEFINE_bool("xla", False, "Compile the training step with XLA.")
 flags.DEFINE_enum("inference_precision", "auto", ["auto", "float32", "bfloat16"],
                   "test / predict / export: auto = bfloat16 on CPUs with AVX512-BF16 or AMX and no GPU, else float32.")
-# loss
-flags.DEFINE_enum("loss_mode", "cis", ["cis", "tf1"], "Class-in-scale focal loss, or exactly the TF1 loss.")
-flags.DEFINE_float("gamma", 0.0, "Focal exponent.")
-flags.DEFINE_bool("ignore_labels", True, "Exclude CDnet 85/170 pixels from the loss.")
-# training
-flags.DEFINE_integer("steps", 64000, "Optimizer updates.")
-flags.DEFINE_integer("batch_size", 1, "Global batch size.")
-flags.DEFINE_float("learning_rate", 5e-4, "Adam learning rate.")
-flags.DEFINE_float("beta1", 0.95, "Adam beta1.")
-flags.DEFINE_float("beta2", 0.999, "Adam beta2.")
-flags.DEFINE_float("epsilon", 1e-8, "Adam epsilon.")
-flags.DEFINE_integer("shuffle_buffer", 2000, "Examples in the shuffle buffer.")
-flags.DEFINE_integer("seed", 12138, "Shuffle seed.")
-flags.DEFINE_integer("ckpt_every", 2000, "Checkpoint every N steps.")
-flags.DEFINE_integer("keep_ckpts", 5, "Checkpoints kept.")
-flags.DEFINE_integer("log_every", 100, "TensorBoard scalars every N steps.")
-flags.DEFINE_integer("image_every", 1000, "TensorBoard image panels every N steps (0: never).")
-flags.DEFINE_string("val_pattern", None, "TFRecords of held-out scenes: validation F every --val_every "
-                    "steps, best checkpoint and threshold kept.")
-flags.DEFINE_integer("val_every", 500, "Validate every N steps (with --val_pattern).")
-flags.DEFINE_integer("steps_per_loop", 20, "Updates per tf.function call (device-side loop).")
-flags.DEFINE_integer("early_stop", 0, "Stop after N validations without improvement (0: never).")
-flags.DEFINE_bool("augment", True, "Augment training batches (crops, flips, photometric, HOP gain).")
-flags.DEFINE_float("min_crop", 0.6, "Augmentation: smallest crop side, as a fraction of the tile.")
-flags.DEFINE_float("hop_gain", 2.0, "Augmentation: HOP gain drawn log-uniformly in [1/g, g].")
 flags.DEFINE_string("ckpt_dir", DEFAULT_RUN_DIR, "Run directory for training.")
-# flows (saved in the run config; predict computes HOP images with them)
-flags.DEFINE_string("taus", "1,5,10", "Frame intervals tau1<tau2<tau3.")
-flags.DEFINE_enum("estimator", "dis", ["dis", "farneback"], "Optical flow estimator.")
-flags.DEFINE_enum("dis_preset", "balanced", ["balanced", "ultrafast", "fast", "medium"], "OpenCV DIS preset.")
-flags.DEFINE_enum("hop_encoding", FlowConfig().encoding, list(HOP_ENCODINGS), "How flow magnitude becomes HOP grey levels.")
 # test / score / predict
 flags.DEFINE_string("ckpt", None, "Run directory, checkpoint prefix, .keras file or TF1 checkpoint.")
 flags.DEFINE_string("output_dir", None, "Where test / score / predict / demo outputs go.")
@@ -119,43 +83,10 @@ def _model_overrides() -> dict:
     return out
 
 
-# flag -> (config section, field, converter): the one table between flags and RunConfig
-FIELD_FLAGS = {
-    "ngf": ("model", "ngf", None), "image_size": ("model", "height", None),
-    "faithful_tf1": ("model", "faithful_tf1", None), "hop_channels": ("model", "hop_channels", None),
-    "precision": ("model", "dtype", None),
-    "loss_mode": ("loss", "mode", None), "gamma": ("loss", "gamma", None),
-    "ignore_labels": ("loss", "ignore_labels", None),
-    "train_pattern": ("train", "train_pattern", None), "steps": ("train", "steps", None),
-    "batch_size": ("train", "batch_size", None), "learning_rate": ("train", "learning_rate", None),
-    "beta1": ("train", "beta1", None), "beta2": ("train", "beta2", None), "epsilon": ("train", "epsilon", None),
-    "shuffle_buffer": ("train", "shuffle_buffer", None), "seed": ("train", "seed", None),
-    "ckpt_every": ("train", "ckpt_every", None), "keep_ckpts": ("train", "keep_ckpts", None),
-    "log_every": ("train", "log_every", None), "image_every": ("train", "image_every", None),
-    "xla": ("train", "xla", None), "val_pattern": ("train", "val_pattern", None),
-    "val_every": ("train", "val_every", None), "early_stop": ("train", "early_stop", None),
-    "steps_per_loop": ("train", "steps_per_loop", None),
-    "taus": ("flow", "taus", lambda v: parse_ints(v, "taus")), "estimator": ("flow", "estimator", None),
-    "dis_preset": ("flow", "dis_preset", None), "hop_encoding": ("flow", "encoding", None),
-    "augment": ("augment", "enabled", None), "min_crop": ("augment", "min_crop", None),
-    "hop_gain": ("augment", "hop_gain", None),
-}
-
-
 def run_config() -> RunConfig:
     """The run configuration: ``--config=run.json`` (a saved config.json, say) or the defaults,
-    with every flag the user gave on top (without --config, all flags apply)."""
-    data = RunConfig.load(FLAGS.config).to_dict() if FLAGS.config else RunConfig().to_dict()
-    for flag, (section, field, convert) in FIELD_FLAGS.items():
-        if FLAGS.config and not FLAGS[flag].present:
-            continue
-        value = FLAGS[flag].value
-        if value is None:
-            continue
-        data[section][field] = convert(value) if convert else value
-        if flag == "image_size":
-            data["model"]["width"] = value
-    return RunConfig.from_dict(data)
+    with every config flag given on the command line on top."""
+    return config_from_flags(RunConfig.load(FLAGS.config) if FLAGS.config else None)
 
 
 def _threshold(ckpt) -> float:
@@ -211,13 +142,14 @@ def _summary(metrics: dict) -> str:
 
 def phase_train() -> None:
     _require("ckpt_dir")
-    if not FLAGS.train_pattern:
-        FLAGS.train_pattern = _default_train_pattern()
+    import dataclasses
+
     from hofam_tf.train import run_train
 
-    explicit = frozenset(field for flag, (section, field, _) in FIELD_FLAGS.items()
-                         if section == "flow" and FLAGS[flag].present)
-    result = run_train(run_config(), FLAGS.ckpt_dir, explicit_flow=explicit)
+    cfg = run_config()
+    if not cfg.train.train_pattern:
+        cfg = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, train_pattern=_default_train_pattern()))
+    result = run_train(cfg, FLAGS.ckpt_dir, explicit_flow=given("flow"))
     print(json.dumps(result, indent=2))
     print(f"run directory: {FLAGS.ckpt_dir}")
 

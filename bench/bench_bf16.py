@@ -1,6 +1,6 @@
 """bfloat16 against float32 inference on this CPU: speed, and agreement of the masks on real scenes.
 
-    python bench/bench_bf16.py [--ckpt checkpoints/release] [--scenes office,Board,HighwayI]
+    python -m bench.bench_bf16 [--ckpt checkpoints/release] [--scenes office,Board,HighwayI]
 
 Speed: HOFAM forward at ngf 64 (and the checkpoint's width), batch 8, 256x256, float32 vs
 ``mixed_bfloat16``. Agreement: the checkpoint segments each scene through ``--phase=predict``'s
@@ -12,13 +12,10 @@ import argparse
 import json
 import os
 import platform
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-if __package__ in (None, ""):
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -1,6 +1,6 @@
 """Data-path throughput on this machine, printed as JSON.
 
-    python bench/bench_data.py
+    python -m bench.bench_data
 
 Figures (256x256 tiles, three intervals tau = 1, 5, 10), all from the real CDnet frames in
 ../shared/data (decoded once beforehand where a stage does not include decoding):
@@ -16,14 +16,12 @@ import argparse
 import json
 import os
 import platform
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 DATA = ROOT.parent / "shared" / "data" / "cdnet2014"
 
 
@@ -33,8 +31,8 @@ def main() -> None:
     import numpy as np
     import tensorflow as tf  # noqa: F401  (imported up front: its start-up is not throughput)
 
-    from data_prep.merge import merge_dataset
-    from data_prep.tfrecord import write_tfrecords
+    from hofam_tf.merging import merge_dataset
+    from hofam_tf.records import write_tfrecords
     from hofam_tf.composite import compose
     from hofam_tf.config import FlowConfig
     from hofam_tf.files import write_png

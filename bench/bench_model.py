@@ -1,6 +1,6 @@
 """Model cost on this machine, printed as JSON.
 
-    python bench/bench_model.py [--ngf 64] [--size 256] [--batches 1,8] [--precision float32]
+    python -m bench.bench_model [--ngf 64] [--size 256] [--batches 1,8] [--precision float32]
                                 [--xla] [--steps 3]
 
 Figures: parameters (total, fusion, trainable in the default and the faithful_tf1 model),
@@ -27,7 +27,6 @@ from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 
 
 def flops_per_frame(model) -> int:
@@ -72,8 +71,8 @@ def input_pipeline_examples_per_s(batch: int = 8, batches: int = 40) -> float | 
     data = ROOT.parent / "shared" / "data" / "cdnet2014"
     if not data.is_dir():
         return None
-    from data_prep.merge import merge_dataset
-    from data_prep.tfrecord import write_tfrecords
+    from hofam_tf.merging import merge_dataset
+    from hofam_tf.records import write_tfrecords
     from hofam_tf.config import AugmentConfig, FlowConfig
     from hofam_tf.data import build_dataset
 

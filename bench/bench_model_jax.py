@@ -6,7 +6,7 @@ inference frames/s per batch size in float32 and bfloat16 (``mixed_bfloat16``), 
 (Adam, sigmoid cross-entropy on the logits; the project's full loss needs TensorFlow) at batch 1
 and 8, the measured matmul peak per precision and the achieved fraction of it.
 
-    KERAS_BACKEND=jax python bench/bench_model_jax.py [--ngf 64] [--batches 1,8,32,128]
+    KERAS_BACKEND=jax python -m bench.bench_model_jax [--ngf 64] [--batches 1,8,32,128]
 """
 from __future__ import annotations
 
@@ -14,12 +14,10 @@ import argparse
 import json
 import os
 import platform
-import sys
 import time
 from pathlib import Path
 
 os.environ["KERAS_BACKEND"] = "jax"
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 
 def _time(fn, *args, reps=10):

@@ -1,6 +1,6 @@
 """Predict throughput on a real video, printed as JSON.
 
-    python bench/bench_predict.py [--video /usr/share/doc/opencv-doc/examples/data/vtest.avi]
+    python -m bench.bench_predict [--video /usr/share/doc/opencv-doc/examples/data/vtest.avi]
         [--ngf 64] [--frames 200] [--batch 8]
 
 Figures: peak resident memory of the process (compare --frames values: predict streams, so it
@@ -23,7 +23,6 @@ from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 
 
 def main() -> None:

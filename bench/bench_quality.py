@@ -7,9 +7,9 @@ baselines (OpenCV MOG2, KNN, thresholded HOP) segment the same scenes through th
 Prints JSON: F per scene and method, the means, HOFAM / best baseline, and the scenes where
 HOFAM is below MOG2.
 
-    python bench/bench_quality.py                       # quick: about 15 minutes on 2 CPU cores
-    python bench/bench_quality.py --setting=full        # 6 folds, longer training
-    python bench/bench_quality.py --set flow.encoding=log --set augment.enabled=false
+    python -m bench.bench_quality                       # quick: about 15 minutes on 2 CPU cores
+    python -m bench.bench_quality --setting=full        # 6 folds, longer training
+    python -m bench.bench_quality --set flow.encoding=log --set augment.enabled=false
 
 ``--set section.field=value`` changes any field of the run configuration (``hofam_tf.config``),
 e.g. ``model.ngf=16``, ``loss.mode=tf1``, ``flow.taus=[1,3,6]``, ``train.learning_rate=1e-3``.
@@ -28,8 +28,6 @@ import sys
 import time
 from pathlib import Path
 
-if __package__ in (None, ""):
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from hofam_tf.config import RunConfig  # noqa: E402
@@ -83,7 +81,7 @@ def flow_key(flow) -> str:
 
 def composites(sources: dict, work: Path, flow) -> Path:
     """Composites of every scene with this flow configuration (cached by its hash)."""
-    from data_prep.merge import merge_sequence
+    from hofam_tf.merging import merge_sequence
 
     comp = work / f"composites-{flow_key(flow)}"
     for name, seq in sources.items():
@@ -95,7 +93,7 @@ def composites(sources: dict, work: Path, flow) -> Path:
 def synthetic_composites(work: Path, count: int, flow) -> list[Path]:
     """Composite folders of ``count`` synthetic scenes (textured objects over textured
     backgrounds, exact masks), merged with the same flow settings as the real ones."""
-    from data_prep.merge import merge_sequence
+    from hofam_tf.merging import merge_sequence
     from hofam_tf.sources import discover
     from hofam_tf.synthetic import write_scene
 
@@ -114,7 +112,7 @@ def synthetic_composites(work: Path, count: int, flow) -> list[Path]:
 def fold_records(comp: Path, sources: dict, train: list[str], val: str, out: Path, extra=()) -> None:
     """TFRecords of one fold: train-* from ``train`` scenes (and the ``extra`` composite folders),
     test-* from the ``val`` scene."""
-    from data_prep.tfrecord import write_tfrecords
+    from hofam_tf.records import write_tfrecords
 
     links = out.parent / "links"
     links.mkdir(parents=True, exist_ok=True)

@@ -6,7 +6,7 @@ steps and the threshold come from the leave-scenes-out benchmark (``bench/bench_
 whose folds chose them on validation scenes; they are passed here as ``--steps`` and
 ``--threshold``. Writes ``config.json``, ``model.keras`` and ``best.json`` (threshold, recipe).
 
-    python bench/train_release.py --steps 500 --threshold 0.95 [--set augment.frame_drop=0.3]
+    python -m bench.train_release --steps 500 --threshold 0.95 [--set augment.frame_drop=0.3]
 """
 from __future__ import annotations
 
@@ -15,12 +15,9 @@ import dataclasses
 import json
 import os
 import shutil
-import sys
 import time
 from pathlib import Path
 
-if __package__ in (None, ""):
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from bench.bench_quality import ROOT, apply_overrides, composites, scene_sources  # noqa: E402
@@ -39,7 +36,7 @@ def main(argv=None) -> dict:
     ap.add_argument("--set", action="append", default=[], dest="sets")
     args = ap.parse_args(argv)
 
-    from data_prep.tfrecord import write_tfrecords
+    from hofam_tf.records import write_tfrecords
     from hofam_tf.checkpoints import BEST_NAME, CONFIG_NAME, FINAL_MODEL
     from hofam_tf.config import ModelConfig, RunConfig, TrainConfig
     from hofam_tf.files import write_json

@@ -1,6 +1,6 @@
 """Seeded training augmentation on whole batches (``AugmentConfig`` says what and how much).
 
-``augment_batch`` takes the batch dict of ``schema.parse_examples`` (frame and HOP as uint8 or
+``augment_batch`` takes the batch dict of ``data.parse_examples`` (frame and HOP as uint8 or
 float bytes, mask and weight float [B,H,W,1]) and a stateless seed, and returns the same keys
 with frame and HOP as float32 bytes in [0, 255]. Every random draw is a ``tf.random.stateless_*``
 call on a seed split from the batch seed, so the same seed gives the same batch in any process.
@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import tensorflow as tf
 
-from hofam_tf.config import AugmentConfig
+from hofam_tf.config import FRAME_KEY, HOP_KEY, AugmentConfig
 
 def _uniform(seed, batch, low=0.0, high=1.0):
     return tf.random.stateless_uniform([batch], seed, minval=low, maxval=high)
@@ -48,17 +48,17 @@ def crop_boxes(seed, batch, min_crop: float):
 def geometry(ex: dict, seed, cfg: AugmentConfig) -> dict:
     """Same random crop and flip for frame, HOP, mask and weight; HOP scaled by 1/side."""
     seeds = tf.random.experimental.stateless_split(seed, 2)
-    frame = tf.cast(ex["frame"], tf.float32)
+    frame = tf.cast(ex[FRAME_KEY], tf.float32)
     batch, size = tf.shape(frame)[0], tf.shape(frame)[1:3]
     boxes, side = crop_boxes(seeds[0], batch, cfg.min_crop)
     index = tf.range(batch)
     out = dict(ex)
-    for key in ("frame", "hop", "mask", "weight"):
-        method = "bilinear" if key in ("frame", "hop") else "nearest"
+    for key in (FRAME_KEY, HOP_KEY, "mask", "weight"):
+        method = "bilinear" if key in (FRAME_KEY, HOP_KEY) else "nearest"
         out[key] = tf.image.crop_and_resize(tf.cast(ex[key], tf.float32), boxes, index, size, method=method)
-    out["hop"] = tf.minimum(out["hop"] / _per_image(side), 255.0)
+    out[HOP_KEY] = tf.minimum(out[HOP_KEY] / _per_image(side), 255.0)
     flip = _per_image(_uniform(seeds[1], batch) < cfg.flip)
-    for key in ("frame", "hop", "mask", "weight"):
+    for key in (FRAME_KEY, HOP_KEY, "mask", "weight"):
         out[key] = tf.where(flip, tf.reverse(out[key], axis=[2]), out[key])
     return out
 
@@ -97,6 +97,6 @@ def augment_batch(ex: dict, seed, cfg: AugmentConfig) -> dict:
     """Augments one parsed batch (see module docstring). ``seed``: int [2] stateless seed."""
     seeds = tf.random.experimental.stateless_split(tf.cast(seed, tf.int64), 3)
     out = geometry(ex, seeds[0], cfg)
-    out["frame"] = photometric(out["frame"], seeds[1], cfg)
-    out["hop"] = hop_gain(out["hop"], seeds[2], cfg)
+    out[FRAME_KEY] = photometric(out[FRAME_KEY], seeds[1], cfg)
+    out[HOP_KEY] = hop_gain(out[HOP_KEY], seeds[2], cfg)
     return out

@@ -102,19 +102,21 @@ def load_for_inference(ckpt: str | Path, model_overrides: dict | None = None, pr
 def _load(ckpt: str | Path, model_overrides: dict | None = None):
     import dataclasses
 
-    from hofam_tf.model import build_hofam
+    from hofam_tf.model import HOFAM, build_hofam
 
     path = Path(ckpt)
     overrides = model_overrides or {}
     if path.suffix == ".keras":
         if not path.is_file():
             raise HOFAMInputError(f"{path}: no such .keras file")
-        cfg_path = path.parent / CONFIG_NAME
+        cfg_path = path.parent / CONFIG_NAME  # the run's flow settings (and older files' model config)
         cfg = RunConfig.load(cfg_path) if cfg_path.exists() else RunConfig()
         try:
             model = keras.saving.load_model(path, compile=False)
         except Exception as err:  # noqa: BLE001 - keras raises many types for bad files
             raise HOFAMInputError(f"{path}: cannot load Keras model ({err})") from None
+        if isinstance(model, HOFAM):  # the model carries its own configuration
+            cfg = dataclasses.replace(cfg, model=model.model_config)
         if overrides:  # --hop_channels / --faithful_tf1 apply to .keras files too: same weights, new graph
             from hofam_tf.model import rebuild_with
 
@@ -146,7 +148,7 @@ def _load(ckpt: str | Path, model_overrides: dict | None = None):
             from hofam_tf.tf1_import import load_tf1_checkpoint
 
             model = load_tf1_checkpoint(path, **overrides)
-            return model, RunConfig(model=model.hofam_config)
+            return model, RunConfig(model=model.model_config)
         run_dir = path.parent.parent if path.parent.name == CKPT_SUBDIR else path.parent
         cfg_path = run_dir / CONFIG_NAME
         cfg = RunConfig.load(cfg_path) if cfg_path.exists() else RunConfig()

@@ -52,13 +52,6 @@ def parse_flags(argv: list[str]) -> list[str]:
         raise
 
 
-def parse_ints(text: str, name: str) -> tuple[int, ...]:
-    try:
-        return tuple(int(v) for v in text.split(",") if v.strip())
-    except ValueError:
-        raise HOFAMInputError(f"--{name}: expected comma-separated integers, got {text!r}") from None
-
-
 def run_tool(define_flags: Callable[[], None], main: Callable[[list], int | None]) -> None:
     """Entry point of a data_prep tool: define its flags (only when it runs), then run ``main``."""
     from absl import app

@@ -15,12 +15,28 @@ from hofam_tf.errors import HOFAMInputError
 
 DIS_PRESET_NAMES = ("balanced", "ultrafast", "fast", "medium")
 HOP_ENCODINGS = ("linear", "log")
+FLOW_ESTIMATORS = ("dis", "farneback", "flo")
+DTYPE_POLICIES = ("float32", "mixed_bfloat16", "mixed_float16")
 # Default folders that connect the steps (relative to the working directory): merge.py writes
 # composites, tfrecord.py turns them into records, main.py trains a run from those records.
 DEFAULT_COMPOSITES_DIR = "data/composites"
 DEFAULT_RECORDS_DIR = "data/tfrecords"
 DEFAULT_RUN_DIR = "checkpoints/hofam"
 TILE = 256  # side of each tile of the original composite layout (reference §2.1)
+# The model's two inputs; decoded examples and prediction batches use the same keys.
+FRAME_KEY = "frame"
+HOP_KEY = "hop"
+
+
+def model_inputs(frame, hop) -> dict:
+    """The input dict of the HOFAM model."""
+    return {FRAME_KEY: frame, HOP_KEY: hop}
+
+
+def option(default, help: str, flag: str | None = None, choices: tuple | None = None):
+    """A config field with its command-line face: the flag's help, its name when it is not the
+    field's own, and its allowed values. ``hofam_tf.config_flags`` turns every field into a flag."""
+    return dataclasses.field(default=default, metadata={"help": help, "flag": flag, "choices": choices})
 
 
 @dataclasses.dataclass(frozen=True)
@@ -48,13 +64,16 @@ class FlowConfig:
       relative to the sequence's flow folder; ``{frame_id}`` and ``{tau}`` are filled in.
     """
 
-    taus: tuple[int, ...] = (1, 5, 10)
-    estimator: str = "dis"
-    dis_preset: str = "balanced"
-    scale: float = 6.0
-    gains: tuple[int, ...] = (1, 1, 3)
-    flo_pattern: str = "{frame_id}_tau{tau}.flo"
-    encoding: str = "log"
+    taus: tuple[int, ...] = option((1, 5, 10), "Frame intervals tau1<tau2<tau3 (R=tau3, G=tau2, B=tau1).")
+    estimator: str = option("dis", "Optical flow estimator (flo: precomputed .flo files).",
+                            choices=FLOW_ESTIMATORS)
+    dis_preset: str = option("balanced", "OpenCV DIS preset.", choices=DIS_PRESET_NAMES)
+    scale: float = option(6.0, "HOP grey levels per pixel of displacement (256 grid).", flag="flow_scale")
+    gains: tuple[int, ...] = option((1, 1, 3), "Linear HOP encoding: per-channel multipliers R,G,B after "
+                                    "rounding.", flag="flow_gains")
+    flo_pattern: str = option("{frame_id}_tau{tau}.flo", ".flo file name pattern (estimator=flo).")
+    encoding: str = option("log", "How flow magnitude becomes HOP grey levels.", flag="hop_encoding",
+                           choices=HOP_ENCODINGS)
 
     def __post_init__(self) -> None:
         if self.encoding not in HOP_ENCODINGS:
@@ -64,7 +83,7 @@ class FlowConfig:
         taus = tuple(int(t) for t in self.taus)
         if len(taus) != 3 or any(t < 1 for t in taus) or list(taus) != sorted(set(taus)):
             raise HOFAMInputError(f"taus must be three increasing positive intervals, got {self.taus}")
-        if self.estimator not in ("dis", "farneback", "flo"):
+        if self.estimator not in FLOW_ESTIMATORS:
             raise HOFAMInputError(f"unknown flow estimator {self.estimator!r} (dis, farneback, flo)")
         if self.dis_preset not in DIS_PRESET_NAMES:
             raise HOFAMInputError(f"unknown DIS preset {self.dis_preset!r} {DIS_PRESET_NAMES}")
@@ -88,14 +107,14 @@ class ModelConfig:
     dtype: Keras dtype policy name: "float32", "mixed_bfloat16" or "mixed_float16".
     """
 
-    ngf: int = 64
-    height: int = TILE
-    width: int = TILE
-    faithful_tf1: bool = False
-    hop_channels: str = "rgb"
-    dropout: float = 0.5
-    bottleneck_stride: int = 1
-    dtype: str = "float32"
+    ngf: int = option(64, "Base width (the original's gf_dim).")
+    height: int = option(TILE, "Model input height (a multiple of 256).")
+    width: int = option(TILE, "Model input width (a multiple of 256).")
+    faithful_tf1: bool = option(False, "Reproduce the TF1 code: frozen fusion convs, dropout at test.")
+    hop_channels: str = option("rgb", "Feed all HOP channels, or only R (original demo).", choices=("rgb", "r"))
+    dropout: float = option(0.5, "Dropout rate of the first three decoder levels (0: none).")
+    bottleneck_stride: int = option(1, "Stride of the bottleneck fusion (2: the original's, 256x256 only).")
+    dtype: str = option("float32", "Dtype policy.", flag="precision", choices=DTYPE_POLICIES)
 
     def __post_init__(self) -> None:
         if self.ngf < 1:
@@ -110,7 +129,7 @@ class ModelConfig:
             raise HOFAMInputError("bottleneck_stride must be 1 or 2")
         if self.bottleneck_stride == 2 and (self.height, self.width) != (TILE, TILE):
             raise HOFAMInputError("bottleneck_stride=2 (the original) only works at 256x256")
-        if self.dtype not in ("float32", "mixed_bfloat16", "mixed_float16"):
+        if self.dtype not in DTYPE_POLICIES:
             raise HOFAMInputError(f"unknown dtype policy {self.dtype!r}")
 
 
@@ -124,14 +143,15 @@ class LossConfig:
       The original counted them as background (bug B18); set False to reproduce.
     """
 
-    mode: str = "cis"
-    alpha: float = 0.75
-    gamma: float = 0.0
-    l1_weight: float = 0.2
-    focal_weight: float = 0.8
-    beta_cap: float = 50.0
-    beta_divisor: float = 4.0
-    ignore_labels: bool = True
+    mode: str = option("cis", "Class-in-scale focal loss, or exactly the TF1 loss.", flag="loss_mode",
+                       choices=("cis", "tf1"))
+    alpha: float = option(0.75, "Focal loss: weight of the foreground class.")
+    gamma: float = option(0.0, "Focal exponent.")
+    l1_weight: float = option(0.2, "Weight of the L1 term.")
+    focal_weight: float = option(0.8, "Weight of the focal term.")
+    beta_cap: float = option(50.0, "Class-in-scale: cap of H*W / mean object area, before the divisor.")
+    beta_divisor: float = option(4.0, "Class-in-scale: beta = min(cap, H*W / mean object area) / divisor.")
+    ignore_labels: bool = option(True, "Exclude CDnet 85/170 pixels from the loss.")
 
     def __post_init__(self) -> None:
         if self.mode not in ("cis", "tf1"):
@@ -159,17 +179,20 @@ class AugmentConfig:
     explode).
     """
 
-    enabled: bool = True
-    min_crop: float = 0.6
-    flip: float = 0.5
-    brightness: float = 0.2
-    contrast: float = 0.3
-    colour: float = 0.1
-    grey: float = 0.1
-    noise: float = 0.03
-    blur: float = 0.2
-    hop_gain: float = 2.0
-    frame_drop: float = 0.0
+    enabled: bool = option(True, "Augment training batches (crops, flips, photometric, HOP gain).",
+                           flag="augment")
+    min_crop: float = option(0.6, "Augmentation: smallest crop side, as a fraction of the tile.")
+    flip: float = option(0.5, "Augmentation: probability of a horizontal flip.", flag="aug_flip")
+    brightness: float = option(0.2, "Augmentation: largest brightness shift (fraction of the range).",
+                               flag="aug_brightness")
+    contrast: float = option(0.3, "Augmentation: contrast factor in [1-c, 1+c].", flag="aug_contrast")
+    colour: float = option(0.1, "Augmentation: per-channel colour gain in [1-c, 1+c].", flag="aug_colour")
+    grey: float = option(0.1, "Augmentation: probability of a greyscale frame.", flag="aug_grey")
+    noise: float = option(0.03, "Augmentation: largest Gaussian noise std (fraction of the range).",
+                          flag="aug_noise")
+    blur: float = option(0.2, "Augmentation: probability of a 3x3 blur.", flag="aug_blur")
+    hop_gain: float = option(2.0, "Augmentation: HOP gain drawn log-uniformly in [1/g, g].")
+    frame_drop: float = option(0.0, "Augmentation: probability that the frame is replaced by noise.")
 
     def __post_init__(self) -> None:
         if not 0 < self.min_crop <= 1:
@@ -200,26 +223,28 @@ class TrainConfig:
       (``hofam_tf.weight_average``) and validate, save and infer with it; 0 (default) turns it off.
     """
 
-    train_pattern: str = ""
-    steps: int = 64000
-    batch_size: int = 1
-    learning_rate: float = 5e-4
-    beta1: float = 0.95
-    beta2: float = 0.999
-    epsilon: float = 1e-8
-    shuffle_buffer: int = 2000
-    seed: int = 12138
-    ckpt_every: int = 2000
-    keep_ckpts: int = 5
-    log_every: int = 100
-    image_every: int = 1000
-    xla: bool = False
-    val_pattern: str = ""
-    val_every: int = 500
-    early_stop: int = 0
-    steps_per_loop: int = 20
-    ema_decay: float = 0.0
-
+    train_pattern: str = option("", "TFRecord glob(s), comma-separated, for training "
+                                f"(default {DEFAULT_RECORDS_DIR}/train-*.tfrecord*).")
+    steps: int = option(64000, "Optimizer updates.")
+    batch_size: int = option(1, "Global batch size.")
+    learning_rate: float = option(5e-4, "Adam learning rate.")
+    beta1: float = option(0.95, "Adam beta1.")
+    beta2: float = option(0.999, "Adam beta2.")
+    epsilon: float = option(1e-8, "Adam epsilon.")
+    shuffle_buffer: int = option(2000, "Examples in the shuffle buffer.")
+    seed: int = option(12138, "Seed of weight initialisation, shuffle, augmentation and dropout.")
+    ckpt_every: int = option(2000, "Checkpoint every N steps.")
+    keep_ckpts: int = option(5, "Checkpoints kept.")
+    log_every: int = option(100, "TensorBoard scalars every N steps.")
+    image_every: int = option(1000, "TensorBoard image panels every N steps (0: never).")
+    xla: bool = option(False, "Compile the training step with XLA.")
+    val_pattern: str = option("", "TFRecords of held-out scenes: validation F every --val_every steps, best "
+                              "checkpoint and threshold kept.")
+    val_every: int = option(500, "Validate every N steps (with --val_pattern).")
+    early_stop: int = option(0, "Stop after N validations without improvement (0: never).")
+    steps_per_loop: int = option(20, "Updates per tf.function call (device-side loop).")
+    ema_decay: float = option(0.0, "Validate, save and infer with a moving average of the weights with this "
+                              "decay (0: off).")
 
     def __post_init__(self) -> None:
         for name in ("steps", "batch_size", "ckpt_every", "keep_ckpts", "log_every", "val_every", "steps_per_loop"):

@@ -6,8 +6,10 @@ from pathlib import Path
 
 import tensorflow as tf
 
+from hofam_tf.composite import IGNORED_LABELS
+from hofam_tf.config import FRAME_KEY, HOP_KEY, TILE, model_inputs
 from hofam_tf.errors import HOFAMInputError
-from hofam_tf.schema import DATASET_INFO, compression_of, parse_examples, parse_shard_name
+from hofam_tf.schema import DATASET_INFO, compression_of, decode_examples, parse_shard_name
 
 
 def list_tfrecords(pattern: str | list[str]) -> list[str]:
@@ -97,8 +99,25 @@ def _records(files: list[str], shuffle_files: bool, seed: int) -> tf.data.Datase
     )
 
 
+def parse_examples(serialized, ignore_labels: bool = True) -> dict:
+    """A batch of serialized examples [B] -> ``schema.decode_examples``'s arrays plus what
+    training and scoring need: mask float32 [B,256,256,1] in {0,1} (foreground: GT > 200) and
+    weight float32 [B,256,256,1], 0 where the label is 85/170 (``composite.IGNORED_LABELS``) when
+    ``ignore_labels``, else 1."""
+    ex = decode_examples(serialized)
+    ex["mask"] = tf.cast(ex["gt"] > 200, tf.float32)
+    if ignore_labels:
+        ignored = tf.zeros_like(ex["labels"], tf.bool)
+        for value in IGNORED_LABELS:
+            ignored = ignored | tf.equal(ex["labels"], value)
+        ex["weight"] = tf.cast(~ignored, tf.float32)[..., None]
+    else:
+        ex["weight"] = tf.ones_like(ex["mask"])
+    return ex
+
+
 def read_examples(pattern, ignore_labels: bool = True, batch_size: int | None = None) -> tf.data.Dataset:
-    """Every example, in file order, as the full dict of ``schema.parse_examples``: batched by
+    """Every example, in file order, as the dict of ``parse_examples``: batched by
     ``batch_size`` (the last batch may be smaller), or one example at a time when None."""
     files = list_tfrecords(pattern)
     check_required_keys(files)
@@ -138,12 +157,12 @@ def build_dataset(pattern, batch_size: int = 1, training: bool = True, shuffle_b
             from hofam_tf.augment import augment_batch
 
             ex = augment_batch(ex, tf.stack([tf.constant(seed, tf.int64), index]), augment)
-        if size is not None and tuple(size) != (256, 256):
-            for k in ("frame", "hop"):
+        if size is not None and tuple(size) != (TILE, TILE):
+            for k in (FRAME_KEY, HOP_KEY):
                 ex[k] = tf.image.resize(tf.cast(ex[k], tf.float32), size, method="bilinear")
             for k in ("mask", "weight"):
                 ex[k] = tf.image.resize(ex[k], size, method="nearest")
-        out = ({"frame": ex["frame"], "hop": ex["hop"]}, ex["mask"], ex["weight"])
+        out = (model_inputs(ex[FRAME_KEY], ex[HOP_KEY]), ex["mask"], ex["weight"])
         return out + (ex["target_num"],) if with_target_num else out
 
     ds = ds.batch(batch_size, drop_remainder=training).enumerate()

@@ -20,8 +20,8 @@ def run_demo(work_dir: str | Path, steps: int = 400, ngf: int = 8, batch_size: i
     synthetic frames, composites, TFRecords and intermediate checkpoints are deleted at the end
     unless ``keep_intermediate``; the final model (``run/model.keras``), the TensorBoard logs and
     the test outputs stay."""
-    from data_prep.merge import merge_dataset
-    from data_prep.tfrecord import write_tfrecords
+    from hofam_tf.merging import merge_dataset
+    from hofam_tf.records import write_tfrecords
     from hofam_tf.evaluate import run_test
     from hofam_tf.synthetic import write_scene
     from hofam_tf.train import run_train

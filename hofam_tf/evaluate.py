@@ -9,15 +9,16 @@ Output layout of both (``output_dir``):
 """
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
 from tqdm import tqdm
 
+from hofam_tf.config import FRAME_KEY, HOP_KEY, model_inputs
 from hofam_tf.errors import HOFAMInputError
 from hofam_tf.files import read_image, safe_name, write_json, write_png
 from hofam_tf.metrics import Scorer, byte_threshold, to_json_safe
+from hofam_tf.sequence_meta import SEQUENCE_META, SequenceMeta
 from hofam_tf.viz import error_map, test_panel
 
 METRICS_NAME = "metrics.json"
@@ -35,9 +36,8 @@ def run_test(ckpt, test_pattern, output_dir, threshold: float = 0.5, batch_size:
              panels: bool = True, progress: bool = True, model_overrides: dict | None = None,
              precision: str | None = None) -> dict:
     """Predicts every example of ``test_pattern`` with the model in ``ckpt``; returns metrics."""
-    import tensorflow as tf
-
     from hofam_tf.checkpoints import load_for_inference
+    from hofam_tf.model import tile_probabilities
     from hofam_tf.data import check_tfrecords, list_tfrecords, read_examples
 
     if batch_size < 1:
@@ -45,14 +45,7 @@ def run_test(ckpt, test_pattern, output_dir, threshold: float = 0.5, batch_size:
     files = list_tfrecords(test_pattern)
     total = check_tfrecords(files)
     model, cfg = load_for_inference(ckpt, model_overrides, precision)
-    size = tuple(model.inputs[0].shape[1:3])
-
-    @tf.function
-    def predict(x):
-        if size != (256, 256):  # a model of another input size: resize in, probability back to 256
-            x = {k: tf.image.resize(tf.cast(v, tf.float32), size) for k, v in x.items()}
-            return tf.image.resize(tf.sigmoid(model(x, training=False)), (256, 256))
-        return tf.sigmoid(model(x, training=False))
+    predict = tile_probabilities(model)
 
     out = Path(output_dir)
     scorer = Scorer(threshold)
@@ -61,7 +54,7 @@ def run_test(ckpt, test_pattern, output_dir, threshold: float = 0.5, batch_size:
     index = 0
     with tqdm(total=total, desc="test", unit="frame", disable=not progress) as bar:
         for ex in ds:
-            prob = predict({"frame": ex["frame"], "hop": ex["hop"]}).numpy()[..., 0]
+            prob = predict(model_inputs(ex[FRAME_KEY], ex[HOP_KEY])).numpy()[..., 0]
             for b in range(prob.shape[0]):
                 seq = ex["sequence"][b].numpy().decode(errors="replace") or "unnamed"
                 fid = ex["frame_id"][b].numpy().decode(errors="replace") or f"{index:06d}"
@@ -71,7 +64,7 @@ def run_test(ckpt, test_pattern, output_dir, threshold: float = 0.5, batch_size:
                 except HOFAMInputError as err:
                     raise HOFAMInputError(f"{test_pattern}: record {index}: {err}") from None
                 labels = ex["labels"][b].numpy()
-                _write_outputs(out, seq, fid, ex["frame"][b].numpy(), ex["hop"][b].numpy(), labels,
+                _write_outputs(out, seq, fid, ex[FRAME_KEY][b].numpy(), ex[HOP_KEY][b].numpy(), labels,
                                prob[b], threshold, panels)
                 if int(ex["labelled"][b]):
                     scorer.add_probability(prob[b], labels, seq)
@@ -99,17 +92,16 @@ def _gt_items(gt_dir: Path):
         from hofam_tf.composite import binarize_gt
 
         for meta in flat_sequences(gt_dir):  # the original's flat folder: masks named like it
-            for fid in meta["frames"]:
-                yield meta["name"], "", fid, f"{fid}.png", binarize_gt(read_composite(gt_dir / f"{fid}.png")[2])
+            for fid in meta.frames:
+                yield meta.name, "", fid, f"{fid}.png", binarize_gt(read_composite(gt_dir / f"{fid}.png")[2])
         return
-    composite_dirs = [d for d in seq_dirs if (d / "sequence.json").exists()]
+    composite_dirs = [d for d in seq_dirs if (d / SEQUENCE_META).exists()]
     if composite_dirs:
         for d in composite_dirs:
-            meta = json.loads((d / "sequence.json").read_text())
-            if not meta.get("labelled", True):
+            meta = SequenceMeta.load(d)
+            if not meta.labelled:
                 continue
-            for fid in meta["frames"]:
-                safe_name(str(fid), f"frame id in {d / 'sequence.json'}")
+            for fid in meta.frames:
                 yield d.name, d.name, fid, f"{fid}.png", read_composite(d / f"{fid}.png")[2]
         return
     for seq in discover(gt_dir):

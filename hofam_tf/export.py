@@ -17,6 +17,7 @@ from pathlib import Path
 import keras
 import tensorflow as tf
 
+from hofam_tf.config import FRAME_KEY, HOP_KEY, model_inputs
 from hofam_tf.files import atomic_path
 
 
@@ -30,15 +31,15 @@ def export_serving(model: keras.Model, out_dir: str | Path) -> dict:
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     prob = probability_model(model)
-    h, w = model.input["frame"].shape[1:3]
+    h, w = model.input[FRAME_KEY].shape[1:3]
     archive = keras.export.ExportArchive()
     archive.track(prob)
 
     def _endpoint(dtype):
-        spec = [tf.TensorSpec([None, h, w, 3], dtype, name="frame"), tf.TensorSpec([None, h, w, 3], dtype, name="hop")]
+        spec = [tf.TensorSpec([None, h, w, 3], dtype, name=FRAME_KEY), tf.TensorSpec([None, h, w, 3], dtype, name=HOP_KEY)]
 
         def fn(frame, hop):
-            return prob({"frame": frame, "hop": hop}, training=False)
+            return prob(model_inputs(frame, hop), training=False)
 
         return tf.function(fn, input_signature=spec)
 

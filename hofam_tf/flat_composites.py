@@ -1,15 +1,17 @@
 """The original's data layout: a flat folder of 256x768 composites with no metadata (the authors'
-``demo_data``). Read by ``data_prep/tfrecord.py --input_dir`` and ``--phase=score --gt_dir``."""
+``demo_data``). Read by the TFRecord writer (``hofam_tf.records``) and ``--phase=score --gt_dir``."""
 from __future__ import annotations
 
 from pathlib import Path
 
 from hofam_tf.errors import HOFAMInputError
+from hofam_tf.sequence_meta import SequenceMeta
 
 FLAT_TAUS = (1, 5, 10)  # the authors' demo HOP files fit this set (README, "Hierarchical optical flow")
+FLAT_KIND = "flat_composites"
 
 
-def flat_sequences(root: Path) -> list[dict]:
+def flat_sequences(root: Path) -> list[SequenceMeta]:
     """The original's data layout: a flat folder of 256x768 composites ``<prefix><number>.png``
     with no metadata. Sequences are the runs of consecutive frame numbers with the same prefix
     (``test_000155`` ... ``test_000164`` is one clip, named after its first frame), so a
@@ -35,16 +37,13 @@ def flat_sequences(root: Path) -> list[dict]:
         m = re.fullmatch(r"(.*?)(\d+)", path.stem)
         entries.append((m.group(1), int(m.group(2)), path.stem) if m else (path.stem, -1, path.stem))
     entries.sort()
-    metas: list[dict] = []
+    metas: list[SequenceMeta] = []
+    last_key = None
     for prefix, number, stem in entries:
-        last = metas[-1] if metas else None
-        if last and number >= 0 and last["_key"] == (prefix, number - 1):
-            last["frames"].append(stem)
-            last["_key"] = (prefix, number)
-            continue
-        metas.append({"name": stem, "kind": "flat_composites", "labelled": True, "binarize_gt": True,
-                      "frames": [stem], "dir": str(root), "flow": {"taus": list(FLAT_TAUS)},
-                      "_key": (prefix, number)})
-    for meta in metas:
-        del meta["_key"]
+        if metas and number >= 0 and last_key == (prefix, number - 1):
+            metas[-1].frames.append(stem)
+        else:
+            metas.append(SequenceMeta(name=stem, frames=[stem], labelled=True, kind=FLAT_KIND, source=str(root),
+                                      flow={"taus": list(FLAT_TAUS)}, binarize_gt=True, folder=Path(root)))
+        last_key = (prefix, number)
     return metas

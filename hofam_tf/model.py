@@ -9,9 +9,11 @@ Layer names follow the original variable scopes so a TF1 checkpoint maps by name
 """
 from __future__ import annotations
 
+import dataclasses
+
 import keras
 
-from hofam_tf.config import ModelConfig
+from hofam_tf.config import FRAME_KEY, HOP_KEY, TILE, ModelConfig, model_inputs
 from hofam_tf.layers import HOFAMDropout, SampleLayerNorm, ToSigned
 
 ENCODER_KERNELS = (7, 7, 5, 5, 5, 5, 3, 3)
@@ -53,7 +55,7 @@ def _encoder(x, prefix, bn_prefix, ngf, dtype):
     return feats
 
 
-def build_hofam(cfg: ModelConfig | None = None, **overrides) -> keras.Model:
+def build_hofam(cfg: ModelConfig | None = None, **overrides) -> "HOFAM":
     """Builds the generator. ``build_hofam(ngf=8, height=256, width=512)`` also works.
 
     Inputs: ``{"frame": [B,H,W,3], "hop": [B,H,W,3]}``, uint8 or float bytes in [0, 255]
@@ -62,12 +64,41 @@ def build_hofam(cfg: ModelConfig | None = None, **overrides) -> keras.Model:
     """
     cfg = cfg or ModelConfig()
     if overrides:
-        import dataclasses
-
         cfg = dataclasses.replace(cfg, **overrides)
+    return HOFAM(**dataclasses.asdict(cfg))
+
+
+@keras.saving.register_keras_serializable(package="hofam_tf")
+class HOFAM(keras.Model):
+    """The generator as a Keras functional model that owns its configuration: ``model_config``
+    is its ``ModelConfig`` and ``get_config()`` returns that config's fields, so a saved
+    ``.keras`` file rebuilds the same model with nothing beside it (the way keras-hub's backbones
+    are built). ``HOFAM(ngf=8)``: keyword arguments are ``ModelConfig`` fields."""
+
+    def __init__(self, name: str = "hofam", trainable: bool = True, **model_fields):
+        cfg = ModelConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in model_fields.items()})
+        inputs, logits, fusion_layers = _graph(cfg)
+        super().__init__(inputs=inputs, outputs=logits, name=name, trainable=trainable)
+        self.model_config = cfg
+        if cfg.faithful_tf1:
+            # Bug B1: the TF1 code selected trainable variables by the substring "g_", which the
+            # fusion convolutions lack, so they kept their random initial values.
+            for layer in fusion_layers:
+                layer.trainable = False
+
+    def get_config(self) -> dict:
+        return {"name": self.name, "trainable": self.trainable, **dataclasses.asdict(self.model_config)}
+
+    @classmethod
+    def from_config(cls, config: dict) -> "HOFAM":
+        return cls(**config)
+
+
+def _graph(cfg: ModelConfig):
+    """(inputs, logits, fusion layers) of the generator described by ``cfg``."""
     ngf, dt = cfg.ngf, cfg.dtype
-    frame_in = keras.Input((cfg.height, cfg.width, 3), name="frame")
-    hop_in = keras.Input((cfg.height, cfg.width, 3), name="hop")
+    frame_in = keras.Input((cfg.height, cfg.width, 3), name=FRAME_KEY)
+    hop_in = keras.Input((cfg.height, cfg.width, 3), name=HOP_KEY)
     x = ToSigned(name="frame_scale", dtype=dt)(frame_in)
     h = ToSigned(keep_channels=[0] if cfg.hop_channels == "r" else None, name="hop_scale", dtype=dt)(hop_in)
 
@@ -100,13 +131,25 @@ def build_hofam(cfg: ModelConfig | None = None, **overrides) -> keras.Model:
 
     out = _deconv(1, 7, "g_d8", dt)(_lrelu(d, "g_d8_lrelu", dt))
     logits = keras.layers.Activation("linear", dtype="float32", name="logits")(out)
-    model = keras.Model({"frame": frame_in, "hop": hop_in}, logits, name="hofam")
-    if cfg.faithful_tf1:
-        # Bug B1: the TF1 code selected trainable variables by the substring "g_", which the
-        # fusion convolutions lack, so they kept their random initial values.
-        for layer in fusion_layers:
-            layer.trainable = False
-    return model
+    return model_inputs(frame_in, hop_in), logits, fusion_layers
+
+
+def tile_probabilities(model):
+    """A tf.function: tile inputs ``{frame, hop}`` [B,256,256,3] -> foreground probabilities
+    [B,256,256,1]. A model of another input size gets its inputs resized bilinearly and its
+    probabilities resized back to the tile."""
+    import tensorflow as tf
+
+    size = tuple(model.inputs[0].shape[1:3])
+
+    @tf.function
+    def predict(x):
+        if size == (TILE, TILE):
+            return tf.sigmoid(model(x, training=False))
+        x = {k: tf.image.resize(tf.cast(v, tf.float32), size) for k, v in x.items()}
+        return tf.image.resize(tf.sigmoid(model(x, training=False)), (TILE, TILE))
+
+    return predict
 
 
 def count_params(model: keras.Model) -> dict[str, int]:
@@ -121,8 +164,6 @@ def rebuild_with(model, cfg, **changes):
     """The same weights in a model built from ``cfg.model`` with ``changes`` (a dtype policy,
     ``hop_channels``, ``faithful_tf1``) -> (model, cfg). Raises ValueError when the weights do
     not fit the new model."""
-    import dataclasses
-
     if all(getattr(cfg.model, k) == v for k, v in changes.items()):
         return model, cfg
     cfg = dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, **changes))

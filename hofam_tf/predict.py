@@ -24,6 +24,8 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
+from hofam_tf.composite import UNKNOWN
+from hofam_tf.config import TILE, model_inputs
 from hofam_tf.errors import HOFAMInputError
 from hofam_tf.files import atomic_path, safe_name, write_json, write_png
 
@@ -137,17 +139,17 @@ def _hofam_stream(model, cfg, seq, opts: PredictOptions):
 
     if cfg.flow.estimator == "flo":
         raise HOFAMInputError("predict computes flows itself: the run's flow estimator must be dis or farneback")
-    h_model, w_model = model.inputs[0].shape[1:3] if isinstance(model.inputs, list) else (256, 256)
+    h_model, w_model = model.inputs[0].shape[1:3]
     fn = tf.function(lambda x: tf.sigmoid(model(x, training=False)))
     batch: list = []
 
     def flush():
         frames = np.stack([t for _, t, _ in batch])
         hops = np.stack([hp for _, _, hp in batch])
-        if (h_model, w_model) != (256, 256):
+        if (h_model, w_model) != (TILE, TILE):
             frames = np.stack([cv2.resize(f, (w_model, h_model), interpolation=cv2.INTER_LINEAR) for f in frames])
             hops = np.stack([cv2.resize(f, (w_model, h_model), interpolation=cv2.INTER_LINEAR) for f in hops])
-        prob = fn({"frame": frames, "hop": hops}).numpy()[..., 0]
+        prob = fn(model_inputs(frames, hops)).numpy()[..., 0]
         done = [(fr, tile, hop, cv2.resize(p, (fr.rgb.shape[1], fr.rgb.shape[0]), interpolation=cv2.INTER_LINEAR))
                 for (fr, tile, hop), p in zip(batch, prob)]
         batch.clear()
@@ -170,7 +172,7 @@ def _classic_stream(method: str, seq, opts: PredictOptions):
     segment = make_segmenter(method)
     flow = FlowConfig(encoding="linear")  # the hop rule's threshold is in linear grey levels
     if segment.needs_all_frames:
-        blank = np.zeros((256, 256, 3), np.uint8)
+        blank = np.zeros((TILE, TILE, 3), np.uint8)
         for fr in seq.iter_frames(lookback=max(flow.taus)):
             fg = segment(fr.rgb, None)
             if fr.scored:
@@ -247,8 +249,8 @@ def predict_sequence(model, cfg, seq, output_dir: Path, opts: PredictOptions, pr
             if "side_by_side" in sinks:
                 sinks["side_by_side"].write(side_by_side(fr.rgb, fg))
             if opts.panels:
-                p256 = cv2.resize(native, (256, 256), interpolation=cv2.INTER_AREA)
-                write_png(out / "panels" / name, test_panel(tile, np.full((256, 256), 170, np.uint8), hop, p256))
+                p256 = cv2.resize(native, (TILE, TILE), interpolation=cv2.INTER_AREA)
+                write_png(out / "panels" / name, test_panel(tile, np.full((TILE, TILE), UNKNOWN, np.uint8), hop, p256))
             count += 1
             bar.update(1)
             if stop.requested:  # Ctrl-C: the frame in hand is complete, stop here

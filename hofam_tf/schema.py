@@ -20,8 +20,8 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from hofam_tf.composite import IGNORED_LABELS, binarize_gt
-from hofam_tf.config import TILE
+from hofam_tf.composite import binarize_gt
+from hofam_tf.config import FRAME_KEY, HOP_KEY, TILE
 
 KEY_FRAME = "img_raw"
 KEY_HOP = "img_flow"
@@ -123,35 +123,26 @@ def _features():
     }
 
 
-def parse_examples(serialized, ignore_labels: bool = True) -> dict:
-    """A batch of serialized examples [B] -> dict of batched tensors (inside tf.data or eagerly).
+def decode_examples(serialized) -> dict:
+    """A batch of serialized examples [B] -> its arrays (inside tf.data or eagerly); nothing more.
 
-    frame, hop: uint8 [B,256,256,3]; mask: float32 [B,256,256,1] in {0,1}; weight: float32
-    [B,256,256,1], 0 where the label is 85/170 (if ``ignore_labels``) else 1; labels: uint8
-    [B,256,256] (from img_gt when a record has only the original keys); target_num: int64 [B]
-    (-1 when absent); sequence, frame_id: string [B]; labelled: int64 [B]; taus: int64 [B,3].
-    Records with only the five original keys parse too.
+    frame, hop: uint8 [B,256,256,3]; gt: uint8 [B,256,256,1] (binarised, 0/255); labels: uint8
+    [B,256,256], the full label map (img_gt when a record has only the original keys);
+    target_num: int64 [B] (-1 when absent); sequence, frame_id: string [B]; labelled: int64 [B];
+    taus: int64 [B,3]. Records with only the five original keys decode too. ``hofam_tf.data``
+    turns these into model inputs, masks and loss weights.
     """
     import tensorflow as tf
 
     p = tf.io.parse_example(serialized, _features())
-    h, w = TILE, TILE
-    frame = tf.reshape(tf.io.decode_raw(p[KEY_FRAME], tf.uint8), [-1, h, w, 3])
-    hop = tf.reshape(tf.io.decode_raw(p[KEY_HOP], tf.uint8), [-1, h, w, 3])
-    gt = tf.reshape(tf.io.decode_raw(p[KEY_GT], tf.uint8), [-1, h, w, 1])
+    frame = tf.reshape(tf.io.decode_raw(p[KEY_FRAME], tf.uint8), [-1, TILE, TILE, 3])
+    hop = tf.reshape(tf.io.decode_raw(p[KEY_HOP], tf.uint8), [-1, TILE, TILE, 3])
+    gt = tf.reshape(tf.io.decode_raw(p[KEY_GT], tf.uint8), [-1, TILE, TILE, 1])
     # full label map where present, else the binarised GT (same byte length, so one decode)
     source = tf.where(tf.strings.length(p[KEY_GT_LABELS]) > 0, p[KEY_GT_LABELS], p[KEY_GT])
-    labels = tf.reshape(tf.io.decode_raw(source, tf.uint8), [-1, h, w])
-    mask = tf.cast(gt > 200, tf.float32)
-    if ignore_labels:
-        ignored = tf.zeros_like(labels, tf.bool)
-        for value in IGNORED_LABELS:
-            ignored = ignored | tf.equal(labels, value)
-        weight = tf.cast(~ignored, tf.float32)[..., None]
-    else:
-        weight = tf.ones_like(mask)
+    labels = tf.reshape(tf.io.decode_raw(source, tf.uint8), [-1, TILE, TILE])
     return {
-        "frame": frame, "hop": hop, "mask": mask, "weight": weight, "labels": labels,
+        FRAME_KEY: frame, HOP_KEY: hop, "gt": gt, "labels": labels,
         "target_num": p[KEY_TARGET_NUM], "sequence": p[KEY_SEQUENCE],
         "frame_id": p[KEY_FRAME_ID], "labelled": p[KEY_LABELLED], "taus": p[KEY_TAUS],
     }

@@ -106,7 +106,7 @@ def load_tf1_checkpoint(prefix: str | Path, cfg: ModelConfig | None = None, **ov
     """Builds the Keras HOFAM and fills it from a TF1 checkpoint prefix. The width (ngf) is read
     from the checkpoint; a ``cfg`` with another ngf is an error. Without ``cfg``, a default
     ModelConfig of the checkpoint's width with ``overrides`` (e.g. hop_channels="r") is used;
-    ``model.hofam_config`` holds the config used."""
+    the model's ``model_config`` is the config used."""
     from hofam_tf.model import build_hofam
 
     variables = read_tf1_variables(prefix)
@@ -116,7 +116,6 @@ def load_tf1_checkpoint(prefix: str | Path, cfg: ModelConfig | None = None, **ov
         raise HOFAMInputError(f"{prefix}: checkpoint has width ngf={ngf}, the model asks for ngf={cfg.ngf}")
     model = build_hofam(cfg)
     assign_tf1_variables(model, variables, str(prefix))
-    model.hofam_config = cfg
     return model
 
 

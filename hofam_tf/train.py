@@ -9,6 +9,7 @@ the checkpoint, so re-running the same command continues where the last checkpoi
 """
 from __future__ import annotations
 
+import dataclasses
 import os
 import time
 from pathlib import Path
@@ -18,7 +19,7 @@ import tensorflow as tf
 from tqdm import tqdm
 
 from hofam_tf.checkpoints import BEST_NAME, BEST_SUBDIR, CKPT_SUBDIR, CONFIG_NAME, FINAL_MODEL, make_checkpoint
-from hofam_tf.config import FlowConfig, RunConfig
+from hofam_tf.config import FRAME_KEY, HOP_KEY, FlowConfig, RunConfig
 from hofam_tf.data import build_dataset, check_tfrecords, list_tfrecords
 from hofam_tf.errors import HOFAMInputError
 from hofam_tf.files import atomic_path, write_json
@@ -65,8 +66,6 @@ def dataset_flow(files: list[str]) -> FlowConfig | None:
 def adopt_flow(cfg: RunConfig, files: list[str], explicit: frozenset = frozenset()) -> RunConfig:
     """The run's flow settings come from its data: the records' dataset.json wins, and a field
     the caller set explicitly (``explicit``: FlowConfig field names) must agree with it."""
-    import dataclasses
-
     data_flow = dataset_flow(files)
     if data_flow is None:
         return cfg
@@ -98,8 +97,8 @@ def _image_summary(model, batch, step: int) -> None:
     inputs, mask = batch[0], batch[1]
     prob = tf.sigmoid(model(inputs, training=False))
     n = min(3, int(tf.shape(mask)[0]))
-    tf.summary.image("frame", inputs["frame"][:n], step=step, max_outputs=n)
-    tf.summary.image("hop", inputs["hop"][:n], step=step, max_outputs=n)
+    tf.summary.image("frame", inputs[FRAME_KEY][:n], step=step, max_outputs=n)
+    tf.summary.image("hop", inputs[HOP_KEY][:n], step=step, max_outputs=n)
     tf.summary.image("gt", mask[:n], step=step, max_outputs=n)
     tf.summary.image("prediction", prob[:n], step=step, max_outputs=n)
 
@@ -147,48 +146,61 @@ def is_chief(strategy) -> bool:
     return resolver.task_type == "worker" and resolver.task_id == 0 and "chief" not in resolver.cluster_spec().as_dict()
 
 
-def _train(cfg: RunConfig, run_dir: Path, write_dir: Path, files, strategy, chief: bool, progress: bool,
-           stop_after) -> dict:
-    tc = cfg.train
-    keras.utils.set_random_seed(tc.seed)  # weight initialisation and dropout follow --seed
-    # Mixed precision is a per-layer dtype policy (ModelConfig.dtype): no global state is changed.
-    with strategy.scope():
-        model = build_hofam(cfg.model)
-        optimizer = keras.optimizers.Adam(tc.learning_rate, beta_1=tc.beta1, beta_2=tc.beta2,
-                                          epsilon=tc.epsilon)
-        if cfg.model.dtype == "mixed_float16":
-            optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
-        optimizer.build(model.trainable_variables)
-        step_var = tf.Variable(0, dtype=tf.int64, trainable=False, name="step")
-        average = WeightAverage(model.trainable_variables, tc.ema_decay) if tc.ema_decay else None
-    ckpt = make_checkpoint(model, optimizer, step_var, average)
-    manager = tf.train.CheckpointManager(ckpt, str(write_dir / CKPT_SUBDIR), max_to_keep=tc.keep_ckpts)
-    latest = tf.train.latest_checkpoint(str(run_dir / CKPT_SUBDIR))  # every worker resumes from the chief's
-    if latest:
-        try:
-            ckpt.restore(latest).assert_existing_objects_matched()
+@dataclasses.dataclass
+class TrainState:
+    """What a checkpoint holds: the model, the optimizer (its moments and update count), the
+    step counter and, with ``ema_decay``, the weight average; plus the manager that writes it."""
+
+    model: keras.Model
+    optimizer: keras.optimizers.Optimizer
+    step: tf.Variable
+    average: WeightAverage | None
+    manager: tf.train.CheckpointManager
+
+    @classmethod
+    def create(cls, cfg: RunConfig, strategy, run_dir: Path, write_dir: Path) -> "TrainState":
+        """Builds the state under ``strategy`` and restores the run's latest checkpoint, if any."""
+        tc = cfg.train
+        keras.utils.set_random_seed(tc.seed)  # weight initialisation and dropout follow --seed
+        # Mixed precision is a per-layer dtype policy (ModelConfig.dtype): no global state is changed.
+        with strategy.scope():
+            model = build_hofam(cfg.model)
+            optimizer = keras.optimizers.Adam(tc.learning_rate, beta_1=tc.beta1, beta_2=tc.beta2,
+                                              epsilon=tc.epsilon)
+            if cfg.model.dtype == "mixed_float16":
+                optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
+            optimizer.build(model.trainable_variables)
+            step = tf.Variable(0, dtype=tf.int64, trainable=False, name="step")
+            average = WeightAverage(model.trainable_variables, tc.ema_decay) if tc.ema_decay else None
+        ckpt = make_checkpoint(model, optimizer, step, average)
+        manager = tf.train.CheckpointManager(ckpt, str(write_dir / CKPT_SUBDIR), max_to_keep=tc.keep_ckpts)
+        state = cls(model, optimizer, step, average, manager)
+        latest = tf.train.latest_checkpoint(str(run_dir / CKPT_SUBDIR))  # every worker resumes from the chief's
+        if latest:
+            try:
+                ckpt.restore(latest).assert_existing_objects_matched()
+            except (AssertionError, ValueError, tf.errors.OpError) as err:
+                raise HOFAMInputError(f"{latest}: cannot resume from this checkpoint "
+                                      f"({str(err).splitlines()[0][:300]})") from None
             if average is not None:
                 average.swap()  # checkpoints hold the average in `model` (see hofam_tf.weight_average)
-        except (AssertionError, ValueError, tf.errors.OpError) as err:
-            raise HOFAMInputError(f"{latest}: cannot resume from this checkpoint "
-                                  f"({str(err).splitlines()[0][:300]})") from None
-    start = int(step_var.numpy())
-    if start >= tc.steps:
-        return {"steps": start, "resumed_from": start, "run_dir": str(run_dir)}
+        return state
 
-    ds = build_dataset(files, tc.batch_size, training=True, shuffle_buffer=tc.shuffle_buffer,
-                       seed=tc.seed + start, ignore_labels=cfg.loss.ignore_labels, with_target_num=True,
-                       size=(cfg.model.height, cfg.model.width), augment=cfg.augment)
-    # Each worker reads every file and keeps its own share of every global batch (DATA sharding):
-    # the shuffle and augmentation are seeded alike on all workers, so the global batches are the
-    # same as in one process, and the number of files does not limit the number of workers.
-    options = tf.data.Options()
-    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
-    dist_ds = strategy.experimental_distribute_dataset(ds.with_options(options))
+    def save(self) -> None:
+        """A checkpoint at the current step (its `model` holds the weights to infer with)."""
+        with averaged(self.average):
+            self.manager.save(checkpoint_number=int(self.step.numpy()))
+
+
+def make_train_loop(state: TrainState, cfg: RunConfig, strategy):
+    """``train_loop(iterator, n)``: ``n`` updates inside one tf.function call (the device-side
+    loop); returns the last update's loss parts and whether every loss of the ``n`` was finite."""
+    model, optimizer, average = state.model, state.optimizer, state.average
     replicas = strategy.num_replicas_in_sync
     variables = model.trainable_variables
 
-    def replica_step(inputs, mask, weight, target_num):
+    @tf.function(jit_compile=cfg.train.xla or None)
+    def train_step(inputs, mask, weight, target_num):
         with tf.GradientTape() as tape:
             logits = model(inputs, training=True)
             parts = hofam_loss(logits, mask, weight, target_num, cfg.loss)
@@ -199,28 +211,48 @@ def _train(cfg: RunConfig, run_dir: Path, write_dir: Path, files, strategy, chie
         optimizer.apply_gradients(zip(grads, variables))
         return parts
 
-    @tf.function(jit_compile=tc.xla or None)
-    def compiled_step(inputs, mask, weight, target_num):
-        return replica_step(inputs, mask, weight, target_num)
-
     @tf.function
     def train_loop(iterator, n):
-        """``n`` updates inside one call (the device-side loop); returns the last update's loss
-        parts and whether every loss of the ``n`` updates was finite."""
         parts = {"loss": tf.constant(0.0), "l1": tf.constant(0.0), "focal": tf.constant(0.0)}
         finite = tf.constant(True)
         for _ in tf.range(n):
-            out = strategy.run(compiled_step, args=next(iterator))
+            out = strategy.run(train_step, args=next(iterator))
             parts = {k: strategy.reduce(tf.distribute.ReduceOp.MEAN, out[k], axis=None) for k in parts}
             finite = tf.logical_and(finite, tf.math.is_finite(parts["loss"]))
             if average is not None:
                 average.update()
-            step_var.assign_add(1)
+            state.step.assign_add(1)
         return parts, finite
 
-    keeper = BestKeeper(write_dir, cfg, model, state_dir=run_dir, average=average) if tc.val_pattern else None
+    return train_loop
+
+
+def _distributed_batches(cfg: RunConfig, files, strategy, start: int):
+    """(per-replica iterator, plain dataset) of training batches, shuffled from ``seed + start``.
+    Each worker reads every file and keeps its own share of every global batch (DATA sharding):
+    the shuffle and augmentation are seeded alike on all workers, so the global batches are the
+    same as in one process, and the number of files does not limit the number of workers."""
+    tc = cfg.train
+    ds = build_dataset(files, tc.batch_size, training=True, shuffle_buffer=tc.shuffle_buffer,
+                       seed=tc.seed + start, ignore_labels=cfg.loss.ignore_labels, with_target_num=True,
+                       size=(cfg.model.height, cfg.model.width), augment=cfg.augment)
+    options = tf.data.Options()
+    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
+    return iter(strategy.experimental_distribute_dataset(ds.with_options(options))), ds
+
+
+def _train(cfg: RunConfig, run_dir: Path, write_dir: Path, files, strategy, chief: bool, progress: bool,
+           stop_after) -> dict:
+    tc = cfg.train
+    state = TrainState.create(cfg, strategy, run_dir, write_dir)
+    start = int(state.step.numpy())
+    if start >= tc.steps:
+        return {"steps": start, "resumed_from": start, "run_dir": str(run_dir)}
+    batches, ds = _distributed_batches(cfg, files, strategy, start)
+    train_loop = make_train_loop(state, cfg, strategy)
+    keeper = BestKeeper(write_dir, cfg, state.model, state_dir=run_dir, average=state.average) \
+        if tc.val_pattern else None
     writer = tf.summary.create_file_writer(str(write_dir / "logs")) if chief else tf.summary.create_noop_writer()
-    iterator = iter(dist_ds)
     sample_batch = next(iter(ds.take(1))) if tc.image_every else None  # fixed images to watch
     end = tc.steps if stop_after is None else min(tc.steps, start + stop_after)
     bar = tqdm(total=tc.steps, initial=start, desc="train", unit="step", disable=not progress)
@@ -230,49 +262,51 @@ def _train(cfg: RunConfig, run_dir: Path, write_dir: Path, files, strategy, chie
               ([tc.val_every] if keeper is not None else [])
     with writer.as_default():
         while step < end:
-            # run up to the next event (log, checkpoint, images, validation, end), at most
-            # steps_per_loop updates: every event happens at its exact step
+            # Run up to the next event (log, checkpoint, images, validation, end), at most
+            # steps_per_loop updates, so that every event happens at its exact step.
             n = min([end - step, tc.steps_per_loop] + [p - step % p for p in periods])
             try:
-                parts, finite = train_loop(iterator, tf.constant(n, tf.int64))
+                parts, finite = train_loop(batches, tf.constant(n, tf.int64))
             except tf.errors.DataLossError:
                 check_tfrecords(files)  # names the corrupt file
                 raise
             step += n
             bar.update(n)
+            # A NaN or infinite loss anywhere in the loop stops training before anything is saved.
             if not bool(finite):
                 where = f"at step {step}" if n == 1 else f"between step {step - n + 1} and step {step}"
                 raise NaNLossError(f"loss became NaN or infinite {where}; stopped without saving "
-                                   f"(last good checkpoint: {manager.latest_checkpoint})")
-            want_log = step % tc.log_every == 0 or step % tc.ckpt_every == 0 or step == end
-            if want_log:
+                                   f"(last good checkpoint: {state.manager.latest_checkpoint})")
+            # Log the loss, then images, then validate (keeping the best checkpoint), then checkpoint.
+            if step % tc.log_every == 0 or step % tc.ckpt_every == 0 or step == end:
                 last = {k: float(v) for k, v in parts.items()}
                 for k, v in last.items():
                     tf.summary.scalar(f"loss/{k}", v, step=step)
                 bar.set_postfix(loss=f"{last['loss']:.4f}")
             if tc.image_every and step % tc.image_every == 0:
-                _image_summary(model, sample_batch, step)
+                _image_summary(state.model, sample_batch, step)
             stop = False
             if keeper is not None and (step % tc.val_every == 0 or step == end):
                 stop = keeper.validate(step)
                 bar.set_postfix(loss=f"{last.get('loss', float('nan')):.4f}", val_f=f"{keeper.best_f:.3f}")
             if step % tc.ckpt_every == 0 or step == end or stop:
-                with averaged(average):
-                    manager.save(checkpoint_number=step)
+                state.save()
             if stop:
                 break
     bar.close()
     writer.flush()
+    model = state.model
     result = {"steps": step, "resumed_from": start, "run_dir": str(run_dir), "last_loss": last,
               "seconds": time.time() - t0, "chief": chief,
               "weights_checksum": float(sum(tf.reduce_sum(tf.abs(tf.cast(v, tf.float64))) for v in model.trainable_variables))}
     if keeper is not None:
         result["best"] = keeper.summary()
+    # The finished run's model.keras holds the best validated weights, else the weight average.
     if chief and (step >= tc.steps or (keeper is not None and keeper.stopped)):
         if keeper is not None and keeper.best_prefix:
-            keeper.restore_best()  # model.keras holds the best validated weights
-        elif average is not None:
-            average.swap()  # ... or the weight average
+            keeper.restore_best()
+        elif state.average is not None:
+            state.average.swap()
         with atomic_path(run_dir / FINAL_MODEL) as tmp:
             model.save(tmp)
     return result
@@ -290,7 +324,7 @@ class BestKeeper:
         from hofam_tf.validation import Validator
 
         self.run_dir, self.model, self.tc, self.average = run_dir, model, cfg.train, average
-        self.validator = Validator(self.tc.val_pattern, (cfg.model.height, cfg.model.width))
+        self.validator = Validator(self.tc.val_pattern)
         if self.validator.frames == 0:
             raise HOFAMInputError(f"{self.tc.val_pattern}: no labelled validation example")
         self.best_f, self.best_prefix, self.since_best, self.stopped = -1.0, None, 0, False

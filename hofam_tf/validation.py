@@ -15,6 +15,7 @@ import dataclasses
 import numpy as np
 
 from hofam_tf.composite import is_cdnet_background, is_foreground
+from hofam_tf.config import FRAME_KEY, HOP_KEY, model_inputs
 
 # 0.05 ... 0.95, then finer near 1: the class-in-scale loss weighs foreground up to 12.5x, so a
 # model's best threshold on unseen scenes can sit above 0.95
@@ -56,16 +57,15 @@ def histograms(prob: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.nda
 class Validator:
     """Holds the validation examples; ``evaluate(model)`` scores a model on them."""
 
-    def __init__(self, pattern, size: tuple[int, int] = (256, 256), batch_size: int = 8):
+    def __init__(self, pattern, batch_size: int = 8):
         from hofam_tf.data import read_examples
 
-        self.size = tuple(size)
         self.batches = []
         for ex in read_examples(pattern, ignore_labels=True, batch_size=batch_size):
             keep = ex["labelled"].numpy().astype(bool)
             if keep.any():
                 self.batches.append({
-                    "frame": ex["frame"].numpy()[keep], "hop": ex["hop"].numpy()[keep],
+                    FRAME_KEY: ex[FRAME_KEY].numpy()[keep], HOP_KEY: ex[HOP_KEY].numpy()[keep],
                     "labels": ex["labels"].numpy()[keep],
                     "sequence": [s.decode() for s in ex["sequence"].numpy()[keep]],
                 })
@@ -74,24 +74,17 @@ class Validator:
 
     def _compiled(self, model):
         """One tf.function per model, traced once and reused at every validation."""
-        import tensorflow as tf
-
         if self._model is not model:
-            @tf.function
-            def predict(x):
-                if self.size != (256, 256):
-                    x = {k: tf.image.resize(tf.cast(v, tf.float32), self.size) for k, v in x.items()}
-                    return tf.image.resize(tf.sigmoid(model(x, training=False)), (256, 256))
-                return tf.sigmoid(model(x, training=False))
+            from hofam_tf.model import tile_probabilities
 
-            self._predict, self._model = predict, model
+            self._predict, self._model = tile_probabilities(model), model
         return self._predict
 
     def evaluate(self, model) -> ValResult:
         predict = self._compiled(model)
         counts: dict[str, list] = {}
         for b in self.batches:
-            prob = predict({"frame": b["frame"], "hop": b["hop"]}).numpy()[..., 0]
+            prob = predict(model_inputs(b[FRAME_KEY], b[HOP_KEY])).numpy()[..., 0]
             for p, labels, seq in zip(prob, b["labels"], b["sequence"]):
                 fg, bg = histograms(p, labels)
                 acc = counts.setdefault(seq or "unnamed", [np.zeros(_BINS, np.int64), np.zeros(_BINS, np.int64)])

@@ -29,8 +29,8 @@ def shared_data() -> Path:
 @pytest.fixture(scope="session")
 def cdnet_records(tmp_path_factory, shared_data):
     """CDnet baseline (3 sequences) -> composites -> TFRecords, office held out for test."""
-    from data_prep.merge import merge_dataset
-    from data_prep.tfrecord import write_tfrecords
+    from hofam_tf.merging import merge_dataset
+    from hofam_tf.records import write_tfrecords
     from hofam_tf.config import FlowConfig
 
     work = tmp_path_factory.mktemp("cdnet")

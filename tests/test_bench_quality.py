@@ -10,7 +10,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_leave_scenes_out_benchmark_tiny(tmp_path, shared_data):
-    proc = subprocess.run([sys.executable, str(ROOT / "bench" / "bench_quality.py"), f"--data={shared_data}",
+    proc = subprocess.run([sys.executable, "-m", "bench.bench_quality", f"--data={shared_data}",
                            f"--work={tmp_path}", "--scenes=highway,office,pedestrians", "--folds=3", "--steps=2",
                            "--ngf=2", "--batch=2", "--set", "train.val_every=1", "--tag=t"],
                           capture_output=True, text=True, cwd=ROOT)

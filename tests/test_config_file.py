@@ -1,4 +1,4 @@
-"""--config=run.json with flags on top, and every RunConfig field reachable through FIELD_FLAGS."""
+"""--config=run.json with flags on top, and every RunConfig field a flag (hofam_tf.config_flags)."""
 import dataclasses
 import os
 import subprocess
@@ -26,11 +26,50 @@ def test_config_file_with_flag_overrides(tmp_path, cdnet_records):
     assert saved.train.steps == 2  # the flag wins
 
 
-def test_every_flag_of_the_table_names_a_real_field():
+def test_every_config_field_is_a_flag_of_main_and_its_defaults_are_the_fields():
     sys.argv = ["main.py"]
     import main
 
-    fields = {s: {f.name for f in dataclasses.fields(type(getattr(RunConfig(), s)))} for s in RunConfig().to_dict()}
-    for flag, (section, field, _) in main.FIELD_FLAGS.items():
-        assert field in fields[section], (flag, section, field)
-        assert flag in main.FLAGS, flag
+    from hofam_tf.config_flags import fields
+
+    seen = set()
+    for section, field, name, _ in fields():
+        assert name in main.FLAGS, (section, field.name)
+        assert name not in seen, name  # one flag per field
+        seen.add(name)
+        default = main.FLAGS[name].default
+        expected = getattr(getattr(RunConfig(), section), field.name)
+        assert default == (",".join(map(str, expected)) if isinstance(expected, tuple) else expected), name
+    # the flag names users' scripts depend on are still there
+    for name in ("phase", "train_pattern", "test_pattern", "ngf", "steps", "batch_size", "ckpt_dir", "ckpt",
+                 "output_dir", "threshold", "image_size", "precision", "loss_mode", "hop_encoding", "taus",
+                 "augment", "min_crop", "hop_gain", "val_pattern", "early_stop"):
+        assert name in main.FLAGS, name
+
+
+def test_config_flags_override_only_what_was_given():
+    from absl import flags
+
+    from hofam_tf.config_flags import config_from_flags, define_config_flags, given
+
+    fv = flags.FlagValues()
+    define_config_flags(flag_values=fv)
+    fv(["prog", "--dropout=0.25", "--flow_gains=2,2,2", "--alpha=0.5", "--image_size=512", "--noaugment",
+        "--precision=mixed_bfloat16", "--flow_scale=3", "--taus=2,6,12"])
+    base = RunConfig()
+    base = dataclasses.replace(base, train=dataclasses.replace(base.train, steps=7))
+    cfg = config_from_flags(base, flag_values=fv)
+    assert cfg.model.dropout == 0.25 and cfg.model.height == cfg.model.width == 512
+    assert cfg.model.dtype == "mixed_bfloat16" and cfg.loss.alpha == 0.5 and not cfg.augment.enabled
+    assert cfg.flow.gains == (2, 2, 2) and cfg.flow.scale == 3.0 and cfg.flow.taus == (2, 6, 12)
+    assert cfg.train.steps == 7  # not given: the base's value stays
+    assert given("flow", fv) == {"gains", "scale", "taus"}
+    fv2 = flags.FlagValues()
+    define_config_flags(("flow",), flag_values=fv2)
+    fv2(["prog", "--taus=1,x,3"])
+    import pytest
+
+    from hofam_tf.errors import HOFAMInputError
+
+    with pytest.raises(HOFAMInputError, match="--taus"):
+        config_from_flags(names=("flow",), flag_values=fv2)

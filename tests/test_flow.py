@@ -125,8 +125,8 @@ def test_middlebury_colours():
 
 def test_flows_cli_output_feeds_merge_with_flo_files(tmp_path):
     """flows.py --save_flo writes .flo files that merge.py --estimator=flo turns into the same HOP."""
-    from data_prep.flows import write_flows
-    from data_prep.merge import merge_dataset
+    from hofam_tf.flow_images import write_flows
+    from hofam_tf.merging import merge_dataset
     from hofam_tf.composite import read_composite
     from hofam_tf.files import read_image
     from hofam_tf.synthetic import write_scene

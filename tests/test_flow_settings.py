@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from data_prep.merge import merge_dataset
-from data_prep.tfrecord import write_tfrecords
+from hofam_tf.merging import merge_dataset
+from hofam_tf.records import write_tfrecords
 from hofam_tf.config import FlowConfig, ModelConfig, RunConfig, TrainConfig
 from hofam_tf.errors import HOFAMInputError
 from hofam_tf.train import run_train

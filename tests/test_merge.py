@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from data_prep.merge import merge_dataset, merge_sequence
+from hofam_tf.merging import merge_dataset, merge_sequence
 from hofam_tf.composite import read_composite
 from hofam_tf.config import FlowConfig
 from hofam_tf.errors import HOFAMInputError

@@ -26,7 +26,7 @@ def _free_ports(n):
 
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory, shared_data):
-    from data_prep.tfrecord import write_tfrecords
+    from hofam_tf.records import write_tfrecords
     from hofam_tf.config import AugmentConfig, ModelConfig, RunConfig, TrainConfig
 
     work = tmp_path_factory.mktemp("mw")

@@ -114,6 +114,22 @@ def test_convert_to_keras_file(tf1_ckpt, tmp_path):
     assert np.abs(z - tf1_ckpt["z"]).max() < 1e-4
 
 
+
+def test_converted_keras_file_carries_its_config(tf1_ckpt, tmp_path):
+    """No config.json beside the file: the model's own config gives its width, and an inference
+    override (red HOP channel only) rebuilds it with the file's weights."""
+    path = convert_tf1_checkpoint(tf1_ckpt["prefix"], tmp_path / "hofam.keras")
+    assert not (tmp_path / "config.json").exists()
+    model, cfg = load_for_inference(path, {"hop_channels": "r"})
+    assert cfg.model.ngf == NGF and cfg.model.hop_channels == "r" and model.model_config == cfg.model
+    red_only = tf1_ckpt["hop"].copy()
+    red_only[..., 1:] = 0
+    full, _ = load_for_inference(path)
+    z_r = np.asarray(model({"frame": tf1_ckpt["frame"], "hop": tf1_ckpt["hop"]}))
+    z_ref = np.asarray(full({"frame": tf1_ckpt["frame"], "hop": red_only}))
+    np.testing.assert_allclose(z_r, z_ref, atol=1e-5)
+
+
 def test_missing_extra_and_misshaped_variables_are_listed(tmp_path):
     rng = np.random.default_rng(2)
     frame = rng.integers(0, 256, (1, 256, 256, 3)).astype(np.float32)

@@ -6,7 +6,7 @@ import pytest
 import tensorflow as tf
 from scipy import ndimage
 
-from data_prep.tfrecord import split_sequences, write_tfrecords
+from hofam_tf.records import split_sequences, write_tfrecords
 from hofam_tf import schema
 from hofam_tf.composite import binarize_gt, read_composite
 from hofam_tf.data import build_dataset, check_tfrecords, list_tfrecords, read_examples
