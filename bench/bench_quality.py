@@ -109,21 +109,21 @@ def synthetic_composites(work: Path, count: int, flow) -> list[Path]:
     return out
 
 
-def fold_records(comp: Path, sources: dict, train: list[str], val: str, out: Path, extra=()) -> None:
+def fold_records(comp: Path, sources: dict, train: list[str], val: list[str], out: Path, extra=()) -> None:
     """TFRecords of one fold: train-* from ``train`` scenes (and the ``extra`` composite folders),
-    test-* from the ``val`` scene."""
+    test-* from the ``val`` scenes."""
     from hofam_tf.records import write_tfrecords
 
     links = out.parent / "links"
     links.mkdir(parents=True, exist_ok=True)
-    for name in train + [val]:
+    for name in train + val:
         link = links / sources[name].name
         if not link.exists():
             link.symlink_to((comp / sources[name].name).resolve())
     for folder in extra:
         if not (links / folder.name).exists():
             (links / folder.name).symlink_to(folder.resolve())
-    write_tfrecords(links, out, test_sequences=[sources[val].name], examples_per_shard=64, progress=False)
+    write_tfrecords(links, out, test_sequences=[sources[v].name for v in val], examples_per_shard=64, progress=False)
 
 
 def score_scene(pred_dir: Path, seq, out: Path) -> float:
@@ -152,6 +152,8 @@ def main(argv=None) -> dict:
     ap.add_argument("--ngf", type=int, default=None)
     ap.add_argument("--set", action="append", default=[], dest="sets")
     ap.add_argument("--seed", type=int, default=12138)
+    ap.add_argument("--val_scenes", type=int, default=1,
+                    help="scenes per fold held out of training for validation (checkpoint and threshold choice)")
     ap.add_argument("--no_baselines", action="store_true")
     ap.add_argument("--precision", default="float32")
     ap.add_argument("--tag", default="", help="name of this variant's folder under --work")
@@ -206,8 +208,10 @@ def main(argv=None) -> dict:
         if only and i not in only:
             continue
         rest = [n for n in names if n not in test]
-        val = rest[random.Random(args.seed + i).randrange(len(rest))]
-        train = [n for n in rest if n != val]
+        val = [rest[random.Random(args.seed + i).randrange(len(rest))]]
+        others = [n for n in rest if n not in val]
+        val += random.Random(args.seed + 1000 + i).sample(others, args.val_scenes - 1)
+        train = [n for n in rest if n not in val]
         fdir = run_root / f"fold{i}"
         if fdir.exists() and not (fdir / "run" / "model.keras").exists():
             shutil.rmtree(fdir)
