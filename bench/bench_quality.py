@@ -5,7 +5,10 @@ checkpoint and threshold), then segments its whole unseen scenes with ``--phase=
 at native resolution and scores them by CDnet rules with ``--phase=score``'s code. The classical
 baselines (OpenCV MOG2, KNN, thresholded HOP) segment the same scenes through the same path.
 Prints JSON: F per scene and method, the means, HOFAM / best baseline, and the scenes where
-HOFAM is below MOG2.
+HOFAM is below MOG2. "hofam" uses each fold's own validated threshold (what a user with one run
+gets); "hofam_pooled_threshold" uses the cross-validated threshold, the one with the best
+validation F averaged over all folds' validation scenes (validation data only), as the release
+model does. ``--val_scenes N`` holds N scenes per fold out for validation.
 
     python -m bench.bench_quality                       # quick: about 15 minutes on 2 CPU cores
     python -m bench.bench_quality --setting=full        # 6 folds, longer training
@@ -227,17 +230,34 @@ def main(argv=None) -> dict:
         for n in test:
             predict_scene(sources[n], fdir / "pred", "hofam", fdir / "run", threshold)
             scores[n]["hofam"] = score_scene(fdir / "pred", sources[n], fdir / "scores" / n)
-        history = json.loads((fdir / "run" / "best.json").read_text()).get("history", [])
+        best = json.loads((fdir / "run" / "best.json").read_text())
+        history = best.get("history", [])
         fold_info.append({"fold": i, "test": test, "val": val, "train": train, "threshold": threshold,
+                          "val_per_threshold": best.get("per_threshold"), "ckpt": str(fdir / "run"),
                           "val_f": result.get("best", {}).get("f_measure"), "train_seconds": train_s,
                           "val_curve": {h["step"]: round(h["f_measure"], 4) for h in history}})
         print(json.dumps({"fold": i, **{n: scores[n] for n in test}}), file=sys.stderr, flush=True)
+
+    # The cross-validated threshold: the one whose validation F, averaged over the folds' validation
+    # scenes (each fold's best checkpoint on its own), is highest. Only validation data chooses it;
+    # the unseen scenes are then segmented again at it ("hofam_pooled_threshold").
+    curves = [f["val_per_threshold"] for f in fold_info if f.get("val_per_threshold")]
+    pooled = None
+    if curves and len(curves) == len(fold_info):
+        pooled = float(max(curves[0], key=lambda t: sum(c[t] for c in curves)))
+        for f in fold_info:
+            fdir = Path(f["ckpt"]).parent
+            for n in f["test"]:
+                predict_scene(sources[n], fdir / "pred_pooled", "hofam", Path(f["ckpt"]), pooled)
+                scores[n]["hofam_pooled_threshold"] = score_scene(fdir / "pred_pooled", sources[n],
+                                                                  fdir / "scores_pooled" / n)
 
     def mean(method):
         vals = [s[method] for s in scores.values() if method in s and "hofam" in s]
         return sum(vals) / len(vals) if vals else None
 
-    methods = ["hofam"] + ([] if args.no_baselines else list(BASELINES))
+    methods = ["hofam"] + (["hofam_pooled_threshold"] if pooled is not None else []) + \
+        ([] if args.no_baselines else list(BASELINES))
     means = {m: mean(m) for m in methods}
     best_base = max((means[m] for m in BASELINES if means.get(m) is not None), default=None)
     report = {
@@ -247,6 +267,12 @@ def main(argv=None) -> dict:
         "per_scene_f": {n: s for n, s in scores.items() if "hofam" in s},
         "mean_f": means,
         "hofam_over_best_baseline": (means["hofam"] / best_base) if best_base and means["hofam"] else None,
+        "pooled_threshold": pooled,
+        "hofam_pooled_threshold_over_best_baseline":
+            (means["hofam_pooled_threshold"] / best_base) if best_base and pooled is not None else None,
+        "scenes_below_mog2_pooled_threshold": sorted(
+            n for n, s in scores.items() if "hofam_pooled_threshold" in s and "mog2" in s
+            and s["hofam_pooled_threshold"] < s["mog2"]),
         "scenes_below_mog2": sorted(n for n, s in scores.items() if "hofam" in s and "mog2" in s
                                     and s["hofam"] < s["mog2"]),
         "target": {"ratio": 1.3, "max_scenes_below_mog2": 1},

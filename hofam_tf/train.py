@@ -372,6 +372,7 @@ class BestKeeper:
         if step is not None:
             saved = {"checkpoint": str(Path(self.best_prefix).relative_to(self.run_dir)), "step": step,
                      "f_measure": res.f_measure, "threshold": res.threshold,
+                     "per_threshold": {str(t): f for t, f in res.per_threshold.items()},
                      "val_pattern": self.tc.val_pattern, "validation_frames": self.validator.frames}
         saved["history"] = self.history
         write_json(path, saved)
