@@ -18,12 +18,23 @@ def test_leave_scenes_out_benchmark_tiny(tmp_path, shared_data):
     report = json.loads(proc.stdout)
     assert set(report["per_scene_f"]) == {"highway", "office", "pedestrians"}
     for scene, fs in report["per_scene_f"].items():
-        assert set(fs) == {"hofam", "mog2", "knn", "hop"} and all(0 <= v <= 1 for v in fs.values())
+        assert set(fs) == {"hofam", "hofam_pooled_threshold", "mog2", "knn", "hop"}
+        assert all(0 <= v <= 1 for v in fs.values())
         fold = next(f for f in report["fold_details"] if scene in f["test"])
-        assert scene not in fold["train"] and scene != fold["val"]  # whole scenes never seen
+        assert scene not in fold["train"] and scene not in fold["val"]  # whole scenes never seen
         # the HOFAM figure is exactly what --phase=score computes from the predicted masks
         metrics = json.loads((tmp_path / "runs" / "t" / f"fold{fold['fold']}" / "scores" / scene / "metrics.json").read_text())
         assert fs["hofam"] == pytest.approx(metrics["cdnet"]["per_sequence"][scene]["f_measure"])
+        pooled = json.loads((tmp_path / "runs" / "t" / f"fold{fold['fold']}" / "scores_pooled" / scene /
+                             "metrics.json").read_text())
+        assert fs["hofam_pooled_threshold"] == pytest.approx(pooled["cdnet"]["per_sequence"][scene]["f_measure"])
+        summary = json.loads((tmp_path / "runs" / "t" / f"fold{fold['fold']}" / "pred_pooled" / scene /
+                              "summary.json").read_text())
+        assert summary["threshold"] == report["pooled_threshold"]
+    # the pooled threshold is the best of the validation F summed over the folds
+    curves = [f["val_per_threshold"] for f in report["fold_details"]]
+    best = max(sum(c[t] for c in curves) for t in curves[0])
+    assert sum(c[str(report["pooled_threshold"])] for c in curves) == pytest.approx(best)
     means = report["mean_f"]
     assert means["mog2"] == pytest.approx(sum(v["mog2"] for v in report["per_scene_f"].values()) / 3)
     assert report["hofam_over_best_baseline"] == pytest.approx(means["hofam"] / max(means[m] for m in ("mog2", "knn", "hop")))
