@@ -39,7 +39,7 @@ def main(argv=None) -> dict:
     from hofam_tf.records import write_tfrecords
     from hofam_tf.checkpoints import BEST_NAME, CONFIG_NAME, FINAL_MODEL
     from hofam_tf.config import ModelConfig, RunConfig, TrainConfig
-    from hofam_tf.files import write_json
+    from hofam_tf.files import atomic_path, write_json
     from hofam_tf.train import run_train
 
     work = Path(args.work)
@@ -62,13 +62,15 @@ def main(argv=None) -> dict:
     result = run_train(cfg, run, progress=True)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    shutil.copy(run / FINAL_MODEL, out / FINAL_MODEL)
+    with atomic_path(out / FINAL_MODEL) as tmp:  # a half-copied model is never taken for complete
+        shutil.copy(run / FINAL_MODEL, tmp)
     saved = RunConfig.from_dict(json.loads((run / CONFIG_NAME).read_text()))
     saved = dataclasses.replace(saved, train=dataclasses.replace(saved.train, train_pattern=""))
     saved.save(out / CONFIG_NAME)
     info = {"threshold": args.threshold, "steps": result["steps"], "recipe": args.sets, "ngf": args.ngf,
             "batch": args.batch, "seed": args.seed, "training_scenes": sorted(sources) + ["hofam_demo"],
-            "threshold_from": "leave-scenes-out benchmark (bench/bench_quality.py), validation scenes",
+            "threshold_from": "leave-scenes-out benchmark (python -m bench.bench_quality): the pooled threshold, "
+                              "best mean validation F over the folds' validation scenes",
             "train_seconds": time.time() - t0, "final_loss": result.get("last_loss")}
     write_json(out / BEST_NAME, info)
     print(json.dumps(info, indent=1))
