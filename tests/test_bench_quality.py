@@ -31,6 +31,9 @@ def test_leave_scenes_out_benchmark_tiny(tmp_path, shared_data):
         summary = json.loads((tmp_path / "runs" / "t" / f"fold{fold['fold']}" / "pred_pooled" / scene /
                               "summary.json").read_text())
         assert summary["threshold"] == report["pooled_threshold"]
+    # hindsight diagnosis: a threshold of the grid, F within [0, 1], for every unseen scene
+    assert set(report["best_threshold_in_hindsight"]) == {"highway", "office", "pedestrians"}
+    assert all(0 <= h["f"] <= 1 for h in report["best_threshold_in_hindsight"].values())
     # the pooled threshold is the best of the validation F summed over the folds
     curves = [f["val_per_threshold"] for f in report["fold_details"]]
     best = max(sum(c[t] for c in curves) for t in curves[0])
