@@ -213,7 +213,8 @@ def make_train_loop(state: TrainState, cfg: RunConfig, strategy):
 
     @tf.function
     def train_loop(iterator, n):
-        parts = {"loss": tf.constant(0.0), "l1": tf.constant(0.0), "focal": tf.constant(0.0)}
+        parts = {"loss": tf.constant(0.0), "l1": tf.constant(0.0), "focal": tf.constant(0.0),
+                 "soft_f": tf.constant(0.0)}
         finite = tf.constant(True)
         for _ in tf.range(n):
             out = strategy.run(train_step, args=next(iterator))

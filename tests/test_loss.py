@@ -76,3 +76,20 @@ def test_gradients_are_finite_at_extremes():
         with tf.GradientTape() as tape:
             loss = hofam_loss(z, y, cfg=LossConfig(mode=mode, gamma=2.0))["loss"]
         assert np.isfinite(tape.gradient(loss, z).numpy()).all()
+
+
+def test_soft_f_term_hand_computed_and_off_by_default():
+    rng = np.random.default_rng(3)
+    y = (rng.random((2, 5, 6, 1)) > 0.7).astype(np.float32)
+    z = rng.normal(size=y.shape).astype(np.float32)
+    w = np.ones_like(y)
+    w[0, 0] = 0.0  # an ignored row counts in neither sum
+    p = 1.0 / (1.0 + np.exp(-z.astype(np.float64)))
+    expected = (2 * (w * p * y).sum() + 1) / ((w * p).sum() + (w * y).sum() + 1)
+    base = hofam_loss(tf.constant(z), tf.constant(y), tf.constant(w), cfg=LossConfig())
+    with_f = hofam_loss(tf.constant(z), tf.constant(y), tf.constant(w), cfg=LossConfig(f_weight=2.0))
+    assert float(base["soft_f"]) == pytest.approx(expected, rel=1e-5)
+    assert float(with_f["loss"]) == pytest.approx(float(base["loss"]) + 2.0 * (1 - expected), rel=1e-5)
+    # a perfect, confident prediction scores soft F ~ 1
+    perfect = hofam_loss(tf.constant(np.where(y > 0, 30.0, -30.0).astype(np.float32)), tf.constant(y))
+    assert float(perfect["soft_f"]) == pytest.approx(1.0, abs=1e-6)
