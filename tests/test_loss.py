@@ -17,7 +17,7 @@ def _t(a):
 def test_tf1_mode_hand_computed():
     # z = 0 everywhere -> p = 0.5; one foreground pixel out of four
     y = _t([[1, 0], [0, 0]])
-    out = hofam_loss(tf.zeros_like(y), y, cfg=LossConfig(mode="tf1", ignore_labels=False))
+    out = hofam_loss(tf.zeros_like(y), y, cfg=LossConfig(mode="tf1", ignore_labels=False, f_weight=0.0))
     # L1 = 0.5; focal = (0.75 + 3 * 0.25) / 4 * ln 2; total = 0.2 L1 + 0.8 focal
     assert float(out["l1"]) == pytest.approx(0.5)
     assert float(out["focal"]) == pytest.approx(0.375 * LN2, rel=1e-6)
@@ -45,11 +45,12 @@ def test_cis_mode_size_factor_hand_computed():
     yt = _t(y)
     z = tf.zeros_like(yt)
     # two instances: mean area 1 -> beta = min(50, 16 / 1) / 4 = 4, alpha_fg = 3
-    out2 = hofam_loss(z, yt, target_num=tf.constant([2]), cfg=LossConfig())
+    original = LossConfig(f_weight=0.0)  # the paper's loss, without the soft F term
+    out2 = hofam_loss(z, yt, target_num=tf.constant([2]), cfg=original)
     assert float(out2["focal"]) == pytest.approx((2 * 3.0 + 14 * 0.25) / 16 * LN2, rel=1e-6)
     assert float(out2["loss"]) == pytest.approx(0.429245, abs=1e-6)
     # counted as one instance of 2 pixels -> beta = 8 / 4 = 2, alpha_fg = 1.5
-    out1 = hofam_loss(z, yt, target_num=tf.constant([1]), cfg=LossConfig())
+    out1 = hofam_loss(z, yt, target_num=tf.constant([1]), cfg=original)
     assert float(out1["loss"]) == pytest.approx(0.1 + 0.8 * (2 * 1.5 + 14 * 0.25) / 16 * LN2, rel=1e-6)
     # capped for tiny objects in a big image; beta ignores empty images
     big = np.zeros((1, 256, 256, 1), np.float32)
@@ -78,7 +79,7 @@ def test_gradients_are_finite_at_extremes():
         assert np.isfinite(tape.gradient(loss, z).numpy()).all()
 
 
-def test_soft_f_term_hand_computed_and_off_by_default():
+def test_soft_f_term_hand_computed_and_zero_weight_removes_it():
     rng = np.random.default_rng(3)
     y = (rng.random((2, 5, 6, 1)) > 0.7).astype(np.float32)
     z = rng.normal(size=y.shape).astype(np.float32)
@@ -86,10 +87,15 @@ def test_soft_f_term_hand_computed_and_off_by_default():
     w[0, 0] = 0.0  # an ignored row counts in neither sum
     p = 1.0 / (1.0 + np.exp(-z.astype(np.float64)))
     expected = (2 * (w * p * y).sum() + 1) / ((w * p).sum() + (w * y).sum() + 1)
-    base = hofam_loss(tf.constant(z), tf.constant(y), tf.constant(w), cfg=LossConfig())
+    base = hofam_loss(tf.constant(z), tf.constant(y), tf.constant(w), cfg=LossConfig(f_weight=0.0))
     with_f = hofam_loss(tf.constant(z), tf.constant(y), tf.constant(w), cfg=LossConfig(f_weight=2.0))
+    default = hofam_loss(tf.constant(z), tf.constant(y), tf.constant(w), cfg=LossConfig())
+    assert LossConfig().f_weight == 1.0
     assert float(base["soft_f"]) == pytest.approx(expected, rel=1e-5)
+    # the original's parts alone, without the F term
+    assert float(base["loss"]) == pytest.approx(0.2 * float(base["l1"]) + 0.8 * float(base["focal"]), rel=1e-6)
     assert float(with_f["loss"]) == pytest.approx(float(base["loss"]) + 2.0 * (1 - expected), rel=1e-5)
+    assert float(default["loss"]) == pytest.approx(float(base["loss"]) + (1 - expected), rel=1e-5)
     # a perfect, confident prediction scores soft F ~ 1
     perfect = hofam_loss(tf.constant(np.where(y > 0, 30.0, -30.0).astype(np.float32)), tf.constant(y))
     assert float(perfect["soft_f"]) == pytest.approx(1.0, abs=1e-6)
