@@ -34,6 +34,9 @@ def main(argv=None) -> dict:
     ap.add_argument("--batch", type=int, default=8)
     ap.add_argument("--seed", type=int, default=12138)
     ap.add_argument("--set", action="append", default=[], dest="sets")
+    ap.add_argument("--threshold_from", default="leave-scenes-out benchmark (python -m bench.bench_quality): the "
+                    "cross-validated threshold, best mean validation F over the folds' validation scenes",
+                    help="where --threshold comes from (stored in best.json)")
     args = ap.parse_args(argv)
 
     from hofam_tf.records import write_tfrecords
@@ -69,8 +72,7 @@ def main(argv=None) -> dict:
     saved.save(out / CONFIG_NAME)
     info = {"threshold": args.threshold, "steps": result["steps"], "recipe": args.sets, "ngf": args.ngf,
             "batch": args.batch, "seed": args.seed, "training_scenes": sorted(sources) + ["hofam_demo"],
-            "threshold_from": "leave-scenes-out benchmark (python -m bench.bench_quality): the pooled threshold, "
-                              "best mean validation F over the folds' validation scenes",
+            "threshold_from": args.threshold_from,
             "train_seconds": time.time() - t0, "final_loss": result.get("last_loss")}
     write_json(out / BEST_NAME, info)
     print(json.dumps(info, indent=1))
