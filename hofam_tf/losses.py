@@ -25,7 +25,9 @@ With ``f_weight`` > 0 (default 1; 0 gives the original's loss) a soft F-measure 
 
     L   += f_weight * (1 - SF),   SF = (2 sum(w p y) + 1) / (sum(w p) + sum(w y) + 1)
 
-summed over every pixel of the batch, as CDnet sums a scene's pixels. F is what the benchmark
+summed over every pixel of the batch, as CDnet sums a scene's pixels (under ``tf.distribute`` the
+three sums are all-reduced over the replicas, so F is that of the global batch and training matches
+one process with the same global batch). F is what the benchmark
 scores. The class-in-scale weights push foreground probabilities up by a factor that changes with
 object size, so without the term the best threshold moved from scene to scene (0.05 to 0.99);
 with it a threshold chosen on one validation scene transferred much better to unseen scenes
@@ -84,7 +86,11 @@ def hofam_loss(logits, mask, weight=None, target_num=None, cfg: LossConfig = Los
         p_t = y * p + (1.0 - y) * (1.0 - p)
         focal = focal * tf.pow(1.0 - p_t, cfg.gamma)
     focal = tf.reduce_sum(w * focal) / denom
-    soft_f = (2.0 * tf.reduce_sum(w * p * y) + 1.0) / (tf.reduce_sum(w * p) + tf.reduce_sum(w * y) + 1.0)
+    sums = tf.stack([tf.reduce_sum(w * p * y), tf.reduce_sum(w * p), tf.reduce_sum(w * y)])
+    ctx = tf.distribute.get_replica_context()
+    if ctx is not None and ctx.num_replicas_in_sync > 1:  # F of the global batch, as in one process
+        sums = ctx.all_reduce(tf.distribute.ReduceOp.SUM, sums)
+    soft_f = (2.0 * sums[0] + 1.0) / (sums[1] + sums[2] + 1.0)
     loss = cfg.l1_weight * l1 + cfg.focal_weight * focal
     if cfg.f_weight:
         loss = loss + cfg.f_weight * (1.0 - soft_f)
