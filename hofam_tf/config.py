@@ -149,7 +149,7 @@ class LossConfig:
     gamma: float = option(0.0, "Focal exponent.")
     l1_weight: float = option(0.2, "Weight of the L1 term.")
     focal_weight: float = option(0.8, "Weight of the focal term.")
-    f_weight: float = option(1.0, "Weight of a soft F-measure term over the batch (0: the original's loss).")
+    f_weight: float = option(0.0, "Weight of a soft F-measure term over the batch (0: the original's loss).")
     beta_cap: float = option(50.0, "Class-in-scale: cap of H*W / mean object area, before the divisor.")
     beta_divisor: float = option(4.0, "Class-in-scale: beta = min(cap, H*W / mean object area) / divisor.")
     ignore_labels: bool = option(True, "Exclude CDnet 85/170 pixels from the loss.")

@@ -37,8 +37,9 @@ def run_demo(work_dir: str | Path, steps: int = 400, ngf: int = 8, batch_size: i
     # after 400 steps, while on real unseen scenes log measured better (README, "Cross-scene quality").
     flow = FlowConfig(encoding="linear")
     # Likewise it trains without frame drop and without the weight average (defaults chosen on real
-    # footage): with the default loss (soft F term on), its 400 steps at threshold 0.5 measured
-    # paper F 0.94 this way and 0.88 with both (0.90 and 0.80 without the F term).
+    # footage): with both, its 400 steps at threshold 0.5 measured paper F 0.80 instead of 0.90
+    # (fatter masks, precision 0.68); with the soft F term (loss.f_weight=1, off by default) 0.94
+    # this way and 0.88 with both.
     augment = AugmentConfig(frame_drop=0.0)
     if not (rec / DATASET_INFO).exists():
         merge_dataset(raw, comp, flow, progress=progress)
