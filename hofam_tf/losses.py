@@ -26,8 +26,9 @@ With ``f_weight`` > 0 (default 0: the original's loss) a soft F-measure term is 
     L   += f_weight * (1 - SF),   SF = (2 sum(w p y) + 1) / (sum(w p) + sum(w y) + 1)
 
 summed over every pixel of the batch, as CDnet sums a scene's pixels (under ``tf.distribute`` the
-three sums are all-reduced over the replicas, so F is that of the global batch and training matches
-one process with the same global batch). F is what the benchmark
+three sums are all-reduced over the replicas when the term is on, so F is that of the global batch
+and training matches one process with the same global batch; with the term off ``soft_f`` is only
+logged, per replica, and costs no collective per step). F is what the benchmark
 scores, and the class-in-scale weights push foreground probabilities up by a factor that changes
 with object size. On the leave-scenes-out benchmark (README, "Cross-scene quality") weight 1 helped
 the threshold of a single run on average but ranked pixels worse, so it is off by default.
@@ -87,7 +88,8 @@ def hofam_loss(logits, mask, weight=None, target_num=None, cfg: LossConfig = Los
     focal = tf.reduce_sum(w * focal) / denom
     sums = tf.stack([tf.reduce_sum(w * p * y), tf.reduce_sum(w * p), tf.reduce_sum(w * y)])
     ctx = tf.distribute.get_replica_context()
-    if ctx is not None and ctx.num_replicas_in_sync > 1:  # F of the global batch, as in one process
+    if cfg.f_weight and ctx is not None and ctx.num_replicas_in_sync > 1:
+        # F of the global batch, as in one process; no collective when the term is off
         sums = ctx.all_reduce(tf.distribute.ReduceOp.SUM, sums)
     soft_f = (2.0 * sums[0] + 1.0) / (sums[1] + sums[2] + 1.0)
     loss = cfg.l1_weight * l1 + cfg.focal_weight * focal
