@@ -60,6 +60,13 @@ class FlowConfig:
       objects saturate only at 64 px.
       "linear" (the encoding of earlier versions, closest to the authors' demo files):
       gain * round(scale * |F|), clipped at 255.
+    reverse_check: keep only motion that the reverse flow confirms. For frame T, interval tau and
+      pixel x, the encoded magnitude becomes min(|F(x)|, |R(x + F(x))|), where F is the flow from T
+      to T-tau and R the flow from T-tau back to T (the forward flow keeps its direction). A moving
+      object's pixels have a large flow both ways; background that the object uncovered has no true
+      match in frame T-tau, so its forward flow is large but the reverse flow where it points is
+      small, and the trail behind fast objects vanishes. Twice the flow computations. Needs a flow
+      estimator (not "flo").
     flo_pattern: for estimator "flo", the file name of the flow from frame T to frame T-tau,
       relative to the sequence's flow folder; ``{frame_id}`` and ``{tau}`` are filled in.
     """
@@ -71,6 +78,8 @@ class FlowConfig:
     scale: float = option(6.0, "HOP grey levels per pixel of displacement (256 grid).", flag="flow_scale")
     gains: tuple[int, ...] = option((1, 1, 3), "Linear HOP encoding: per-channel multipliers R,G,B after "
                                     "rounding.", flag="flow_gains")
+    reverse_check: bool = option(False, "Encode min(|forward flow|, |reverse flow where it points|): "
+                                 "no trails behind fast objects (twice the flow work).")
     flo_pattern: str = option("{frame_id}_tau{tau}.flo", ".flo file name pattern (estimator=flo).")
     encoding: str = option("log", "How flow magnitude becomes HOP grey levels.", flag="hop_encoding",
                            choices=HOP_ENCODINGS)
@@ -85,6 +94,8 @@ class FlowConfig:
             raise HOFAMInputError(f"taus must be three increasing positive intervals, got {self.taus}")
         if self.estimator not in FLOW_ESTIMATORS:
             raise HOFAMInputError(f"unknown flow estimator {self.estimator!r} (dis, farneback, flo)")
+        if self.reverse_check and self.estimator == "flo":
+            raise HOFAMInputError("reverse_check computes reverse flows: it needs estimator dis or farneback")
         if self.dis_preset not in DIS_PRESET_NAMES:
             raise HOFAMInputError(f"unknown DIS preset {self.dis_preset!r} {DIS_PRESET_NAMES}")
         if len(self.gains) != 3:

@@ -104,6 +104,20 @@ def encode_hop(flows_by_tau: dict[int, np.ndarray], cfg: FlowConfig) -> np.ndarr
     )
 
 
+def confirm_by_reverse(forward: np.ndarray, reverse: np.ndarray) -> np.ndarray:
+    """``FlowConfig.reverse_check``: ``forward`` (frame T -> T-tau) rescaled so that its magnitude at
+    x is min(|forward(x)|, |reverse(x + forward(x))|), ``reverse`` being the flow T-tau -> T
+    (sampled bilinearly, edges replicated). Both float32 [H,W,2]."""
+    h, w = forward.shape[:2]
+    gx, gy = np.meshgrid(np.arange(w, dtype=np.float32), np.arange(h, dtype=np.float32))
+    back = cv2.remap(reverse, gx + forward[..., 0], gy + forward[..., 1], cv2.INTER_LINEAR,
+                     borderMode=cv2.BORDER_REPLICATE)
+    mag = np.sqrt(forward[..., 0] ** 2 + forward[..., 1] ** 2)
+    kept = np.minimum(mag, np.sqrt(back[..., 0] ** 2 + back[..., 1] ** 2))
+    ratio = np.divide(kept, mag, out=np.zeros_like(mag), where=mag > 0)
+    return (forward * ratio[..., None]).astype(np.float32)
+
+
 def reference_index(t: int, tau: int) -> int:
     """Index of the earlier frame paired with frame ``t`` for interval ``tau`` (clamped at 0)."""
     return max(t - tau, 0)
@@ -111,7 +125,8 @@ def reference_index(t: int, tau: int) -> int:
 
 def flows_from_grays(grays: dict[int, np.ndarray], t: int, cfg: FlowConfig) -> dict[int, np.ndarray]:
     """The three flows {tau: float32 [H,W,2]} of frame index ``t`` given grey frames by position;
-    all-zero where the reference frame is ``t`` itself (frame 0)."""
+    all-zero where the reference frame is ``t`` itself (frame 0). With ``cfg.reverse_check`` each
+    is the forward flow with the magnitude the reverse flow confirms (``confirm_by_reverse``)."""
     flows = {}
     for tau in cfg.taus:
         ref = reference_index(t, tau)
@@ -119,6 +134,8 @@ def flows_from_grays(grays: dict[int, np.ndarray], t: int, cfg: FlowConfig) -> d
             flows[tau] = np.zeros(grays[t].shape + (2,), np.float32)
         else:
             flows[tau] = estimate_flow(grays[t], grays[ref], cfg)
+            if cfg.reverse_check:
+                flows[tau] = confirm_by_reverse(flows[tau], estimate_flow(grays[ref], grays[t], cfg))
     return flows
 
 

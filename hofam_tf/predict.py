@@ -170,7 +170,7 @@ def _classic_stream(method: str, seq, opts: PredictOptions):
     from hofam_tf.flow import iter_hop, resize_frame
 
     segment = make_segmenter(method)
-    flow = FlowConfig(encoding="linear")  # the hop rule's threshold is in linear grey levels
+    flow = FlowConfig(encoding="linear", reverse_check=False)  # the hop rule's threshold is in linear grey levels
     if segment.needs_all_frames:
         blank = np.zeros((TILE, TILE, 3), np.uint8)
         for fr in seq.iter_frames(lookback=max(flow.taus)):

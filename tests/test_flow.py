@@ -1,9 +1,11 @@
+import dataclasses
+
 import numpy as np
 import pytest
 
 from hofam_tf.config import FlowConfig
 from hofam_tf.errors import HOFAMInputError
-from hofam_tf.flow import (encode_hop, encode_magnitude, estimate_flow, flow_to_color, hop_from_grays,
+from hofam_tf.flow import (confirm_by_reverse, encode_hop, encode_magnitude, estimate_flow, flow_to_color, hop_from_grays,
                            iter_hop, read_flo, resize_flow, write_flo)
 from hofam_tf.sources import Frame
 from hofam_tf.synthetic import shift_image, texture
@@ -34,6 +36,37 @@ def test_default_estimator_subpixel_accuracy(dx, dy):
     inside[:, :] &= np.pad(np.ones((246, 246), bool), 5)  # away from the image border
     epe = np.sqrt((flow[..., 0] + dx) ** 2 + (flow[..., 1] + dy) ** 2)[inside]
     assert epe.mean() < 0.5, epe.mean()
+
+
+def test_confirm_by_reverse_keeps_the_magnitude_both_flows_agree_on():
+    forward = np.zeros((8, 8, 2), np.float32)
+    forward[2:4, 2:6] = (2.0, 0.0)  # columns 2-3: the object; columns 4-5: a trail (no true match)
+    reverse = np.zeros_like(forward)
+    reverse[2:4, 4:6] = (-2.0, 0.0)  # in frame T-tau the object sits at columns 4-5 ...
+    reverse[3, 5] = (-0.5, 0.0)  # ... one of its pixels only partly confirmed
+    out = confirm_by_reverse(forward, reverse)
+    expected = np.zeros((8, 8), np.float32)
+    expected[2:4, 2:4] = 2.0
+    expected[3, 3] = 0.5  # forward points from (3, 3) to (3, 5)
+    np.testing.assert_allclose(out[..., 0], expected)  # the trail (columns 4-5) points at 0 motion
+    assert not out[..., 1].any()
+
+
+def test_reverse_check_removes_trails_and_keeps_the_object():
+    f0, f1, m1 = _moving_object(8.0, 0.0)  # the object moved 8 px right: it uncovered columns 70-78
+    cfg = FlowConfig(taus=(1, 2, 3), encoding="linear")
+    checked = hop_from_grays({0: f0, 1: f1}, 1, dataclasses.replace(cfg, reverse_check=True))
+    assert (checked <= hop_from_grays({0: f0, 1: f1}, 1, cfg)).all()  # a minimum never adds motion
+    forward = estimate_flow(f1, f0, cfg)
+    plain = np.sqrt((forward ** 2).sum(-1))
+    kept = np.sqrt((confirm_by_reverse(forward, estimate_flow(f0, f1, cfg)) ** 2).sum(-1))
+    inside = m1 > 0.999
+    uncovered = np.zeros_like(inside)
+    uncovered[85:165, 72:76] = True
+    assert abs(kept[inside].mean() - plain[inside].mean()) < 0.05 * plain[inside].mean()
+    assert kept[uncovered].mean() < 0.75 * plain[uncovered].mean()
+    with pytest.raises(HOFAMInputError, match="reverse_check"):
+        FlowConfig(estimator="flo", reverse_check=True)
 
 
 def test_farneback_also_measures_motion():
