@@ -84,6 +84,19 @@ class FlowConfig:
     encoding: str = option("log", "How flow magnitude becomes HOP grey levels.", flag="hop_encoding",
                            choices=HOP_ENCODINGS)
 
+    # Fields added after files recording flow settings were first written, with the value an absent
+    # key stands for (how those files were made), whatever today's default.
+    ABSENT_MEANS = {"reverse_check": False}
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> "FlowConfig":
+        """Flow settings as recorded in a config.json, sequence.json or dataset.json. A recorded
+        section lacking a field of ``ABSENT_MEANS`` was made without it; an empty one means the
+        defaults."""
+        if values:
+            values = {**cls.ABSENT_MEANS, **values}
+        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in values.items()})
+
     def __post_init__(self) -> None:
         if self.encoding not in HOP_ENCODINGS:
             raise HOFAMInputError(f"unknown HOP encoding {self.encoding!r} {HOP_ENCODINGS}")
@@ -295,8 +308,10 @@ class RunConfig:
             unknown = set(values) - known
             if unknown:
                 raise HOFAMInputError(f"config section {field.name!r} has unknown keys {sorted(unknown)}")
-            values = {k: tuple(v) if isinstance(v, list) else v for k, v in values.items()}
-            parts[field.name] = sub_cls(**values)
+            if sub_cls is FlowConfig:
+                parts[field.name] = FlowConfig.from_dict(values)
+            else:
+                parts[field.name] = sub_cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in values.items()})
         return cls(**parts)
 
     def save(self, path: str | Path) -> None:

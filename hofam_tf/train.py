@@ -60,7 +60,7 @@ def dataset_flow(files: list[str]) -> FlowConfig | None:
     if not found:
         return None
     values = json.loads(next(iter(found.values())))
-    return FlowConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in values.items()})
+    return FlowConfig.from_dict(values)
 
 
 def adopt_flow(cfg: RunConfig, files: list[str], explicit: frozenset = frozenset()) -> RunConfig:

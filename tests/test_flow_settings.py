@@ -32,7 +32,7 @@ def _cfg(pattern):
 
 def test_dataset_json_records_the_flow_and_training_adopts_it(tmp_path, odd_records):
     rec, info = odd_records
-    assert FlowConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in info["flow"].items()}) == ODD
+    assert FlowConfig.from_dict(info["flow"]) == ODD
     run_train(_cfg(str(rec / "train-*.tfrecord")), tmp_path / "run", progress=False)  # default flow in the config
     saved = RunConfig.load(tmp_path / "run" / "config.json")
     assert saved.flow == ODD  # predict will compute the HOP the model learnt from
@@ -64,3 +64,13 @@ def test_composites_of_different_flows_cannot_share_a_dataset(tmp_path, shared_d
         write_tfrecords(comp, tmp_path / "rec", progress=False)
     meta = json.loads((comp / "office" / "sequence.json").read_text())
     assert meta["flow"]["taus"] == [2, 6, 12]
+
+
+def test_a_recorded_flow_without_a_later_field_means_how_it_was_made():
+    recorded = RunConfig().to_dict()
+    recorded["flow"] = {k: v for k, v in recorded["flow"].items() if k != "reverse_check"}  # an older config.json
+    recorded["flow"]["taus"] = [2, 6, 12]
+    flow = RunConfig.from_dict(recorded).flow
+    assert flow.reverse_check is False and flow.taus == (2, 6, 12)
+    assert FlowConfig.from_dict({}) == FlowConfig()  # no section at all: the defaults
+    assert FlowConfig.from_dict(FlowConfig(reverse_check=True).__dict__) == FlowConfig(reverse_check=True)
