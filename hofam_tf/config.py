@@ -47,9 +47,10 @@ class FlowConfig:
       G Op(tau2), B Op(tau1) (reference §2.2). Default (1, 5, 10): the ratios of the authors'
       demo HOP channels (R:G about 2, G:B about 5 before B's x3 gain) fit this set.
     estimator: "dis" (OpenCV DIS, default), "farneback", or "flo" (precomputed Middlebury files).
-    dis_preset: "balanced" (default: OpenCV's ultrafast preset refined down to half resolution;
-      3x faster than "medium" and as accurate on sub-pixel motion) | "ultrafast" | "fast" |
-      "medium".
+    dis_preset: "medium" (default, with reverse_check chosen on the leave-scenes-out benchmark) |
+      "balanced" (OpenCV's ultrafast preset refined down to half resolution; 3x faster than
+      "medium" and as accurate on sub-pixel motion of a textured object, the default of earlier
+      versions) | "ultrafast" | "fast".
     scale: grey levels per pixel of displacement, measured on the 256x256 tile grid.
     gains: integer multiplier applied after rounding, per channel (R, G, B). The original's B
       channel holds only multiples of 3, so the default (1, 1, 3) reproduces that structure.
@@ -60,13 +61,14 @@ class FlowConfig:
       objects saturate only at 64 px.
       "linear" (the encoding of earlier versions, closest to the authors' demo files):
       gain * round(scale * |F|), clipped at 255.
-    reverse_check: keep only motion that the reverse flow confirms. For frame T, interval tau and
+    reverse_check: (default True, chosen on the leave-scenes-out benchmark with the "medium"
+      preset) keep only motion that the reverse flow confirms. For frame T, interval tau and
       pixel x, the encoded magnitude becomes min(|F(x)|, |R(x + F(x))|), where F is the flow from T
       to T-tau and R the flow from T-tau back to T (the forward flow keeps its direction). A moving
       object's pixels have a large flow both ways; background that the object uncovered has no true
       match in frame T-tau, so its forward flow is large but the reverse flow where it points is
-      small, and the trail behind fast objects vanishes. Twice the flow computations. Needs a flow
-      estimator (not "flo").
+      small, and the trail behind fast objects vanishes. Twice the flow computations. Always False
+      with estimator "flo" (the flow files hold one direction).
     flo_pattern: for estimator "flo", the file name of the flow from frame T to frame T-tau,
       relative to the sequence's flow folder; ``{frame_id}`` and ``{tau}`` are filled in.
     """
@@ -74,11 +76,11 @@ class FlowConfig:
     taus: tuple[int, ...] = option((1, 5, 10), "Frame intervals tau1<tau2<tau3 (R=tau3, G=tau2, B=tau1).")
     estimator: str = option("dis", "Optical flow estimator (flo: precomputed .flo files).",
                             choices=FLOW_ESTIMATORS)
-    dis_preset: str = option("balanced", "OpenCV DIS preset.", choices=DIS_PRESET_NAMES)
+    dis_preset: str = option("medium", "OpenCV DIS preset.", choices=DIS_PRESET_NAMES)
     scale: float = option(6.0, "HOP grey levels per pixel of displacement (256 grid).", flag="flow_scale")
     gains: tuple[int, ...] = option((1, 1, 3), "Linear HOP encoding: per-channel multipliers R,G,B after "
                                     "rounding.", flag="flow_gains")
-    reverse_check: bool = option(False, "Encode min(|forward flow|, |reverse flow where it points|): "
+    reverse_check: bool = option(True, "Encode min(|forward flow|, |reverse flow where it points|): "
                                  "no trails behind fast objects (twice the flow work).")
     flo_pattern: str = option("{frame_id}_tau{tau}.flo", ".flo file name pattern (estimator=flo).")
     encoding: str = option("log", "How flow magnitude becomes HOP grey levels.", flag="hop_encoding",
@@ -107,8 +109,8 @@ class FlowConfig:
             raise HOFAMInputError(f"taus must be three increasing positive intervals, got {self.taus}")
         if self.estimator not in FLOW_ESTIMATORS:
             raise HOFAMInputError(f"unknown flow estimator {self.estimator!r} (dis, farneback, flo)")
-        if self.reverse_check and self.estimator == "flo":
-            raise HOFAMInputError("reverse_check computes reverse flows: it needs estimator dis or farneback")
+        if self.estimator == "flo":  # the flow files hold one direction: recorded as not checked
+            object.__setattr__(self, "reverse_check", False)
         if self.dis_preset not in DIS_PRESET_NAMES:
             raise HOFAMInputError(f"unknown DIS preset {self.dis_preset!r} {DIS_PRESET_NAMES}")
         if len(self.gains) != 3:

@@ -25,9 +25,10 @@ from hofam_tf.config import TILE, FlowConfig
 from hofam_tf.errors import HOFAMInputError
 
 FLO_MAGIC = 202021.25
-# name -> (OpenCV preset, finest scale override). "balanced" (the default) is OpenCV's ultrafast
-# preset stopped at scale 1 (half resolution) instead of 2: on 256x256 tiles it measured 3x
-# faster than "medium" with a lower sub-pixel endpoint error (bench/ and tests/test_flow.py).
+# name -> (OpenCV preset, finest scale override). "balanced" is OpenCV's ultrafast preset stopped
+# at scale 1 (half resolution) instead of 2: on 256x256 tiles it measured 3x faster than "medium"
+# with a lower sub-pixel endpoint error on a textured object (bench/ and tests/test_flow.py), but
+# "medium" (the default) made HOP images that HOFAM generalised better from (README).
 DIS_PRESETS = {
     "ultrafast": (cv2.DISOPTICAL_FLOW_PRESET_ULTRAFAST, None),
     "balanced": (cv2.DISOPTICAL_FLOW_PRESET_ULTRAFAST, 1),
