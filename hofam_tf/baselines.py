@@ -4,8 +4,9 @@
   run at the input's native resolution from the first frame read (cold start: no background
   model is learnt beforehand). Their shadow label (127) counts as background.
 - ``hop``: no learning at all: foreground where the red HOP channel (the longest interval, tau3)
-  of the default linear encoding is at least ``HOP_THRESHOLD`` grey levels, i.e. the frame moved
-  by 2 tile pixels or more over tau3 frames; the tile mask is resized to the frame.
+  is at least ``HOP_THRESHOLD`` grey levels, i.e. the frame moved by 2 tile pixels or more over
+  tau3 frames; the tile mask is resized to the frame. Its HOP is fixed (``HOP_RULE_FLOW``: the
+  linear encoding, DIS "balanced", no reverse check, tau 1, 5, 10), whatever HOFAM's defaults.
 
 Each segmenter turns the stream ``(frame, frame_tile, hop)`` into float foreground maps in [0, 1]
 at native resolution, like the model's probabilities, so the same threshold (0.5) applies.
@@ -15,8 +16,12 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
+from hofam_tf.config import FlowConfig
+
 METHODS = ("hofam", "mog2", "knn", "hop")
 HOP_THRESHOLD = 12
+HOP_RULE_FLOW = FlowConfig(taus=(1, 5, 10), dis_preset="balanced", reverse_check=False, encoding="linear",
+                           scale=6.0, gains=(1, 1, 3))
 
 
 class SubtractorSegmenter:
@@ -34,7 +39,7 @@ class SubtractorSegmenter:
 
 
 class HopSegmenter:
-    """Threshold of the red HOP channel (linear encoding), resized to the frame."""
+    """Threshold of the red HOP channel (``HOP_RULE_FLOW``), resized to the frame."""
 
     needs_all_frames = False
 

@@ -165,12 +165,11 @@ def _hofam_stream(model, cfg, seq, opts: PredictOptions):
 
 def _classic_stream(method: str, seq, opts: PredictOptions):
     """The same stream for a classical baseline (``hofam_tf.baselines``)."""
-    from hofam_tf.baselines import make_segmenter
-    from hofam_tf.config import FlowConfig
+    from hofam_tf.baselines import HOP_RULE_FLOW, make_segmenter
     from hofam_tf.flow import iter_hop, resize_frame
 
     segment = make_segmenter(method)
-    flow = FlowConfig(encoding="linear", reverse_check=False)  # the hop rule's threshold is in linear grey levels
+    flow = HOP_RULE_FLOW
     if segment.needs_all_frames:
         blank = np.zeros((TILE, TILE, 3), np.uint8)
         for fr in seq.iter_frames(lookback=max(flow.taus)):

@@ -53,7 +53,8 @@ def test_hop_threshold_mask_matches_an_independent_threshold(tmp_path, scene):
     frames = _frames(scene)
     grays = {i: to_gray(resize_frame(f)) for i, f in enumerate(frames)}
     for i in (0, 3, 11):
-        hop = hop_from_grays(grays, i, FlowConfig(encoding="linear"))  # the rule's own encoding
+        # the rule's own HOP, fixed whatever HOFAM's defaults
+        hop = hop_from_grays(grays, i, FlowConfig(dis_preset="balanced", reverse_check=False, encoding="linear"))
         fg = cv2.resize((hop[..., 0] >= HOP_THRESHOLD).astype(np.float32), (200, 150)) >= 0.5
         np.testing.assert_array_equal(_mask(tmp_path, i), fg)
     assert _mask(tmp_path, 11).any() and not _mask(tmp_path, 0).any()  # frame 0 has no motion
