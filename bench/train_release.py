@@ -52,6 +52,8 @@ def main(argv=None) -> dict:
                                        image_every=0))
     cfg = apply_overrides(base, args.sets)
     sources = scene_sources(Path(args.data))
+    if not sources:
+        raise SystemExit(f"{args.data}: no labelled scenes under cdnet2014/ or sbi2015/")
     comp = composites(sources, work, cfg.flow)
     real_rec, demo_rec = work / f"records_real_{comp.name}", work / "records_demo"  # keyed by the flow settings
     for folder, src in ((real_rec, comp), (demo_rec, Path(args.data) / "hofam_demo")):
