@@ -45,11 +45,12 @@ def main() -> None:
                              "python": platform.python_version()}, "frames": len(frames)}
 
     flow_fps = {}
-    for name, cfg in (("dis_balanced_default", FlowConfig()), ("dis_medium", FlowConfig(dis_preset="medium")),
-                      ("dis_ultrafast", FlowConfig(dis_preset="ultrafast")),
-                      ("dis_balanced_reverse_check", FlowConfig(reverse_check=True)),
-                      ("dis_medium_reverse_check", FlowConfig(dis_preset="medium", reverse_check=True)),
-                      ("farneback", FlowConfig(estimator="farneback"))):
+    for name, cfg in (("dis_medium_reverse_check_default", FlowConfig()),
+                      ("dis_medium", FlowConfig(reverse_check=False)),
+                      ("dis_balanced_reverse_check", FlowConfig(dis_preset="balanced")),
+                      ("dis_balanced", FlowConfig(dis_preset="balanced", reverse_check=False)),
+                      ("dis_ultrafast", FlowConfig(dis_preset="ultrafast", reverse_check=False)),
+                      ("farneback", FlowConfig(estimator="farneback", reverse_check=False))):
         t = time.perf_counter()
         hops = [(fr, tile, hop) for fr, tile, hop in iter_hop(iter(frames), cfg, workers=2)]
         flow_fps[name] = len(hops) / (time.perf_counter() - t)
