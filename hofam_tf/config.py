@@ -33,6 +33,15 @@ def model_inputs(frame, hop) -> dict:
     return {FRAME_KEY: frame, HOP_KEY: hop}
 
 
+def section_from_dict(cls, values: dict[str, Any]):
+    """One config section from its JSON form (lists become tuples). A recorded section lacking a
+    field of the class's ``ABSENT_MEANS`` was made before that field existed and gets the value
+    listed there; an empty section means the defaults."""
+    if values:
+        values = {**getattr(cls, "ABSENT_MEANS", {}), **values}
+    return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in values.items()})
+
+
 def option(default, help: str, flag: str | None = None, choices: tuple | None = None):
     """A config field with its command-line face: the flag's help, its name when it is not the
     field's own, and its allowed values. ``hofam_tf.config_flags`` turns every field into a flag."""
@@ -92,12 +101,8 @@ class FlowConfig:
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> "FlowConfig":
-        """Flow settings as recorded in a config.json, sequence.json or dataset.json. A recorded
-        section lacking a field of ``ABSENT_MEANS`` was made without it; an empty one means the
-        defaults."""
-        if values:
-            values = {**cls.ABSENT_MEANS, **values}
-        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in values.items()})
+        """Flow settings as recorded in a config.json, sequence.json or dataset.json."""
+        return section_from_dict(cls, values)
 
     def __post_init__(self) -> None:
         if self.encoding not in HOP_ENCODINGS:
@@ -310,10 +315,7 @@ class RunConfig:
             unknown = set(values) - known
             if unknown:
                 raise HOFAMInputError(f"config section {field.name!r} has unknown keys {sorted(unknown)}")
-            if sub_cls is FlowConfig:
-                parts[field.name] = FlowConfig.from_dict(values)
-            else:
-                parts[field.name] = sub_cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in values.items()})
+            parts[field.name] = section_from_dict(sub_cls, values)
         return cls(**parts)
 
     def save(self, path: str | Path) -> None:

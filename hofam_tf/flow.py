@@ -15,6 +15,7 @@ Conventions (documented in the README, "Hierarchical optical flow"):
 """
 from __future__ import annotations
 
+import functools
 import threading
 from pathlib import Path
 
@@ -105,12 +106,19 @@ def encode_hop(flows_by_tau: dict[int, np.ndarray], cfg: FlowConfig) -> np.ndarr
     )
 
 
+@functools.lru_cache(maxsize=4)
+def _pixel_grid(h: int, w: int) -> tuple[np.ndarray, np.ndarray]:
+    """x and y coordinates of every pixel, float32 [h,w] each (read-only, shared)."""
+    gx, gy = np.meshgrid(np.arange(w, dtype=np.float32), np.arange(h, dtype=np.float32))
+    gx.flags.writeable = gy.flags.writeable = False
+    return gx, gy
+
+
 def confirm_by_reverse(forward: np.ndarray, reverse: np.ndarray) -> np.ndarray:
     """``FlowConfig.reverse_check``: ``forward`` (frame T -> T-tau) rescaled so that its magnitude at
     x is min(|forward(x)|, |reverse(x + forward(x))|), ``reverse`` being the flow T-tau -> T
     (sampled bilinearly, edges replicated). Both float32 [H,W,2]."""
-    h, w = forward.shape[:2]
-    gx, gy = np.meshgrid(np.arange(w, dtype=np.float32), np.arange(h, dtype=np.float32))
+    gx, gy = _pixel_grid(*forward.shape[:2])
     back = cv2.remap(reverse, gx + forward[..., 0], gy + forward[..., 1], cv2.INTER_LINEAR,
                      borderMode=cv2.BORDER_REPLICATE)
     mag = np.sqrt(forward[..., 0] ** 2 + forward[..., 1] ** 2)

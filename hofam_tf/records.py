@@ -9,7 +9,7 @@ also be a flat folder of the original's 256x768 composites (``flat_composites``)
 """
 from __future__ import annotations
 
-import json
+import dataclasses
 import random
 import shutil
 from concurrent.futures import ThreadPoolExecutor
@@ -18,6 +18,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from hofam_tf.composite import binarize_gt, read_composite
+from hofam_tf.config import FlowConfig
 from hofam_tf.errors import HOFAMInputError
 from hofam_tf.files import atomic_path, write_json
 from hofam_tf.flat_composites import FLAT_KIND, flat_sequences
@@ -98,11 +99,12 @@ def common_flow(metas: list[SequenceMeta]) -> dict | None:
     """The flow settings all sequences were made with (from their sequence.json), carried into
     dataset.json so that training adopts them; None when unknown (the original's flat folders).
     Sequences made with different settings cannot share one dataset."""
-    flows = {json.dumps(m.flow, sort_keys=True) for m in metas if m.kind != FLAT_KIND}
+    flows = {FlowConfig.from_dict(m.flow) if m.flow else None for m in metas if m.kind != FLAT_KIND}
     if len(flows) > 1:
         detail = "; ".join(f"{m.name}: {m.flow}" for m in metas[:4])
         raise HOFAMInputError(f"sequences made with different flow settings cannot be mixed in one dataset ({detail})")
-    return json.loads(flows.pop()) if flows else None
+    flow = next(iter(flows), None)
+    return dataclasses.asdict(flow) if flow else None
 
 
 def clear_output(out: Path) -> None:

@@ -48,19 +48,16 @@ def dataset_flow(files: list[str]) -> FlowConfig | None:
 
     from hofam_tf.schema import DATASET_INFO
 
-    found: dict[str, str] = {}
+    found: dict[str, FlowConfig] = {}
     for folder in sorted({str(Path(f).parent) for f in files}):
         path = Path(folder) / DATASET_INFO
         flow = json.loads(path.read_text()).get("flow") if path.exists() else None
         if flow:
-            found[str(path)] = json.dumps(flow, sort_keys=True)
+            found[str(path)] = FlowConfig.from_dict(flow)
     if len(set(found.values())) > 1:
         raise HOFAMInputError("training records made with different flow settings cannot be mixed: "
                               + "; ".join(f"{k}: {v}" for k, v in found.items()))
-    if not found:
-        return None
-    values = json.loads(next(iter(found.values())))
-    return FlowConfig.from_dict(values)
+    return next(iter(found.values()), None)
 
 
 def adopt_flow(cfg: RunConfig, files: list[str], explicit: frozenset = frozenset()) -> RunConfig:

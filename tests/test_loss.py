@@ -89,13 +89,13 @@ def test_soft_f_term_hand_computed_and_zero_weight_removes_it():
     expected = (2 * (w * p * y).sum() + 1) / ((w * p).sum() + (w * y).sum() + 1)
     base = hofam_loss(tf.constant(z), tf.constant(y), tf.constant(w), cfg=LossConfig(f_weight=0.0))
     with_f = hofam_loss(tf.constant(z), tf.constant(y), tf.constant(w), cfg=LossConfig(f_weight=2.0))
-    default = hofam_loss(tf.constant(z), tf.constant(y), tf.constant(w), cfg=LossConfig(f_weight=1.0))
+    weight_one = hofam_loss(tf.constant(z), tf.constant(y), tf.constant(w), cfg=LossConfig(f_weight=1.0))
     assert LossConfig().f_weight == 0.0  # off by default: the paper's loss
     assert float(base["soft_f"]) == pytest.approx(expected, rel=1e-5)
     # the original's parts alone, without the F term
     assert float(base["loss"]) == pytest.approx(0.2 * float(base["l1"]) + 0.8 * float(base["focal"]), rel=1e-6)
     assert float(with_f["loss"]) == pytest.approx(float(base["loss"]) + 2.0 * (1 - expected), rel=1e-5)
-    assert float(default["loss"]) == pytest.approx(float(base["loss"]) + (1 - expected), rel=1e-5)
+    assert float(weight_one["loss"]) == pytest.approx(float(base["loss"]) + (1 - expected), rel=1e-5)
     # a perfect, confident prediction scores soft F ~ 1
     perfect = hofam_loss(tf.constant(np.where(y > 0, 30.0, -30.0).astype(np.float32)), tf.constant(y))
     assert float(perfect["soft_f"]) == pytest.approx(1.0, abs=1e-6)
