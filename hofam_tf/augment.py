@@ -13,12 +13,20 @@ mean area, so beta is exact (tested against connected components of the augmente
 crop cuts an object off entirely, target_num over-counts and beta comes out larger than it should
 (at most the cap): small-object weighting errs on the side of the small objects. A crop that
 leaves no foreground gets the cap, as in the loss for any empty mask.
+
+Zooming in by 1/s and the HOP gain both multiply the motion an object shows. With
+``AugmentConfig.hop_scaling`` "motion" (default) the HOP is decoded to displacement through the
+records' encoding (``FlowConfig.encoding``, ``hofam_tf.flow.encode_magnitude``), multiplied, and
+encoded again (``scale_motion``); "grey" multiplies the grey levels, as earlier versions did.
 """
 from __future__ import annotations
 
+import math
+
 import tensorflow as tf
 
-from hofam_tf.config import FRAME_KEY, HOP_KEY, AugmentConfig
+from hofam_tf.config import FRAME_KEY, HOP_KEY, AugmentConfig, FlowConfig
+from hofam_tf.flow import LOG_SATURATION_PX
 
 def _uniform(seed, batch, low=0.0, high=1.0):
     return tf.random.stateless_uniform([batch], seed, minval=low, maxval=high)
@@ -45,8 +53,22 @@ def crop_boxes(seed, batch, min_crop: float):
     return tf.stack([y0, x0, y0 + side, x0 + side], axis=1), side
 
 
-def geometry(ex: dict, seed, cfg: AugmentConfig) -> dict:
-    """Same random crop and flip for frame, HOP, mask and weight; HOP scaled by 1/side."""
+def scale_motion(hop, factor, cfg: AugmentConfig, flow: FlowConfig):
+    """HOP grey levels (float [B,H,W,3] in [0, 255]) of motion ``factor`` (float [B,1,1,1]) times
+    larger, clipped to 255. "linear" HOPs (grey = gain * round(scale * |F|)) and
+    ``hop_scaling="grey"`` multiply the grey levels. A "log" HOP with ``hop_scaling="motion"``: grey
+    v encodes scale * |F| = expm1(v * L / 255), L = log1p(scale * 64), so the result is
+    255 * log1p(factor * expm1(v * L / 255)) / L (the rounding of the encoder is not repeated)."""
+    if cfg.hop_scaling == "grey" or flow.encoding != "log":
+        return tf.minimum(hop * factor, 255.0)
+    top = math.log1p(flow.scale * LOG_SATURATION_PX)
+    moved = factor * tf.math.expm1(hop * (top / 255.0))
+    return tf.minimum(255.0 * tf.math.log1p(moved) / top, 255.0)
+
+
+def geometry(ex: dict, seed, cfg: AugmentConfig, flow: FlowConfig = FlowConfig()) -> dict:
+    """Same random crop and flip for frame, HOP, mask and weight; the HOP's motion scaled by
+    1/side (``scale_motion``)."""
     seeds = tf.random.experimental.stateless_split(seed, 2)
     frame = tf.cast(ex[FRAME_KEY], tf.float32)
     batch, size = tf.shape(frame)[0], tf.shape(frame)[1:3]
@@ -56,7 +78,7 @@ def geometry(ex: dict, seed, cfg: AugmentConfig) -> dict:
     for key in (FRAME_KEY, HOP_KEY, "mask", "weight"):
         method = "bilinear" if key in (FRAME_KEY, HOP_KEY) else "nearest"
         out[key] = tf.image.crop_and_resize(tf.cast(ex[key], tf.float32), boxes, index, size, method=method)
-    out[HOP_KEY] = tf.minimum(out[HOP_KEY] / _per_image(side), 255.0)
+    out[HOP_KEY] = scale_motion(out[HOP_KEY], 1.0 / _per_image(side), cfg, flow)
     flip = _per_image(_uniform(seeds[1], batch) < cfg.flip)
     for key in (FRAME_KEY, HOP_KEY, "mask", "weight"):
         out[key] = tf.where(flip, tf.reverse(out[key], axis=[2]), out[key])
@@ -85,18 +107,19 @@ def photometric(frame, seed, cfg: AugmentConfig):
     return tf.clip_by_value(x, 0.0, 255.0)
 
 
-def hop_gain(hop, seed, cfg: AugmentConfig):
-    """HOP times a log-uniform gain in [1/hop_gain, hop_gain], clipped to 255."""
+def hop_gain(hop, seed, cfg: AugmentConfig, flow: FlowConfig = FlowConfig()):
+    """The HOP's motion times a log-uniform gain in [1/hop_gain, hop_gain] (``scale_motion``)."""
     batch = tf.shape(hop)[0]
     log_g = tf.math.log(cfg.hop_gain)
     gain = tf.exp(_uniform(seed, batch, -log_g, log_g))
-    return tf.clip_by_value(tf.cast(hop, tf.float32) * _per_image(gain), 0.0, 255.0)
+    return scale_motion(tf.cast(hop, tf.float32), _per_image(gain), cfg, flow)
 
 
-def augment_batch(ex: dict, seed, cfg: AugmentConfig) -> dict:
-    """Augments one parsed batch (see module docstring). ``seed``: int [2] stateless seed."""
+def augment_batch(ex: dict, seed, cfg: AugmentConfig, flow: FlowConfig = FlowConfig()) -> dict:
+    """Augments one parsed batch (see module docstring). ``seed``: int [2] stateless seed;
+    ``flow``: the settings the batch's HOP images were made with (their encoding)."""
     seeds = tf.random.experimental.stateless_split(tf.cast(seed, tf.int64), 3)
-    out = geometry(ex, seeds[0], cfg)
+    out = geometry(ex, seeds[0], cfg, flow)
     out[FRAME_KEY] = photometric(out[FRAME_KEY], seeds[1], cfg)
-    out[HOP_KEY] = hop_gain(out[HOP_KEY], seeds[2], cfg)
+    out[HOP_KEY] = hop_gain(out[HOP_KEY], seeds[2], cfg, flow)
     return out

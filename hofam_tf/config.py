@@ -205,6 +205,12 @@ class AugmentConfig:
     3x3 blur with probability ``blur``.
     HOP only: a gain drawn log-uniformly in [1/hop_gain, hop_gain] (how far an object moves per
     frame depends on the scene), applied to every channel, then clipped to 255.
+    hop_scaling: how the zoom factor and the gain act on the HOP. "motion" (default): they scale
+      the encoded displacement, through the records' flow encoding (``FlowConfig.encoding``), so
+      a zoomed or sped-up scene gets exactly the HOP its faster motion would have been encoded
+      to. "grey" (earlier versions): the grey levels themselves are multiplied, which is the same
+      thing for the "linear" encoding only; under "log" it also multiplies the background's noise
+      level and stretches the scale non-uniformly. Run configs written before this field mean "grey".
     frame_drop: probability that an example's frame is replaced by uniform random noise, so the
     model must find the foreground from the motion alone and cannot lean on memorised scene
     looks (noise rather than a flat frame: a constant input makes the layer norm's gradients
@@ -225,12 +231,19 @@ class AugmentConfig:
     blur: float = option(0.2, "Augmentation: probability of a 3x3 blur.", flag="aug_blur")
     hop_gain: float = option(2.0, "Augmentation: HOP gain drawn log-uniformly in [1/g, g].")
     frame_drop: float = option(0.3, "Augmentation: probability that the frame is replaced by noise.")
+    hop_scaling: str = option("motion", "Augmentation: zoom and gain scale the HOP's encoded motion "
+                              "('motion') or its grey levels ('grey', earlier versions).",
+                              choices=("motion", "grey"))
+
+    ABSENT_MEANS = {"hop_scaling": "grey"}
 
     def __post_init__(self) -> None:
         if not 0 < self.min_crop <= 1:
             raise HOFAMInputError(f"augment min_crop must be in (0, 1], got {self.min_crop}")
         if self.hop_gain < 1:
             raise HOFAMInputError(f"augment hop_gain must be >= 1, got {self.hop_gain}")
+        if self.hop_scaling not in ("motion", "grey"):
+            raise HOFAMInputError(f"augment hop_scaling must be 'motion' or 'grey', got {self.hop_scaling!r}")
         for name in ("flip", "grey", "blur", "frame_drop"):
             if not 0 <= getattr(self, name) <= 1:
                 raise HOFAMInputError(f"augment {name} is a probability, got {getattr(self, name)}")

@@ -7,7 +7,7 @@ from pathlib import Path
 import tensorflow as tf
 
 from hofam_tf.composite import IGNORED_LABELS
-from hofam_tf.config import FRAME_KEY, HOP_KEY, TILE, model_inputs
+from hofam_tf.config import FRAME_KEY, HOP_KEY, TILE, FlowConfig, model_inputs
 from hofam_tf.errors import HOFAMInputError
 from hofam_tf.schema import DATASET_INFO, compression_of, decode_examples, parse_shard_name
 
@@ -129,7 +129,7 @@ def read_examples(pattern, ignore_labels: bool = True, batch_size: int | None = 
 def build_dataset(pattern, batch_size: int = 1, training: bool = True, shuffle_buffer: int = 2000,
                   seed: int = 12138, ignore_labels: bool = True, repeat: bool | None = None,
                   with_target_num: bool = False, size: tuple[int, int] | None = None,
-                  augment=None) -> tf.data.Dataset:
+                  augment=None, flow=None) -> tf.data.Dataset:
     """Batches ``({"frame", "hop"}, mask, weight)`` for training or evaluation.
 
     frame, hop: uint8 [B,256,256,3] (the model normalises); mask: float32 [B,256,256,1] in {0,1};
@@ -139,7 +139,8 @@ def build_dataset(pattern, batch_size: int = 1, training: bool = True, shuffle_b
     resizes the 256x256 tiles for a model of another input size: frame and HOP bilinearly (kept as
     float bytes), mask and weight with nearest neighbour. ``augment`` (an ``AugmentConfig`` with
     ``enabled``) augments each batch with the stateless seed (``seed``, batch number), see
-    ``hofam_tf.augment``; frame and HOP then come as float32 bytes.
+    ``hofam_tf.augment``; frame and HOP then come as float32 bytes. ``flow`` (a ``FlowConfig``;
+    None: the defaults) says how the records' HOP images were made, for the augmentation.
     """
     files = list_tfrecords(pattern)
     check_required_keys(files)
@@ -156,7 +157,7 @@ def build_dataset(pattern, batch_size: int = 1, training: bool = True, shuffle_b
         if augmenting:
             from hofam_tf.augment import augment_batch
 
-            ex = augment_batch(ex, tf.stack([tf.constant(seed, tf.int64), index]), augment)
+            ex = augment_batch(ex, tf.stack([tf.constant(seed, tf.int64), index]), augment, flow or FlowConfig())
         if size is not None and tuple(size) != (TILE, TILE):
             for k in (FRAME_KEY, HOP_KEY):
                 ex[k] = tf.image.resize(tf.cast(ex[k], tf.float32), size, method="bilinear")

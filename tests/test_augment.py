@@ -5,10 +5,11 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from hofam_tf.augment import augment_batch, crop_boxes, geometry
-from hofam_tf.config import AugmentConfig, LossConfig
+from hofam_tf.augment import augment_batch, crop_boxes, geometry, scale_motion
+from hofam_tf.config import AugmentConfig, FlowConfig, LossConfig, RunConfig
 from hofam_tf.data import build_dataset
 from hofam_tf.errors import HOFAMInputError
+from hofam_tf.flow import LOG_SATURATION_PX, encode_hop
 from hofam_tf.losses import size_factor
 
 OFF = AugmentConfig(min_crop=1.0, flip=0.0, brightness=0.0, contrast=0.0, colour=0.0, grey=0.0,
@@ -57,24 +58,74 @@ def test_frame_hop_and_labels_share_the_geometry():
     assert set(np.unique(out["mask"].numpy())) <= {0.0, 1.0}
 
 
-def test_hop_is_scaled_with_the_zoom():
-    ex = _batch(4)
-    cfg = dataclasses.replace(OFF, min_crop=0.5)
+def _uniform_hop(b, magnitude, flow):
+    """uint8 [b,256,256,3] HOP of a uniform motion of ``magnitude`` tile pixels, as the encoder makes it."""
+    grey = encode_hop({t: np.full((256, 256, 2), magnitude / np.sqrt(2), np.float32) for t in flow.taus}, flow)
+    return np.repeat(grey[None], b, 0)
+
+
+@pytest.mark.parametrize("encoding", ["log", "linear"])
+def test_zoom_scales_the_encoded_motion(encoding):
+    # zooming in by 1/side makes every displacement 1/side times larger: the augmented HOP must be
+    # what the encoder makes of the larger motion (up to its rounding), whatever the encoding
+    flow = FlowConfig(encoding=encoding)
+    ex = dict(_batch(4), hop=tf.constant(_uniform_hop(4, 1.5, flow)))
     seed = tf.constant([9, 9], tf.int64)
-    out = geometry(ex, seed, cfg)
+    out = geometry(ex, seed, dataclasses.replace(OFF, min_crop=0.5), flow)["hop"].numpy()
     _, side = crop_boxes(tf.random.experimental.stateless_split(seed, 2)[0], 4, 0.5)  # geometry's draw
-    expected = np.minimum(40.0 / side.numpy(), 255.0)
-    np.testing.assert_allclose(out["hop"].numpy().mean(axis=(1, 2, 3)), expected, rtol=1e-4)
-    assert (side.numpy() < 1).all()
+    assert (side.numpy() < 0.95).any()
+    for i, s in enumerate(side.numpy()):
+        expected = _uniform_hop(1, 1.5 / s, flow)[0].astype(np.float32)
+        # log: the input's rounding (0.5 level) grows by at most the 1/side slope; linear: gain 3 x 0.5
+        np.testing.assert_allclose(out[i], expected, atol=1.6 if encoding == "linear" else 1.0)
 
 
-def test_hop_gain_range():
+def test_grey_scaling_multiplies_the_grey_levels():
+    # the earlier versions' augmentation, kept behind hop_scaling="grey"
+    ex = _batch(4)
+    seed = tf.constant([9, 9], tf.int64)
+    out = geometry(ex, seed, dataclasses.replace(OFF, min_crop=0.5, hop_scaling="grey"), FlowConfig())
+    _, side = crop_boxes(tf.random.experimental.stateless_split(seed, 2)[0], 4, 0.5)
+    np.testing.assert_allclose(out["hop"].numpy().mean(axis=(1, 2, 3)), np.minimum(40.0 / side.numpy(), 255.0),
+                               rtol=1e-4)
+
+
+def test_motion_scaling_leaves_a_still_background_still_and_keeps_the_order():
+    flow = FlowConfig()
+    grey = tf.constant(np.arange(256, dtype=np.float32).reshape(1, 16, 16, 1))
+    for factor in (0.5, 1.0, 2.0):
+        out = scale_motion(grey, tf.constant(factor, shape=[1, 1, 1, 1]), AugmentConfig(), flow).numpy().ravel()
+        assert out[0] == 0.0 and (np.diff(out) >= 0).all() and out.max() <= 255.0
+        if factor == 1.0:
+            np.testing.assert_allclose(out, np.arange(256), atol=1e-3)
+    # a noise level of 20 grey levels: doubling the motion gives 34, not the 40 of multiplying the grey
+    doubled = scale_motion(tf.constant(20.0, shape=[1, 1, 1, 1]), tf.constant(2.0, shape=[1, 1, 1, 1]),
+                           AugmentConfig(), flow).numpy().item()
+    assert abs(doubled - 33.7) < 0.5
+
+
+@pytest.mark.parametrize("scaling", ["motion", "grey"])
+def test_hop_gain_range(scaling):
+    flow = FlowConfig()
     ex = _batch(8)
-    cfg = dataclasses.replace(OFF, hop_gain=2.0)
-    out = augment_batch(ex, [0, 1], cfg)["hop"].numpy()
-    gains = out.mean(axis=(1, 2, 3)) / 40.0
-    assert (gains >= 0.5 - 1e-4).all() and (gains <= 2.0 + 1e-4).all()
+    cfg = dataclasses.replace(OFF, hop_gain=2.0, hop_scaling=scaling)
+    out = augment_batch(ex, [0, 1], cfg, flow)["hop"].numpy().mean(axis=(1, 2, 3))
+    if scaling == "motion":  # back to displacement through the log encoding
+        top = np.log1p(flow.scale * LOG_SATURATION_PX)
+        gains = np.expm1(out * top / 255) / np.expm1(40.0 * top / 255)
+    else:
+        gains = out / 40.0
+    assert (gains >= 0.5 - 1e-3).all() and (gains <= 2.0 + 1e-3).all()
     assert gains.std() > 0.05
+
+
+def test_old_run_configs_keep_grey_scaling():
+    recorded = RunConfig().to_dict()
+    del recorded["augment"]["hop_scaling"]  # a config.json written before the field
+    assert RunConfig.from_dict(recorded).augment.hop_scaling == "grey"
+    assert RunConfig.from_dict(RunConfig().to_dict()).augment.hop_scaling == "motion"
+    with pytest.raises(HOFAMInputError, match="hop_scaling"):
+        AugmentConfig(hop_scaling="log")
 
 
 def test_beta_after_a_crop_that_keeps_every_object_is_exact():
