@@ -44,10 +44,12 @@ def _blur3(x):
     return tf.nn.depthwise_conv2d(padded, kernel, [1, 1, 1, 1], "VALID")
 
 
-def crop_boxes(seed, batch, min_crop: float):
-    """Random square crops as normalised [y0, x0, y1, x1] boxes [B,4] and their side s [B]."""
+def crop_boxes(seed, batch, min_crop: float, max_crop: float = 1.0):
+    """Random square crops as normalised [y0, x0, y1, x1] boxes [B,4] and their side s [B], s
+    uniform in [min_crop, max_crop]. A box inside the tile when s <= 1; one holding the whole tile
+    when s > 1 (zoom out)."""
     seeds = tf.random.experimental.stateless_split(seed, 3)
-    side = _uniform(seeds[0], batch, min_crop, 1.0)
+    side = _uniform(seeds[0], batch, min_crop, max_crop)
     y0 = _uniform(seeds[1], batch) * (1.0 - side)
     x0 = _uniform(seeds[2], batch) * (1.0 - side)
     return tf.stack([y0, x0, y0 + side, x0 + side], axis=1), side
@@ -68,11 +70,12 @@ def scale_motion(hop, factor, cfg: AugmentConfig, flow: FlowConfig):
 
 def geometry(ex: dict, seed, cfg: AugmentConfig, flow: FlowConfig = FlowConfig()) -> dict:
     """Same random crop and flip for frame, HOP, mask and weight; the HOP's motion scaled by
-    1/side (``scale_motion``)."""
+    1/side (``scale_motion``). Outside the tile (zoom out) everything is 0: a black frame, no
+    motion, and weight 0, so the border is left out of the loss."""
     seeds = tf.random.experimental.stateless_split(seed, 2)
     frame = tf.cast(ex[FRAME_KEY], tf.float32)
     batch, size = tf.shape(frame)[0], tf.shape(frame)[1:3]
-    boxes, side = crop_boxes(seeds[0], batch, cfg.min_crop)
+    boxes, side = crop_boxes(seeds[0], batch, cfg.min_crop, cfg.max_crop)
     index = tf.range(batch)
     out = dict(ex)
     for key in (FRAME_KEY, HOP_KEY, "mask", "weight"):

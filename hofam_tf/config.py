@@ -196,9 +196,11 @@ class AugmentConfig:
     ``TrainConfig.seed``. On by default: without it HOFAM memorises its training scenes.
 
     Geometry (frame, HOP and labels alike): a random square crop whose side is a fraction in
-    [min_crop, 1] of the tile, resized back to the tile (labels with nearest neighbour), and a
-    horizontal flip with probability ``flip``. Zooming in by 1/s makes objects and their motion
-    1/s times larger, so the HOP values are multiplied by 1/s too ("zoom-consistent").
+    [min_crop, max_crop] of the tile, resized back to the tile (labels with nearest neighbour),
+    and a horizontal flip with probability ``flip``. Zooming by 1/s makes objects and their motion
+    1/s times larger, so the HOP's motion is scaled by 1/s too ("zoom-consistent", see
+    ``hop_scaling``). A side above 1 zooms out: the tile shrinks inside a black border with no
+    motion and weight 0 (outside the loss).
     Frame only: brightness shift (+-brightness of the range), contrast factor in
     [1-contrast, 1+contrast], per-channel colour gain in [1-colour, 1+colour], greyscale with
     probability ``grey``, Gaussian noise of std up to ``noise`` (fraction of the range), and a
@@ -220,6 +222,8 @@ class AugmentConfig:
     enabled: bool = option(True, "Augment training batches (crops, flips, photometric, HOP gain).",
                            flag="augment")
     min_crop: float = option(0.6, "Augmentation: smallest crop side, as a fraction of the tile.")
+    max_crop: float = option(1.0, "Augmentation: largest crop side; above 1 the tile is also zoomed "
+                             "out (objects and motion shrink, the border is black and left out of the loss).")
     flip: float = option(0.5, "Augmentation: probability of a horizontal flip.", flag="aug_flip")
     brightness: float = option(0.2, "Augmentation: largest brightness shift (fraction of the range).",
                                flag="aug_brightness")
@@ -238,8 +242,10 @@ class AugmentConfig:
     ABSENT_MEANS = {"hop_scaling": "grey"}
 
     def __post_init__(self) -> None:
-        if not 0 < self.min_crop <= 1:
-            raise HOFAMInputError(f"augment min_crop must be in (0, 1], got {self.min_crop}")
+        if not 1 <= self.max_crop <= 3:
+            raise HOFAMInputError(f"augment max_crop must be in [1, 3], got {self.max_crop}")
+        if not 0 < self.min_crop <= self.max_crop:
+            raise HOFAMInputError(f"augment min_crop must be in (0, max_crop={self.max_crop}], got {self.min_crop}")
         if self.hop_gain < 1:
             raise HOFAMInputError(f"augment hop_gain must be >= 1, got {self.hop_gain}")
         if self.hop_scaling not in ("motion", "grey"):

@@ -80,6 +80,27 @@ def test_zoom_scales_the_encoded_motion(encoding):
         np.testing.assert_allclose(out[i], expected, atol=1.6 if encoding == "linear" else 1.0)
 
 
+def test_zoom_out_shrinks_the_tile_inside_an_ignored_border():
+    ex = dict(_batch(2), hop=tf.constant(_uniform_hop(2, 4.0, FlowConfig())))
+    cfg = dataclasses.replace(OFF, min_crop=2.0 - 1e-6, max_crop=2.0)  # side 2: half size
+    out = geometry(ex, tf.constant([4, 2], tf.int64), cfg)
+    weight = out["weight"].numpy()[..., 0]
+    inside = weight > 0
+    assert 0.2 < inside.mean(axis=(1, 2)).min() and inside.mean(axis=(1, 2)).max() < 0.3  # a quarter
+    for i in range(2):  # the object keeps its share of the visible tile, and the border has none
+        mask = out["mask"].numpy()[i, ..., 0] > 0.5
+        share = ex["mask"].numpy()[i].mean()
+        assert abs(mask[inside[i]].mean() - share) < 0.01 and not mask[~inside[i]].any()
+        assert (out["frame"].numpy()[i][~inside[i]] == 0).all() and (out["hop"].numpy()[i][~inside[i]] == 0).all()
+    # the motion halves with the objects: the grey level of 2 px, not of 4 px
+    expected = _uniform_hop(1, 2.0, FlowConfig())[0].astype(np.float32)
+    hop = out["hop"].numpy()[0]
+    core = inside[0] & (np.roll(inside[0], 2, 0) & np.roll(inside[0], -2, 0) & np.roll(inside[0], 2, 1) & np.roll(inside[0], -2, 1))
+    np.testing.assert_allclose(hop[core], np.broadcast_to(expected[0, 0], hop[core].shape), atol=1.0)
+    with pytest.raises(HOFAMInputError, match="max_crop"):
+        AugmentConfig(max_crop=0.9)
+
+
 def test_grey_scaling_multiplies_the_grey_levels():
     # the earlier versions' augmentation, kept behind hop_scaling="grey"
     ex = _batch(4)
