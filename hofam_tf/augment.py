@@ -18,6 +18,8 @@ Zooming in by 1/s and the HOP gain both multiply the motion an object shows. Wit
 ``AugmentConfig.hop_scaling`` "motion" (default) the HOP is decoded to displacement through the
 records' encoding (``FlowConfig.encoding``, ``hofam_tf.flow.encode_magnitude``), multiplied, and
 encoded again (``scale_motion``); "grey" multiplies the grey levels, as earlier versions did.
+Training passes the run's flow settings, which come from the records' dataset.json; records that
+record none (the authors' demo composites, their own HOP) are scaled as if made with them.
 """
 from __future__ import annotations
 

@@ -191,6 +191,22 @@ def test_training_pipeline_augments_real_records(cdnet_records):
     assert not np.allclose(x["frame"].numpy(), tf.cast(plain[0]["frame"], tf.float32).numpy())
 
 
+def test_training_pipeline_scales_the_hop_in_the_records_encoding(cdnet_records):
+    # build_dataset hands the records' flow settings to the augmentation: the same draws give the
+    # grey-level product under "linear" and the re-encoded motion under "log"
+    pattern = str(cdnet_records["records"] / "train-*.tfrecord")
+    cfg = dataclasses.replace(OFF, min_crop=0.5, hop_gain=2.0)
+
+    def hop(flow, aug=cfg):
+        batch = build_dataset(pattern, 4, training=True, seed=3, augment=aug, flow=flow)
+        return next(iter(batch))[0]["hop"].numpy()
+
+    linear, log = hop(FlowConfig(encoding="linear")), hop(FlowConfig())
+    np.testing.assert_array_equal(linear, hop(FlowConfig(), dataclasses.replace(cfg, hop_scaling="grey")))
+    assert not np.allclose(linear, log, atol=2.0)
+    np.testing.assert_array_equal(log, hop(None))  # no flow given: the default settings
+
+
 def test_frame_drop_blanks_the_frame_only():
     ex = _batch(4)
     out = augment_batch(ex, [2, 3], dataclasses.replace(OFF, frame_drop=1.0))
