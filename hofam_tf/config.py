@@ -15,6 +15,7 @@ from hofam_tf.errors import HOFAMInputError
 
 DIS_PRESET_NAMES = ("balanced", "ultrafast", "fast", "medium")
 HOP_ENCODINGS = ("linear", "log")
+HOP_SCALINGS = ("motion", "grey")  # AugmentConfig.hop_scaling
 FLOW_ESTIMATORS = ("dis", "farneback", "flo")
 DTYPE_POLICIES = ("float32", "mixed_bfloat16", "mixed_float16")
 # Default folders that connect the steps (relative to the working directory): merge.py writes
@@ -237,7 +238,7 @@ class AugmentConfig:
     frame_drop: float = option(0.3, "Augmentation: probability that the frame is replaced by noise.")
     hop_scaling: str = option("motion", "Augmentation: zoom and gain scale the HOP's encoded motion "
                               "('motion') or its grey levels ('grey', earlier versions).",
-                              choices=("motion", "grey"))
+                              choices=HOP_SCALINGS)
 
     ABSENT_MEANS = {"hop_scaling": "grey"}
 
@@ -248,8 +249,8 @@ class AugmentConfig:
             raise HOFAMInputError(f"augment min_crop must be in (0, max_crop={self.max_crop}], got {self.min_crop}")
         if self.hop_gain < 1:
             raise HOFAMInputError(f"augment hop_gain must be >= 1, got {self.hop_gain}")
-        if self.hop_scaling not in ("motion", "grey"):
-            raise HOFAMInputError(f"augment hop_scaling must be 'motion' or 'grey', got {self.hop_scaling!r}")
+        if self.hop_scaling not in HOP_SCALINGS:
+            raise HOFAMInputError(f"augment hop_scaling must be one of {HOP_SCALINGS}, got {self.hop_scaling!r}")
         for name in ("flip", "grey", "blur", "frame_drop"):
             if not 0 <= getattr(self, name) <= 1:
                 raise HOFAMInputError(f"augment {name} is a probability, got {getattr(self, name)}")
