@@ -201,7 +201,8 @@ class AugmentConfig:
     and a horizontal flip with probability ``flip``. Zooming by 1/s makes objects and their motion
     1/s times larger, so the HOP's motion is scaled by 1/s too ("zoom-consistent", see
     ``hop_scaling``). A side above 1 zooms out: the tile shrinks inside a black border with no
-    motion and weight 0 (outside the loss).
+    motion and weight 0 (outside the loss). Default [0.6, 1.6], the zoom out chosen on the
+    leave-scenes-out benchmark (run configs written before ``max_crop`` mean 1).
     Frame only: brightness shift (+-brightness of the range), contrast factor in
     [1-contrast, 1+contrast], per-channel colour gain in [1-colour, 1+colour], greyscale with
     probability ``grey``, Gaussian noise of std up to ``noise`` (fraction of the range), and a
@@ -223,7 +224,7 @@ class AugmentConfig:
     enabled: bool = option(True, "Augment training batches (crops, flips, photometric, HOP gain).",
                            flag="augment")
     min_crop: float = option(0.6, "Augmentation: smallest crop side, as a fraction of the tile.")
-    max_crop: float = option(1.0, "Augmentation: largest crop side; above 1 the tile is also zoomed "
+    max_crop: float = option(1.6, "Augmentation: largest crop side; above 1 the tile is also zoomed "
                              "out (objects and motion shrink, the border is black and left out of the loss).")
     flip: float = option(0.5, "Augmentation: probability of a horizontal flip.", flag="aug_flip")
     brightness: float = option(0.2, "Augmentation: largest brightness shift (fraction of the range).",
@@ -240,7 +241,8 @@ class AugmentConfig:
                               "('motion') or its grey levels ('grey', earlier versions).",
                               choices=HOP_SCALINGS)
 
-    ABSENT_MEANS = {"hop_scaling": "grey"}
+    # Fields added after run configs were first written, with the value an absent key stands for.
+    ABSENT_MEANS = {"hop_scaling": "grey", "max_crop": 1.0}
 
     def __post_init__(self) -> None:
         if not 1 <= self.max_crop <= 3:

@@ -12,7 +12,7 @@ from hofam_tf.errors import HOFAMInputError
 from hofam_tf.flow import LOG_SATURATION_PX, encode_hop
 from hofam_tf.losses import size_factor
 
-OFF = AugmentConfig(min_crop=1.0, flip=0.0, brightness=0.0, contrast=0.0, colour=0.0, grey=0.0,
+OFF = AugmentConfig(min_crop=1.0, max_crop=1.0, flip=0.0, brightness=0.0, contrast=0.0, colour=0.0, grey=0.0,
                     noise=0.0, blur=0.0, hop_gain=1.0, frame_drop=0.0)
 
 
@@ -143,7 +143,9 @@ def test_hop_gain_range(scaling):
 def test_old_run_configs_keep_grey_scaling():
     recorded = RunConfig().to_dict()
     del recorded["augment"]["hop_scaling"]  # a config.json written before the field
+    del recorded["augment"]["max_crop"]
     assert RunConfig.from_dict(recorded).augment.hop_scaling == "grey"
+    assert RunConfig.from_dict(recorded).augment.max_crop == 1.0  # no zoom out then
     assert RunConfig.from_dict(RunConfig().to_dict()).augment.hop_scaling == "motion"
     with pytest.raises(HOFAMInputError, match="hop_scaling"):
         AugmentConfig(hop_scaling="log")
