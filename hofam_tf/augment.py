@@ -23,12 +23,10 @@ record none (the authors' demo composites, their own HOP) are scaled as if made 
 """
 from __future__ import annotations
 
-import math
-
 import tensorflow as tf
 
 from hofam_tf.config import FRAME_KEY, HOP_KEY, AugmentConfig, FlowConfig
-from hofam_tf.flow import LOG_SATURATION_PX
+from hofam_tf.flow import log_span
 
 def _uniform(seed, batch, low=0.0, high=1.0):
     return tf.random.stateless_uniform([batch], seed, minval=low, maxval=high)
@@ -65,7 +63,7 @@ def scale_motion(hop, factor, cfg: AugmentConfig, flow: FlowConfig):
     255 * log1p(factor * expm1(v * L / 255)) / L (the rounding of the encoder is not repeated)."""
     if cfg.hop_scaling == "grey" or flow.encoding != "log":
         return tf.minimum(hop * factor, 255.0)
-    top = math.log1p(flow.scale * LOG_SATURATION_PX)
+    top = log_span(flow.scale)
     moved = factor * tf.math.expm1(hop * (top / 255.0))
     return tf.minimum(255.0 * tf.math.log1p(moved) / top, 255.0)
 

@@ -16,6 +16,7 @@ Conventions (documented in the README, "Hierarchical optical flow"):
 from __future__ import annotations
 
 import functools
+import math
 import threading
 from pathlib import Path
 
@@ -80,13 +81,18 @@ def estimate_flow(gray_t: np.ndarray, gray_ref: np.ndarray, cfg: FlowConfig) -> 
 LOG_SATURATION_PX = 64.0  # "log" encoding: displacement that maps to 255
 
 
+def log_span(scale: float) -> float:
+    """The "log" encoding's denominator: grey level 255 stands for log1p(scale * 64)."""
+    return math.log1p(scale * LOG_SATURATION_PX)
+
+
 def encode_magnitude(flow: np.ndarray, scale: float, gain: int, encoding: str = "linear") -> np.ndarray:
     """float32 [H,W,2] -> uint8 [H,W] motion map (``FlowConfig.encoding``): "linear" is
     clip(gain * round(scale * |flow|), 0, 255); "log" is
     clip(round(255 * log1p(scale * |flow|) / log1p(scale * 64)), 0, 255)."""
     mag = np.sqrt(flow[..., 0] ** 2 + flow[..., 1] ** 2)
     if encoding == "log":
-        quant = np.rint(255.0 * np.log1p(scale * mag) / np.log1p(scale * LOG_SATURATION_PX))
+        quant = np.rint(255.0 * np.log1p(scale * mag) / log_span(scale))
         return np.clip(quant, 0, 255).astype(np.uint8)
     quant = np.rint(mag * scale)
     return np.clip(quant * gain, 0, 255).astype(np.uint8)

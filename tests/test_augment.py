@@ -64,6 +64,12 @@ def _uniform_hop(b, magnitude, flow):
     return np.repeat(grey[None], b, 0)
 
 
+def _drawn_sides(seed, batch, min_crop):
+    """The crop sides ``geometry`` draws with ``seed`` (no zoom out)."""
+    _, side = crop_boxes(tf.random.experimental.stateless_split(seed, 2)[0], batch, min_crop)
+    return side
+
+
 @pytest.mark.parametrize("encoding", ["log", "linear"])
 def test_zoom_scales_the_encoded_motion(encoding):
     # zooming in by 1/side makes every displacement 1/side times larger: the augmented HOP must be
@@ -72,7 +78,7 @@ def test_zoom_scales_the_encoded_motion(encoding):
     ex = dict(_batch(4), hop=tf.constant(_uniform_hop(4, 1.5, flow)))
     seed = tf.constant([9, 9], tf.int64)
     out = geometry(ex, seed, dataclasses.replace(OFF, min_crop=0.5), flow)["hop"].numpy()
-    _, side = crop_boxes(tf.random.experimental.stateless_split(seed, 2)[0], 4, 0.5)  # geometry's draw
+    side = _drawn_sides(seed, 4, 0.5)
     assert (side.numpy() < 0.95).any()
     for i, s in enumerate(side.numpy()):
         expected = _uniform_hop(1, 1.5 / s, flow)[0].astype(np.float32)
@@ -106,7 +112,7 @@ def test_grey_scaling_multiplies_the_grey_levels():
     ex = _batch(4)
     seed = tf.constant([9, 9], tf.int64)
     out = geometry(ex, seed, dataclasses.replace(OFF, min_crop=0.5, hop_scaling="grey"), FlowConfig())
-    _, side = crop_boxes(tf.random.experimental.stateless_split(seed, 2)[0], 4, 0.5)
+    side = _drawn_sides(seed, 4, 0.5)
     np.testing.assert_allclose(out["hop"].numpy().mean(axis=(1, 2, 3)), np.minimum(40.0 / side.numpy(), 255.0),
                                rtol=1e-4)
 
