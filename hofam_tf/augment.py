@@ -68,6 +68,43 @@ def scale_motion(hop, factor, cfg: AugmentConfig, flow: FlowConfig):
     return tf.minimum(255.0 * tf.math.log1p(moved) / top, 255.0)
 
 
+def _decode(hop, flow: FlowConfig):
+    """HOP grey levels -> motion in units of ``flow.scale`` * tile pixels (times the channel gains
+    under "linear", whose grey levels are those units already)."""
+    if flow.encoding != "log":
+        return hop
+    return tf.math.expm1(hop * (log_span(flow.scale) / 255.0))
+
+
+def _encode(motion, flow: FlowConfig):
+    """Inverse of ``_decode``, clipped to [0, 255] (the encoder's rounding is not repeated)."""
+    if flow.encoding != "log":
+        return tf.clip_by_value(motion, 0.0, 255.0)
+    return tf.clip_by_value(255.0 * tf.math.log1p(motion) / log_span(flow.scale), 0.0, 255.0)
+
+
+def motion_noise(hop, seed, cfg: AugmentConfig, flow: FlowConfig = FlowConfig()):
+    """Adds a flow-noise floor to the HOP (float [B,H,W,3] in [0, 255]): per image and channel a
+    smooth random field n >= 0 of mean amplitude a (tile pixels), a drawn uniformly in
+    [0, cfg.hop_noise]; the field is |N(0,1)| on a ``cfg.hop_noise_grid``-square grid, resized
+    bilinearly to the tile and divided by its own mean. It is added to the motion m in
+    quadrature, sqrt(m^2 + n^2), as a displacement of random direction would be on average:
+    a still background shows about a pixels of motion, a fast object keeps its own. Labels are
+    unchanged: the model must learn that a weak, blotchy motion floor (camera shake, compression,
+    flicker) is background."""
+    seeds = tf.random.experimental.stateless_split(seed, 2)
+    batch, size = tf.shape(hop)[0], tf.shape(hop)[1:3]
+    grid = cfg.hop_noise_grid
+    coarse = tf.abs(tf.random.stateless_normal([batch, grid, grid, 3], seeds[0]))
+    field = tf.image.resize(coarse, size, method="bilinear")
+    field = field / tf.maximum(tf.reduce_mean(field, axis=[1, 2], keepdims=True), 1e-6)
+    amplitude = _per_image(_uniform(seeds[1], batch, 0.0, cfg.hop_noise))
+    gains = tf.constant([float(g) for g in flow.gains]) if flow.encoding != "log" else tf.ones([3])
+    noise = field * amplitude * flow.scale * gains
+    motion = _decode(tf.cast(hop, tf.float32), flow)
+    return _encode(tf.sqrt(tf.square(motion) + tf.square(noise)), flow)
+
+
 def geometry(ex: dict, seed, cfg: AugmentConfig, flow: FlowConfig = FlowConfig()) -> dict:
     """Same random crop and flip for frame, HOP, mask and weight; the HOP's motion scaled by
     1/side (``scale_motion``). Outside the tile (zoom out) everything is 0: a black frame, no
@@ -125,4 +162,7 @@ def augment_batch(ex: dict, seed, cfg: AugmentConfig, flow: FlowConfig = FlowCon
     out = geometry(ex, seeds[0], cfg, flow)
     out[FRAME_KEY] = photometric(out[FRAME_KEY], seeds[1], cfg)
     out[HOP_KEY] = hop_gain(out[HOP_KEY], seeds[2], cfg, flow)
+    if cfg.hop_noise > 0:  # its own seed, so the other draws are those of runs without it
+        noise_seed = tf.random.experimental.stateless_fold_in(tf.cast(seed, tf.int64), 3)
+        out[HOP_KEY] = motion_noise(out[HOP_KEY], noise_seed, cfg, flow)
     return out

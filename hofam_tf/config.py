@@ -215,6 +215,10 @@ class AugmentConfig:
       to. "grey" (earlier versions): the grey levels themselves are multiplied, which is the same
       thing for the "linear" encoding only; under "log" it also multiplies the background's noise
       level and stretches the scale non-uniformly. Run configs written before this field mean "grey".
+    hop_noise: a flow-noise floor added to the HOP (``augment.motion_noise``): a smooth random
+      field of mean amplitude drawn in [0, hop_noise] tile pixels, added in quadrature to the
+      motion, labels unchanged, so weak blotchy motion (camera shake, compression, flicker) is
+      learnt as background. 0 turns it off (and is what run configs written before it mean).
     frame_drop: probability that an example's frame is replaced by uniform random noise, so the
     model must find the foreground from the motion alone and cannot lean on memorised scene
     looks (noise rather than a flat frame: a constant input makes the layer norm's gradients
@@ -237,18 +241,26 @@ class AugmentConfig:
     blur: float = option(0.2, "Augmentation: probability of a 3x3 blur.", flag="aug_blur")
     hop_gain: float = option(2.0, "Augmentation: HOP gain drawn log-uniformly in [1/g, g].")
     frame_drop: float = option(0.3, "Augmentation: probability that the frame is replaced by noise.")
+    hop_noise: float = option(0.0, "Augmentation: largest mean amplitude (tile pixels) of a smooth "
+                              "flow-noise floor added to the HOP; 0 is off.")
+    hop_noise_grid: int = option(8, "Augmentation: the noise floor's field is drawn on this square "
+                                 "grid and resized to the tile (smaller is smoother).")
     hop_scaling: str = option("motion", "Augmentation: zoom and gain scale the HOP's encoded motion "
                               "('motion') or its grey levels ('grey', earlier versions).",
                               choices=HOP_SCALINGS)
 
     # Fields added after run configs were first written, with the value an absent key stands for.
-    ABSENT_MEANS = {"hop_scaling": "grey", "max_crop": 1.0}
+    ABSENT_MEANS = {"hop_scaling": "grey", "max_crop": 1.0, "hop_noise": 0.0}
 
     def __post_init__(self) -> None:
         if not 1 <= self.max_crop <= 3:
             raise HOFAMInputError(f"augment max_crop must be in [1, 3], got {self.max_crop}")
         if not 0 < self.min_crop <= self.max_crop:
             raise HOFAMInputError(f"augment min_crop must be in (0, max_crop={self.max_crop}], got {self.min_crop}")
+        if self.hop_noise < 0:
+            raise HOFAMInputError(f"augment hop_noise must be >= 0, got {self.hop_noise}")
+        if self.hop_noise_grid < 1:
+            raise HOFAMInputError(f"augment hop_noise_grid must be >= 1, got {self.hop_noise_grid}")
         if self.hop_gain < 1:
             raise HOFAMInputError(f"augment hop_gain must be >= 1, got {self.hop_gain}")
         if self.hop_scaling not in HOP_SCALINGS:

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from hofam_tf.augment import augment_batch, crop_boxes, geometry, scale_motion
+from hofam_tf.augment import augment_batch, crop_boxes, geometry, motion_noise, scale_motion
 from hofam_tf.config import AugmentConfig, FlowConfig, LossConfig, RunConfig
 from hofam_tf.data import build_dataset
 from hofam_tf.errors import HOFAMInputError
@@ -152,9 +152,57 @@ def test_old_run_configs_keep_grey_scaling():
     del recorded["augment"]["max_crop"]
     assert RunConfig.from_dict(recorded).augment.hop_scaling == "grey"
     assert RunConfig.from_dict(recorded).augment.max_crop == 1.0  # no zoom out then
+    del recorded["augment"]["hop_noise"]
+    assert RunConfig.from_dict(recorded).augment.hop_noise == 0.0
     assert RunConfig.from_dict(RunConfig().to_dict()).augment.hop_scaling == "motion"
     with pytest.raises(HOFAMInputError, match="hop_scaling"):
         AugmentConfig(hop_scaling="log")
+
+
+@pytest.mark.parametrize("encoding", ["log", "linear"])
+def test_motion_noise_adds_in_quadrature_what_the_encoder_would_show(encoding):
+    # a one-cell grid makes the field flat, so each image gets one amplitude a everywhere; a still
+    # half must show a pixels of motion, and a half moving m pixels the encoder's sqrt(m^2 + a^2)
+    flow = FlowConfig(encoding=encoding)
+    still = np.zeros((4, 256, 128, 3), np.uint8)
+    moving = _uniform_hop(4, 3.0, flow)[:, :, 128:]
+    hop = tf.constant(np.concatenate([still, moving], axis=2), tf.float32)
+    cfg = dataclasses.replace(OFF, hop_noise=2.0, hop_noise_grid=1)
+    out = motion_noise(hop, tf.constant([4, 2], tf.int64), cfg, flow).numpy()
+    rounding = 0.5 if encoding == "log" else 0.5 * max(flow.gains) + 0.5  # the encoder rounds before its gains
+    candidates = np.linspace(0.0, 2.5, 501)
+    amplitudes = []
+    for i in range(4):  # the amplitude whose encoding the still half shows
+        errors = [np.abs(_uniform_hop(1, px, flow)[0, 0, 0] - out[i, 0, 0]).max() for px in candidates]
+        px = candidates[int(np.argmin(errors))]
+        assert min(errors) <= rounding, f"still half {out[i, 0, 0]} is no encoded motion in [0, 2.5] px"
+        assert np.ptp(out[i, :, :128], axis=(0, 1)).max() < 1e-3  # flat
+        expected = _uniform_hop(1, np.hypot(3.0, px), flow)[0, 0, 0].astype(np.float32)
+        np.testing.assert_allclose(out[i, :, 128:], np.broadcast_to(expected, out[i, :, 128:].shape), atol=rounding + 0.5)
+        amplitudes.append(px)
+    assert max(amplitudes) <= 2.0 + 0.01 and np.ptp(amplitudes) > 0.2  # drawn in [0, hop_noise]
+
+
+def test_motion_noise_is_a_smooth_floor_and_leaves_everything_else_alone():
+    ex = dict(_batch(4), hop=tf.zeros((4, 256, 256, 3), tf.uint8))
+    cfg = dataclasses.replace(OFF, hop_noise=1.0)
+    out = augment_batch(ex, [3, 5], cfg)
+    for k in ("frame", "mask", "weight"):
+        np.testing.assert_array_equal(out[k].numpy(), tf.cast(ex[k], tf.float32).numpy())
+    hop = out["hop"].numpy()
+    assert (hop >= 0).all() and hop.max() <= 255 and hop.mean() > 5
+    flow = FlowConfig()  # decoded to pixels of motion
+    px = np.expm1(hop * np.log1p(flow.scale * LOG_SATURATION_PX) / 255) / flow.scale
+    assert np.abs(np.diff(px, axis=1)).max() < 0.2 and np.abs(np.diff(px, axis=2)).max() < 0.2  # smooth
+    mean_px = px.mean(axis=(1, 2))  # each image's mean is its amplitude, at most 1 px
+    assert (mean_px <= 1.0 + 1e-3).all() and np.ptp(mean_px[:, 0]) > 0.05
+    np.testing.assert_array_equal(augment_batch(ex, [3, 5], OFF)["hop"].numpy(), 0)  # off: none
+    # its own seed: the other draws are those of the same run without it
+    full = dataclasses.replace(AugmentConfig(), hop_noise=0.0)
+    with_noise = augment_batch(_batch(4), [3, 5], dataclasses.replace(full, hop_noise=1.0))
+    without = augment_batch(_batch(4), [3, 5], full)
+    np.testing.assert_array_equal(with_noise["frame"].numpy(), without["frame"].numpy())
+    assert not np.array_equal(with_noise["hop"].numpy(), without["hop"].numpy())
 
 
 def test_beta_after_a_crop_that_keeps_every_object_is_exact():
@@ -183,6 +231,10 @@ def test_bad_settings_are_refused():
         AugmentConfig(hop_gain=0.5)
     with pytest.raises(HOFAMInputError, match="flip"):
         AugmentConfig(flip=1.5)
+    with pytest.raises(HOFAMInputError, match="hop_noise"):
+        AugmentConfig(hop_noise=-0.1)
+    with pytest.raises(HOFAMInputError, match="hop_noise_grid"):
+        AugmentConfig(hop_noise_grid=0)
 
 
 def test_training_pipeline_augments_real_records(cdnet_records):
