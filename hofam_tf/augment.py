@@ -20,6 +20,8 @@ records' encoding (``FlowConfig.encoding``, ``hofam_tf.flow.encode_magnitude``),
 encoded again (``scale_motion``); "grey" multiplies the grey levels, as earlier versions did.
 Training passes the run's flow settings, which come from the records' dataset.json; records that
 record none (the authors' demo composites, their own HOP) are scaled as if made with them.
+The flow-noise floor (``motion_noise``, ``AugmentConfig.hop_noise``) is added last, to the motion
+decoded the same way, on a seed of its own.
 """
 from __future__ import annotations
 
@@ -55,19 +57,6 @@ def crop_boxes(seed, batch, min_crop: float, max_crop: float = 1.0):
     return tf.stack([y0, x0, y0 + side, x0 + side], axis=1), side
 
 
-def scale_motion(hop, factor, cfg: AugmentConfig, flow: FlowConfig):
-    """HOP grey levels (float [B,H,W,3] in [0, 255]) of motion ``factor`` (float [B,1,1,1]) times
-    larger, clipped to 255. "linear" HOPs (grey = gain * round(scale * |F|)) and
-    ``hop_scaling="grey"`` multiply the grey levels. A "log" HOP with ``hop_scaling="motion"``: grey
-    v encodes scale * |F| = expm1(v * L / 255), L = log1p(scale * 64), so the result is
-    255 * log1p(factor * expm1(v * L / 255)) / L (the rounding of the encoder is not repeated)."""
-    if cfg.hop_scaling == "grey" or flow.encoding != "log":
-        return tf.minimum(hop * factor, 255.0)
-    top = log_span(flow.scale)
-    moved = factor * tf.math.expm1(hop * (top / 255.0))
-    return tf.minimum(255.0 * tf.math.log1p(moved) / top, 255.0)
-
-
 def _decode(hop, flow: FlowConfig):
     """HOP grey levels -> motion in units of ``flow.scale`` * tile pixels (times the channel gains
     under "linear", whose grey levels are those units already)."""
@@ -81,6 +70,17 @@ def _encode(motion, flow: FlowConfig):
     if flow.encoding != "log":
         return tf.clip_by_value(motion, 0.0, 255.0)
     return tf.clip_by_value(255.0 * tf.math.log1p(motion) / log_span(flow.scale), 0.0, 255.0)
+
+
+def scale_motion(hop, factor, cfg: AugmentConfig, flow: FlowConfig):
+    """HOP grey levels (float [B,H,W,3] in [0, 255]) of motion ``factor`` (float [B,1,1,1]) times
+    larger, clipped to 255. "linear" HOPs (grey = gain * round(scale * |F|)) and
+    ``hop_scaling="grey"`` multiply the grey levels. A "log" HOP with ``hop_scaling="motion"``: grey
+    v encodes scale * |F| = expm1(v * L / 255), L = log1p(scale * 64), so the result is
+    255 * log1p(factor * expm1(v * L / 255)) / L (the rounding of the encoder is not repeated)."""
+    if cfg.hop_scaling == "grey" or flow.encoding != "log":
+        return tf.minimum(hop * factor, 255.0)
+    return _encode(factor * _decode(hop, flow), flow)
 
 
 def motion_noise(hop, seed, cfg: AugmentConfig, flow: FlowConfig = FlowConfig()):
