@@ -57,18 +57,23 @@ def crop_boxes(seed, batch, min_crop: float, max_crop: float = 1.0):
     return tf.stack([y0, x0, y0 + side, x0 + side], axis=1), side
 
 
+def _gains(flow: FlowConfig):
+    """The "linear" encoding's per-channel multipliers (R, G, B) as a broadcastable tensor."""
+    return tf.constant([float(g) for g in flow.gains])
+
+
 def _decode(hop, flow: FlowConfig):
-    """HOP grey levels -> motion in units of ``flow.scale`` * tile pixels (times the channel gains
-    under "linear", whose grey levels are those units already)."""
+    """HOP grey levels (R, G, B) -> motion in units of ``flow.scale`` * tile pixels, through the
+    records' encoding ("linear": grey / channel gain; "log": expm1(grey * L / 255))."""
     if flow.encoding != "log":
-        return hop
+        return hop / _gains(flow)
     return tf.math.expm1(hop * (log_span(flow.scale) / 255.0))
 
 
 def _encode(motion, flow: FlowConfig):
     """Inverse of ``_decode``, clipped to [0, 255] (the encoder's rounding is not repeated)."""
     if flow.encoding != "log":
-        return tf.clip_by_value(motion, 0.0, 255.0)
+        return tf.clip_by_value(motion * _gains(flow), 0.0, 255.0)
     return tf.clip_by_value(255.0 * tf.math.log1p(motion) / log_span(flow.scale), 0.0, 255.0)
 
 
@@ -98,9 +103,7 @@ def motion_noise(hop, seed, cfg: AugmentConfig, flow: FlowConfig = FlowConfig())
     coarse = tf.abs(tf.random.stateless_normal([batch, grid, grid, 3], seeds[0]))
     field = tf.image.resize(coarse, size, method="bilinear")
     field = field / tf.maximum(tf.reduce_mean(field, axis=[1, 2], keepdims=True), 1e-6)
-    amplitude = _per_image(_uniform(seeds[1], batch, 0.0, cfg.hop_noise))
-    gains = tf.constant([float(g) for g in flow.gains]) if flow.encoding != "log" else tf.ones([3])
-    noise = field * amplitude * flow.scale * gains
+    noise = field * _per_image(_uniform(seeds[1], batch, 0.0, cfg.hop_noise)) * flow.scale
     motion = _decode(tf.cast(hop, tf.float32), flow)
     return _encode(tf.sqrt(tf.square(motion) + tf.square(noise)), flow)
 
@@ -158,11 +161,12 @@ def hop_gain(hop, seed, cfg: AugmentConfig, flow: FlowConfig = FlowConfig()):
 def augment_batch(ex: dict, seed, cfg: AugmentConfig, flow: FlowConfig = FlowConfig()) -> dict:
     """Augments one parsed batch (see module docstring). ``seed``: int [2] stateless seed;
     ``flow``: the settings the batch's HOP images were made with (their encoding)."""
-    seeds = tf.random.experimental.stateless_split(tf.cast(seed, tf.int64), 3)
+    seed = tf.cast(seed, tf.int64)
+    seeds = tf.random.experimental.stateless_split(seed, 3)
     out = geometry(ex, seeds[0], cfg, flow)
     out[FRAME_KEY] = photometric(out[FRAME_KEY], seeds[1], cfg)
     out[HOP_KEY] = hop_gain(out[HOP_KEY], seeds[2], cfg, flow)
     if cfg.hop_noise > 0:  # its own seed, so the other draws are those of runs without it
-        noise_seed = tf.random.experimental.stateless_fold_in(tf.cast(seed, tf.int64), 3)
+        noise_seed = tf.random.experimental.stateless_fold_in(seed, 3)
         out[HOP_KEY] = motion_noise(out[HOP_KEY], noise_seed, cfg, flow)
     return out
