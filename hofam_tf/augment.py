@@ -108,6 +108,19 @@ def motion_noise(hop, seed, cfg: AugmentConfig, flow: FlowConfig = FlowConfig())
     return _encode(tf.sqrt(tf.square(motion) + tf.square(noise)), flow)
 
 
+def still_examples(ex: dict, seed, cfg: AugmentConfig) -> dict:
+    """With probability ``cfg.still`` per example, takes the motion away: the HOP becomes 0 (no
+    motion in any encoding) and the mask all background; frame and weight are kept. A frame's
+    objects then have to move to count, so appearance alone (lane markings, furniture) is not
+    learnt as foreground."""
+    batch = tf.shape(ex[HOP_KEY])[0]
+    still = _per_image(_uniform(seed, batch) < cfg.still)
+    out = dict(ex)
+    out[HOP_KEY] = tf.where(still, tf.zeros_like(ex[HOP_KEY]), ex[HOP_KEY])
+    out["mask"] = tf.where(still, tf.zeros_like(ex["mask"]), ex["mask"])
+    return out
+
+
 def geometry(ex: dict, seed, cfg: AugmentConfig, flow: FlowConfig = FlowConfig()) -> dict:
     """Same random crop and flip for frame, HOP, mask and weight; the HOP's motion scaled by
     1/side (``scale_motion``). Outside the tile (zoom out) everything is 0: a black frame, no
@@ -166,6 +179,8 @@ def augment_batch(ex: dict, seed, cfg: AugmentConfig, flow: FlowConfig = FlowCon
     out = geometry(ex, seeds[0], cfg, flow)
     out[FRAME_KEY] = photometric(out[FRAME_KEY], seeds[1], cfg)
     out[HOP_KEY] = hop_gain(out[HOP_KEY], seeds[2], cfg, flow)
+    if cfg.still > 0:  # its own seed too
+        out = still_examples(out, tf.random.experimental.stateless_fold_in(seed, 4), cfg)
     if cfg.hop_noise > 0:  # its own seed, so the other draws are those of runs without it
         noise_seed = tf.random.experimental.stateless_fold_in(seed, 3)
         out[HOP_KEY] = motion_noise(out[HOP_KEY], noise_seed, cfg, flow)

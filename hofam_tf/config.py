@@ -220,6 +220,10 @@ class AugmentConfig:
       motion, labels unchanged, so weak blotchy motion (camera shake, compression, flicker) is
       learnt as background. Default 1, chosen on the leave-scenes-out benchmark; 0 turns it off
       (and is what run configs written before it mean).
+    still: probability that an example's motion is taken away (``augment.still_examples``): its
+      HOP becomes that of a scene where nothing moves (grey level 0, then the noise floor) and its
+      mask becomes all background, so the model learns that what a frame shows without motion is
+      not foreground (lane markings, shelves, a person-shaped poster). 0 is off.
     frame_drop: probability that an example's frame is replaced by uniform random noise, so the
     model must find the foreground from the motion alone and cannot lean on memorised scene
     looks (noise rather than a flat frame: a constant input makes the layer norm's gradients
@@ -244,6 +248,8 @@ class AugmentConfig:
     frame_drop: float = option(0.3, "Augmentation: probability that the frame is replaced by noise.")
     hop_noise: float = option(1.0, "Augmentation: largest mean amplitude (tile pixels) of a smooth "
                               "flow-noise floor added to the HOP; 0 is off.")
+    still: float = option(0.0, "Augmentation: probability that an example's motion is removed "
+                          "(HOP of a still scene, all-background mask).", flag="aug_still")
     hop_noise_grid: int = option(8, "Augmentation: the noise floor's field is drawn on this square "
                                  "grid and resized to the tile (smaller is smoother).")
     hop_scaling: str = option("motion", "Augmentation: zoom and gain scale the HOP's encoded motion "
@@ -251,7 +257,7 @@ class AugmentConfig:
                               choices=HOP_SCALINGS)
 
     # Fields added after run configs were first written, with the value an absent key stands for.
-    ABSENT_MEANS = {"hop_scaling": "grey", "max_crop": 1.0, "hop_noise": 0.0}
+    ABSENT_MEANS = {"hop_scaling": "grey", "max_crop": 1.0, "hop_noise": 0.0, "still": 0.0}
 
     def __post_init__(self) -> None:
         if not 1 <= self.max_crop <= 3:
@@ -266,7 +272,7 @@ class AugmentConfig:
             raise HOFAMInputError(f"augment hop_gain must be >= 1, got {self.hop_gain}")
         if self.hop_scaling not in HOP_SCALINGS:
             raise HOFAMInputError(f"augment hop_scaling must be one of {HOP_SCALINGS}, got {self.hop_scaling!r}")
-        for name in ("flip", "grey", "blur", "frame_drop"):
+        for name in ("flip", "grey", "blur", "frame_drop", "still"):
             if not 0 <= getattr(self, name) <= 1:
                 raise HOFAMInputError(f"augment {name} is a probability, got {getattr(self, name)}")
         for name in ("brightness", "contrast", "colour", "noise"):

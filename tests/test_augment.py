@@ -154,6 +154,8 @@ def test_old_run_configs_keep_grey_scaling():
     assert RunConfig.from_dict(recorded).augment.max_crop == 1.0  # no zoom out then
     del recorded["augment"]["hop_noise"]
     assert RunConfig.from_dict(recorded).augment.hop_noise == 0.0
+    del recorded["augment"]["still"]
+    assert RunConfig.from_dict(recorded).augment.still == 0.0
     assert RunConfig.from_dict(RunConfig().to_dict()).augment.hop_scaling == "motion"
     with pytest.raises(HOFAMInputError, match="hop_scaling"):
         AugmentConfig(hop_scaling="log")
@@ -205,6 +207,33 @@ def test_motion_noise_is_a_smooth_floor_and_leaves_everything_else_alone():
     assert not np.array_equal(with_noise["hop"].numpy(), without["hop"].numpy())
 
 
+def test_still_examples_lose_their_motion_and_their_foreground_only():
+    ex = _batch(16)
+    cfg = dataclasses.replace(OFF, still=0.5)
+    out = augment_batch(ex, [7, 1], cfg)
+    hop, mask = out["hop"].numpy(), out["mask"].numpy()
+    still = hop.max(axis=(1, 2, 3)) == 0
+    assert 3 <= still.sum() <= 13  # about half of 16
+    np.testing.assert_array_equal(mask[still], 0)  # nothing moves, nothing is foreground
+    kept = tf.cast(ex["mask"], tf.float32).numpy()[~still]
+    np.testing.assert_array_equal(mask[~still], kept)
+    np.testing.assert_array_equal(hop[~still], 40)
+    for k in ("frame", "weight"):  # the frame still shows its objects
+        np.testing.assert_array_equal(out[k].numpy(), tf.cast(ex[k], tf.float32).numpy())
+    assert (out["frame"].numpy()[still, ..., 0] == 255).any()
+    # with the noise floor on, a still example shows the floor only; its own seed leaves the other
+    # draws as they were
+    full = AugmentConfig()
+    with_still = augment_batch(_batch(16), [7, 1], dataclasses.replace(full, still=0.5))
+    without = augment_batch(_batch(16), [7, 1], full)
+    np.testing.assert_array_equal(with_still["frame"].numpy(), without["frame"].numpy())
+    floor = with_still["hop"].numpy()[still]  # decoded to pixels of motion: the floor, at most 1 px
+    px = np.expm1(floor * np.log1p(FlowConfig().scale * LOG_SATURATION_PX) / 255) / FlowConfig().scale
+    assert floor.max() > 0 and (px.mean(axis=(1, 2)) <= full.hop_noise + 1e-3).all()
+    np.testing.assert_array_equal(with_still["mask"].numpy()[still], 0)
+    assert with_still["mask"].numpy()[~still].sum() > 0
+
+
 def test_beta_after_a_crop_that_keeps_every_object_is_exact():
     """The loss's beta from (cropped N_fg, stored target_num) equals beta from connected components
     of the augmented mask itself."""
@@ -235,6 +264,8 @@ def test_bad_settings_are_refused():
         AugmentConfig(hop_noise=-0.1)
     with pytest.raises(HOFAMInputError, match="hop_noise_grid"):
         AugmentConfig(hop_noise_grid=0)
+    with pytest.raises(HOFAMInputError, match="still"):
+        AugmentConfig(still=-0.2)
 
 
 def test_training_pipeline_augments_real_records(cdnet_records):
