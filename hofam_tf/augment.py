@@ -121,6 +121,17 @@ def still_examples(ex: dict, seed, cfg: AugmentConfig) -> dict:
     return out
 
 
+def swap_frames(ex: dict, seed, cfg: AugmentConfig) -> dict:
+    """With probability ``cfg.frame_swap`` per example, its frame becomes the next example's in the
+    batch (the last takes the first's); HOP, mask and weight are kept. A batch of one is left
+    as it is."""
+    batch = tf.shape(ex[FRAME_KEY])[0]
+    swap = _per_image(_uniform(seed, batch) < cfg.frame_swap)
+    out = dict(ex)
+    out[FRAME_KEY] = tf.where(swap, tf.roll(ex[FRAME_KEY], shift=-1, axis=0), ex[FRAME_KEY])
+    return out
+
+
 def geometry(ex: dict, seed, cfg: AugmentConfig, flow: FlowConfig = FlowConfig()) -> dict:
     """Same random crop and flip for frame, HOP, mask and weight; the HOP's motion scaled by
     1/side (``scale_motion``). Outside the tile (zoom out) everything is 0: a black frame, no
@@ -181,6 +192,8 @@ def augment_batch(ex: dict, seed, cfg: AugmentConfig, flow: FlowConfig = FlowCon
     out[HOP_KEY] = hop_gain(out[HOP_KEY], seeds[2], cfg, flow)
     if cfg.still > 0:  # its own seed too
         out = still_examples(out, tf.random.experimental.stateless_fold_in(seed, 4), cfg)
+    if cfg.frame_swap > 0:
+        out = swap_frames(out, tf.random.experimental.stateless_fold_in(seed, 5), cfg)
     if cfg.hop_noise > 0:  # its own seed, so the other draws are those of runs without it
         noise_seed = tf.random.experimental.stateless_fold_in(seed, 3)
         out[HOP_KEY] = motion_noise(out[HOP_KEY], noise_seed, cfg, flow)

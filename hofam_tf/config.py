@@ -224,6 +224,10 @@ class AugmentConfig:
       HOP becomes that of a scene where nothing moves (grey level 0, then the noise floor) and its
       mask becomes all background, so the model learns that what a frame shows without motion is
       not foreground (lane markings, shelves, a person-shaped poster). 0 is off.
+    frame_swap: probability that an example's frame is replaced by the next example's frame in
+      the batch (``augment.swap_frames``; another scene or moment), HOP and labels kept: the frame
+      then shows real-looking objects and textures that the labels say nothing about, and only
+      the motion tells where the foreground is. 0 is off.
     frame_drop: probability that an example's frame is replaced by uniform random noise, so the
     model must find the foreground from the motion alone and cannot lean on memorised scene
     looks (noise rather than a flat frame: a constant input makes the layer norm's gradients
@@ -250,6 +254,8 @@ class AugmentConfig:
                               "flow-noise floor added to the HOP; 0 is off.")
     still: float = option(0.0, "Augmentation: probability that an example's motion is removed "
                           "(HOP of a still scene, all-background mask).", flag="aug_still")
+    frame_swap: float = option(0.0, "Augmentation: probability that the frame is replaced by another "
+                               "example's frame (HOP and labels kept).", flag="aug_frame_swap")
     hop_noise_grid: int = option(8, "Augmentation: the noise floor's field is drawn on this square "
                                  "grid and resized to the tile (smaller is smoother).")
     hop_scaling: str = option("motion", "Augmentation: zoom and gain scale the HOP's encoded motion "
@@ -257,7 +263,8 @@ class AugmentConfig:
                               choices=HOP_SCALINGS)
 
     # Fields added after run configs were first written, with the value an absent key stands for.
-    ABSENT_MEANS = {"hop_scaling": "grey", "max_crop": 1.0, "hop_noise": 0.0, "still": 0.0}
+    ABSENT_MEANS = {"hop_scaling": "grey", "max_crop": 1.0, "hop_noise": 0.0, "still": 0.0,
+                    "frame_swap": 0.0}
 
     def __post_init__(self) -> None:
         if not 1 <= self.max_crop <= 3:
@@ -272,7 +279,7 @@ class AugmentConfig:
             raise HOFAMInputError(f"augment hop_gain must be >= 1, got {self.hop_gain}")
         if self.hop_scaling not in HOP_SCALINGS:
             raise HOFAMInputError(f"augment hop_scaling must be one of {HOP_SCALINGS}, got {self.hop_scaling!r}")
-        for name in ("flip", "grey", "blur", "frame_drop", "still"):
+        for name in ("flip", "grey", "blur", "frame_drop", "still", "frame_swap"):
             if not 0 <= getattr(self, name) <= 1:
                 raise HOFAMInputError(f"augment {name} is a probability, got {getattr(self, name)}")
         for name in ("brightness", "contrast", "colour", "noise"):

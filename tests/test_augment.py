@@ -156,6 +156,8 @@ def test_old_run_configs_keep_grey_scaling():
     assert RunConfig.from_dict(recorded).augment.hop_noise == 0.0
     del recorded["augment"]["still"]
     assert RunConfig.from_dict(recorded).augment.still == 0.0
+    del recorded["augment"]["frame_swap"]
+    assert RunConfig.from_dict(recorded).augment.frame_swap == 0.0
     assert RunConfig.from_dict(RunConfig().to_dict()).augment.hop_scaling == "motion"
     with pytest.raises(HOFAMInputError, match="hop_scaling"):
         AugmentConfig(hop_scaling="log")
@@ -234,6 +236,26 @@ def test_still_examples_lose_their_motion_and_their_foreground_only():
     assert with_still["mask"].numpy()[~still].sum() > 0
 
 
+def test_frame_swap_gives_an_example_the_next_ones_frame_and_keeps_its_labels():
+    ex = _batch(16)
+    out = augment_batch(ex, [2, 9], dataclasses.replace(OFF, frame_swap=0.5))
+    frame = tf.cast(ex["frame"], tf.float32).numpy()
+    swapped = [not np.array_equal(out["frame"].numpy()[i], frame[i]) for i in range(16)]
+    assert 3 <= sum(swapped) <= 13
+    for i in range(16):
+        np.testing.assert_array_equal(out["frame"].numpy()[i], frame[(i + 1) % 16] if swapped[i] else frame[i])
+    for k in ("hop", "mask", "weight"):
+        np.testing.assert_array_equal(out[k].numpy(), tf.cast(ex[k], tf.float32).numpy())
+    one = {k: v[:1] for k, v in ex.items()}  # nothing to swap with
+    np.testing.assert_array_equal(augment_batch(one, [2, 9], dataclasses.replace(OFF, frame_swap=1.0))["frame"].numpy(),
+                                  frame[:1])
+    full = AugmentConfig()  # its own seed: the other draws are as without it
+    with_swap = augment_batch(_batch(16), [2, 9], dataclasses.replace(full, frame_swap=0.5))
+    without = augment_batch(_batch(16), [2, 9], full)
+    for k in ("hop", "mask"):
+        np.testing.assert_array_equal(with_swap[k].numpy(), without[k].numpy())
+
+
 def test_beta_after_a_crop_that_keeps_every_object_is_exact():
     """The loss's beta from (cropped N_fg, stored target_num) equals beta from connected components
     of the augmented mask itself."""
@@ -266,6 +288,8 @@ def test_bad_settings_are_refused():
         AugmentConfig(hop_noise_grid=0)
     with pytest.raises(HOFAMInputError, match="still"):
         AugmentConfig(still=-0.2)
+    with pytest.raises(HOFAMInputError, match="frame_swap"):
+        AugmentConfig(frame_swap=2.0)
 
 
 def test_training_pipeline_augments_real_records(cdnet_records):
