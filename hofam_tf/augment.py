@@ -121,6 +121,19 @@ def still_examples(ex: dict, seed, cfg: AugmentConfig) -> dict:
     return out
 
 
+def spread_motion(hop, seed, cfg: AugmentConfig):
+    """Grey dilation of the HOP (float [B,H,W,3]) by a (2r+1)-square, r an integer drawn per
+    example uniformly in [0, cfg.hop_spread]: r steps of a 3x3 max filter, each example keeping
+    the result of its own r (edges are not extended)."""
+    batch = tf.shape(hop)[0]
+    radius = tf.random.stateless_uniform([batch], seed, 0, cfg.hop_spread + 1, dtype=tf.int32)
+    out = spread = hop
+    for step in range(1, cfg.hop_spread + 1):
+        spread = tf.nn.max_pool2d(spread, 3, 1, "SAME")
+        out = tf.where(_per_image(radius >= step), spread, out)
+    return out
+
+
 def swap_frames(ex: dict, seed, cfg: AugmentConfig) -> dict:
     """With probability ``cfg.frame_swap`` per example, its frame becomes the next example's in the
     batch (the last takes the first's); HOP, mask and weight are kept. A batch of one is left
@@ -192,6 +205,8 @@ def augment_batch(ex: dict, seed, cfg: AugmentConfig, flow: FlowConfig = FlowCon
     out[HOP_KEY] = hop_gain(out[HOP_KEY], seeds[2], cfg, flow)
     if cfg.still > 0:  # its own seed too
         out = still_examples(out, tf.random.experimental.stateless_fold_in(seed, 4), cfg)
+    if cfg.hop_spread > 0:
+        out[HOP_KEY] = spread_motion(out[HOP_KEY], tf.random.experimental.stateless_fold_in(seed, 6), cfg)
     if cfg.frame_swap > 0:
         out = swap_frames(out, tf.random.experimental.stateless_fold_in(seed, 5), cfg)
     if cfg.hop_noise > 0:  # its own seed, so the other draws are those of runs without it

@@ -224,6 +224,11 @@ class AugmentConfig:
       HOP becomes that of a scene where nothing moves (grey level 0, then the noise floor) and its
       mask becomes all background, so the model learns that what a frame shows without motion is
       not foreground (lane markings, shelves, a person-shaped poster). 0 is off.
+    hop_spread: the HOP's motion spread out over its surroundings (``augment.spread_motion``): a
+      grey dilation by a square of radius r tile pixels, r drawn per example in [0, hop_spread],
+      labels unchanged. Optical flow smears an object's motion over the background around it, by
+      more on some scenes than on others (small objects, plain backgrounds, long intervals), so
+      the model has to take the outline from the frame. 0 is off.
     frame_swap: probability that an example's frame is replaced by the next example's frame in
       the batch (``augment.swap_frames``; another scene or moment), HOP and labels kept: the frame
       then shows real-looking objects and textures that the labels say nothing about, and only
@@ -254,6 +259,8 @@ class AugmentConfig:
                               "flow-noise floor added to the HOP; 0 is off.")
     still: float = option(0.0, "Augmentation: probability that an example's motion is removed "
                           "(HOP of a still scene, all-background mask).", flag="aug_still")
+    hop_spread: int = option(0, "Augmentation: largest radius (tile pixels) of a grey dilation of the "
+                             "HOP, drawn per example; 0 is off.")
     frame_swap: float = option(0.0, "Augmentation: probability that the frame is replaced by another "
                                "example's frame (HOP and labels kept).", flag="aug_frame_swap")
     hop_noise_grid: int = option(8, "Augmentation: the noise floor's field is drawn on this square "
@@ -264,7 +271,7 @@ class AugmentConfig:
 
     # Fields added after run configs were first written, with the value an absent key stands for.
     ABSENT_MEANS = {"hop_scaling": "grey", "max_crop": 1.0, "hop_noise": 0.0, "still": 0.0,
-                    "frame_swap": 0.0}
+                    "frame_swap": 0.0, "hop_spread": 0}
 
     def __post_init__(self) -> None:
         if not 1 <= self.max_crop <= 3:
@@ -273,6 +280,8 @@ class AugmentConfig:
             raise HOFAMInputError(f"augment min_crop must be in (0, max_crop={self.max_crop}], got {self.min_crop}")
         if self.hop_noise < 0:
             raise HOFAMInputError(f"augment hop_noise must be >= 0, got {self.hop_noise}")
+        if self.hop_spread < 0:
+            raise HOFAMInputError(f"augment hop_spread must be >= 0, got {self.hop_spread}")
         if self.hop_noise_grid < 1:
             raise HOFAMInputError(f"augment hop_noise_grid must be >= 1, got {self.hop_noise_grid}")
         if self.hop_gain < 1:

@@ -157,6 +157,8 @@ def test_old_run_configs_keep_grey_scaling():
     del recorded["augment"]["still"]
     assert RunConfig.from_dict(recorded).augment.still == 0.0
     del recorded["augment"]["frame_swap"]
+    del recorded["augment"]["hop_spread"]
+    assert RunConfig.from_dict(recorded).augment.hop_spread == 0
     assert RunConfig.from_dict(recorded).augment.frame_swap == 0.0
     assert RunConfig.from_dict(RunConfig().to_dict()).augment.hop_scaling == "motion"
     with pytest.raises(HOFAMInputError, match="hop_scaling"):
@@ -236,6 +238,26 @@ def test_still_examples_lose_their_motion_and_their_foreground_only():
     assert with_still["mask"].numpy()[~still].sum() > 0
 
 
+def test_hop_spread_dilates_the_motion_by_a_square_of_the_drawn_radius():
+    hop = np.zeros((12, 64, 64, 3), np.float32)
+    hop[:, 30:34, 20:24, 0] = 200  # a 4x4 moving patch in the red channel
+    hop[:, 10, 50, 1] = 90  # and a lone pixel of weaker motion in the green one
+    ex = {"frame": tf.zeros((12, 64, 64, 3)), "hop": tf.constant(hop), "mask": tf.zeros((12, 64, 64, 1)),
+          "weight": tf.ones((12, 64, 64, 1))}
+    out = augment_batch(ex, [5, 5], dataclasses.replace(OFF, hop_spread=3))["hop"].numpy()
+    radii = []
+    for i in range(12):
+        side = int(round(np.sqrt((out[i, ..., 1] > 0.5).sum())))  # the lone pixel became a square
+        r = (side - 1) // 2
+        expected = np.zeros((64, 64, 3), np.float32)  # scipy-free: the dilation written out
+        expected[30 - r:34 + r, 20 - r:24 + r, 0] = 200
+        expected[10 - r:11 + r, 50 - r:51 + r, 1] = 90
+        np.testing.assert_allclose(out[i], expected, atol=1e-3)  # gain 1 decodes and encodes again
+        radii.append(r)
+    assert set(radii) <= {0, 1, 2, 3} and len(set(radii)) >= 3  # drawn per example in [0, 3]
+    np.testing.assert_allclose(augment_batch(ex, [5, 5], OFF)["hop"].numpy(), hop, atol=1e-3)  # off: none
+
+
 def test_frame_swap_gives_an_example_the_next_ones_frame_and_keeps_its_labels():
     ex = _batch(16)
     out = augment_batch(ex, [2, 9], dataclasses.replace(OFF, frame_swap=0.5))
@@ -290,6 +312,8 @@ def test_bad_settings_are_refused():
         AugmentConfig(still=-0.2)
     with pytest.raises(HOFAMInputError, match="frame_swap"):
         AugmentConfig(frame_swap=2.0)
+    with pytest.raises(HOFAMInputError, match="hop_spread"):
+        AugmentConfig(hop_spread=-1)
 
 
 def test_training_pipeline_augments_real_records(cdnet_records):
