@@ -37,10 +37,20 @@ def model_inputs(frame, hop) -> dict:
 def section_from_dict(cls, values: dict[str, Any]):
     """One config section from its JSON form (lists become tuples). A recorded section lacking a
     field of the class's ``ABSENT_MEANS`` was made before that field existed and gets the value
-    listed there; an empty section means the defaults."""
+    listed there; an empty section means the defaults. A whole number given for a float field
+    (JSON ``12``) becomes a float."""
     if values:
         values = {**getattr(cls, "ABSENT_MEANS", {}), **values}
-    return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in values.items()})
+    floats = {f.name for f in dataclasses.fields(cls) if isinstance(f.default, float)}
+
+    def value(k, v):
+        if isinstance(v, list):
+            return tuple(v)
+        if k in floats and isinstance(v, int) and not isinstance(v, bool):
+            return float(v)  # JSON writes 12 for 12.0; TF ops want the field's float
+        return v
+
+    return cls(**{k: value(k, v) for k, v in values.items()})
 
 
 def option(default, help: str, flag: str | None = None, choices: tuple | None = None):

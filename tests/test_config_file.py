@@ -73,3 +73,26 @@ def test_config_flags_override_only_what_was_given():
 
     with pytest.raises(HOFAMInputError, match="--taus"):
         config_from_flags(names=("flow",), flag_values=fv2)
+
+
+def test_a_whole_number_for_a_float_field_is_a_float(tmp_path):
+    """A hand-written run.json (or bench --set loss.beta_cap=12) gives 12, not 12.0; the loss's TF
+    ops would refuse an int where the field's float belongs."""
+    import json
+
+    import numpy as np
+    import tensorflow as tf
+
+    from hofam_tf.losses import hofam_loss
+
+    data = RunConfig().to_dict()
+    data["loss"]["beta_cap"] = 12
+    data["augment"]["hop_noise"] = 2
+    (tmp_path / "run.json").write_text(json.dumps(data))
+    cfg = RunConfig.load(tmp_path / "run.json")
+    assert type(cfg.loss.beta_cap) is float and type(cfg.augment.hop_noise) is float
+    assert type(cfg.augment.hop_spread) is int and cfg.flow.taus == (1, 5, 10)  # ints and tuples stay
+    mask = np.zeros((1, 8, 8, 1), np.float32)
+    mask[0, :2, :2] = 1  # 64 / 4 = 16 > the cap of 12
+    out = hofam_loss(tf.zeros((1, 8, 8, 1)), mask, target_num=tf.constant([1]), cfg=cfg.loss)
+    assert np.isfinite(out["loss"].numpy())
