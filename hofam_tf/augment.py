@@ -21,7 +21,9 @@ encoded again (``scale_motion``); "grey" multiplies the grey levels, as earlier 
 Training passes the run's flow settings, which come from the records' dataset.json; records that
 record none (the authors' demo composites, their own HOP) are scaled as if made with them.
 The flow-noise floor (``motion_noise``, ``AugmentConfig.hop_noise``) is added last, to the motion
-decoded the same way, on a seed of its own.
+decoded the same way, on a seed of its own. Before it, and off by default: still examples
+(``still_examples``), the HOP's spread (``spread_motion``) and frame swap (``swap_frames``), each
+on a seed of its own too, so turning one on leaves every other draw as it was.
 """
 from __future__ import annotations
 
