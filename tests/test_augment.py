@@ -13,7 +13,7 @@ from hofam_tf.flow import LOG_SATURATION_PX, encode_hop
 from hofam_tf.losses import size_factor
 
 OFF = AugmentConfig(min_crop=1.0, max_crop=1.0, flip=0.0, brightness=0.0, contrast=0.0, colour=0.0, grey=0.0,
-                    noise=0.0, blur=0.0, hop_gain=1.0, frame_drop=0.0, hop_noise=0.0)
+                    noise=0.0, blur=0.0, hop_gain=1.0, frame_drop=0.0, hop_noise=0.0, hop_spread=0)
 
 
 def _batch(b=3, seed=0):
