@@ -21,9 +21,9 @@ encoded again (``scale_motion``); "grey" multiplies the grey levels, as earlier 
 Training passes the run's flow settings, which come from the records' dataset.json; records that
 record none (the authors' demo composites, their own HOP) are scaled as if made with them.
 The flow-noise floor (``motion_noise``, ``AugmentConfig.hop_noise``) is added last, to the motion
-decoded the same way, on a seed of its own. Before it, and off by default: still examples
-(``still_examples``), the HOP's spread (``spread_motion``) and frame swap (``swap_frames``), each
-on a seed of its own too, so turning one on leaves every other draw as it was.
+decoded the same way, on a seed of its own. Before it come the HOP's spread (``spread_motion``, on
+by default), still examples (``still_examples``) and frame swap (``swap_frames``, both off by
+default), each on a seed of its own too, so turning one on or off leaves every other draw as it was.
 """
 from __future__ import annotations
 
@@ -38,6 +38,11 @@ def _uniform(seed, batch, low=0.0, high=1.0):
 
 def _per_image(values):
     return values[:, None, None, None]
+
+
+def _chosen(seed, batch, probability):
+    """Per example, True with ``probability``: bool [B,1,1,1], to pick with ``tf.where``."""
+    return _per_image(_uniform(seed, batch) < probability)
 
 
 def _blur3(x):
@@ -116,7 +121,7 @@ def still_examples(ex: dict, seed, cfg: AugmentConfig) -> dict:
     objects then have to move to count, so appearance alone (lane markings, furniture) is not
     learnt as foreground."""
     batch = tf.shape(ex[HOP_KEY])[0]
-    still = _per_image(_uniform(seed, batch) < cfg.still)
+    still = _chosen(seed, batch, cfg.still)
     out = dict(ex)
     out[HOP_KEY] = tf.where(still, tf.zeros_like(ex[HOP_KEY]), ex[HOP_KEY])
     out["mask"] = tf.where(still, tf.zeros_like(ex["mask"]), ex["mask"])
@@ -141,7 +146,7 @@ def swap_frames(ex: dict, seed, cfg: AugmentConfig) -> dict:
     batch (the last takes the first's); HOP, mask and weight are kept. A batch of one is left
     as it is."""
     batch = tf.shape(ex[FRAME_KEY])[0]
-    swap = _per_image(_uniform(seed, batch) < cfg.frame_swap)
+    swap = _chosen(seed, batch, cfg.frame_swap)
     out = dict(ex)
     out[FRAME_KEY] = tf.where(swap, tf.roll(ex[FRAME_KEY], shift=-1, axis=0), ex[FRAME_KEY])
     return out
@@ -161,7 +166,7 @@ def geometry(ex: dict, seed, cfg: AugmentConfig, flow: FlowConfig = FlowConfig()
         method = "bilinear" if key in (FRAME_KEY, HOP_KEY) else "nearest"
         out[key] = tf.image.crop_and_resize(tf.cast(ex[key], tf.float32), boxes, index, size, method=method)
     out[HOP_KEY] = scale_motion(out[HOP_KEY], 1.0 / _per_image(side), cfg, flow)
-    flip = _per_image(_uniform(seeds[1], batch) < cfg.flip)
+    flip = _chosen(seeds[1], batch, cfg.flip)
     for key in (FRAME_KEY, HOP_KEY, "mask", "weight"):
         out[key] = tf.where(flip, tf.reverse(out[key], axis=[2]), out[key])
     return out
@@ -178,14 +183,14 @@ def photometric(frame, seed, cfg: AugmentConfig):
     gains = tf.random.stateless_uniform([batch, 1, 1, 3], s[2], 1 - cfg.colour, 1 + cfg.colour)
     x = x * gains
     grey = tf.image.grayscale_to_rgb(tf.image.rgb_to_grayscale(x))
-    x = tf.where(_per_image(_uniform(s[3], batch) < cfg.grey), grey, x)
+    x = tf.where(_chosen(s[3], batch, cfg.grey), grey, x)
     std = _per_image(_uniform(s[4], batch, 0.0, cfg.noise) * 255.0)
     x = x + tf.random.stateless_normal(tf.shape(x), s[5]) * std
-    x = tf.where(_per_image(_uniform(s[6], batch) < cfg.blur), _blur3(x), x)
+    x = tf.where(_chosen(s[6], batch, cfg.blur), _blur3(x), x)
     if cfg.frame_drop:  # random noise, not a flat frame: the layer norm of a constant input has
         # near-infinite gradients (epsilon 1e-12), which made training diverge
         noise = tf.random.stateless_uniform(tf.shape(x), s[7], 0.0, 255.0)
-        x = tf.where(_per_image(_uniform(s[9], batch) < cfg.frame_drop), noise, x)
+        x = tf.where(_chosen(s[9], batch, cfg.frame_drop), noise, x)
     return tf.clip_by_value(x, 0.0, 255.0)
 
 
@@ -205,13 +210,16 @@ def augment_batch(ex: dict, seed, cfg: AugmentConfig, flow: FlowConfig = FlowCon
     out = geometry(ex, seeds[0], cfg, flow)
     out[FRAME_KEY] = photometric(out[FRAME_KEY], seeds[1], cfg)
     out[HOP_KEY] = hop_gain(out[HOP_KEY], seeds[2], cfg, flow)
-    if cfg.still > 0:  # its own seed too
-        out = still_examples(out, tf.random.experimental.stateless_fold_in(seed, 4), cfg)
+
+    def own_seed(n):  # the optional steps' draws, so the others are those of runs without them
+        return tf.random.experimental.stateless_fold_in(seed, n)
+
+    if cfg.still > 0:
+        out = still_examples(out, own_seed(4), cfg)
     if cfg.hop_spread > 0:
-        out[HOP_KEY] = spread_motion(out[HOP_KEY], tf.random.experimental.stateless_fold_in(seed, 6), cfg)
+        out[HOP_KEY] = spread_motion(out[HOP_KEY], own_seed(6), cfg)
     if cfg.frame_swap > 0:
-        out = swap_frames(out, tf.random.experimental.stateless_fold_in(seed, 5), cfg)
-    if cfg.hop_noise > 0:  # its own seed, so the other draws are those of runs without it
-        noise_seed = tf.random.experimental.stateless_fold_in(seed, 3)
-        out[HOP_KEY] = motion_noise(out[HOP_KEY], noise_seed, cfg, flow)
+        out = swap_frames(out, own_seed(5), cfg)
+    if cfg.hop_noise > 0:
+        out[HOP_KEY] = motion_noise(out[HOP_KEY], own_seed(3), cfg, flow)
     return out

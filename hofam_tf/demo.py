@@ -39,10 +39,10 @@ def run_demo(work_dir: str | Path, steps: int = 400, ngf: int = 8, batch_size: i
     # defaults came later), which it keeps: its textured objects are what "balanced" tracks well.
     flow = FlowConfig(encoding="linear", dis_preset="balanced", reverse_check=False)
     # Likewise it trains without frame drop, zoom out, the HOP noise floor, the HOP spread and the
-    # weight average (defaults chosen on real footage; zoom out, the noise floor and the spread came
-    # later and were not measured here): with frame drop and the weight average, its 400 steps at threshold 0.5
-    # measured paper F 0.80 instead of 0.90 (fatter masks, precision 0.68); with the soft F term
-    # (loss.f_weight=1, off by default) 0.94 this way and 0.88 with both.
+    # weight average (defaults chosen on real footage; zoom out, the noise floor and the spread
+    # came later and were not measured here): with frame drop and the weight average, its 400
+    # steps at threshold 0.5 measured paper F 0.80 instead of 0.90 (fatter masks, precision 0.68);
+    # with the soft F term (loss.f_weight=1, off by default) 0.94 this way and 0.88 with both.
     augment = AugmentConfig(frame_drop=0.0, max_crop=1.0, hop_noise=0.0, hop_spread=0)
     if not (rec / DATASET_INFO).exists():
         merge_dataset(raw, comp, flow, progress=progress)

@@ -16,6 +16,11 @@ OFF = AugmentConfig(min_crop=1.0, max_crop=1.0, flip=0.0, brightness=0.0, contra
                     noise=0.0, blur=0.0, hop_gain=1.0, frame_drop=0.0, hop_noise=0.0, hop_spread=0)
 
 
+def _log_hop_px(hop, flow=FlowConfig()):
+    """Grey levels of the default "log" HOP -> tile pixels of motion (the encoder's inverse)."""
+    return np.expm1(hop * np.log1p(flow.scale * LOG_SATURATION_PX) / 255) / flow.scale
+
+
 def _batch(b=3, seed=0):
     rng = np.random.default_rng(seed)
     mask = np.zeros((b, 256, 256, 1), np.float32)
@@ -197,8 +202,7 @@ def test_motion_noise_is_a_smooth_floor_and_leaves_everything_else_alone():
         np.testing.assert_array_equal(out[k].numpy(), tf.cast(ex[k], tf.float32).numpy())
     hop = out["hop"].numpy()
     assert (hop >= 0).all() and hop.max() <= 255 and hop.mean() > 5
-    flow = FlowConfig()  # decoded to pixels of motion
-    px = np.expm1(hop * np.log1p(flow.scale * LOG_SATURATION_PX) / 255) / flow.scale
+    px = _log_hop_px(hop)
     assert np.abs(np.diff(px, axis=1)).max() < 0.2 and np.abs(np.diff(px, axis=2)).max() < 0.2  # smooth
     mean_px = px.mean(axis=(1, 2))  # each image's mean is its amplitude, at most 1 px
     assert (mean_px <= 1.0 + 1e-3).all() and np.ptp(mean_px[:, 0]) > 0.05
@@ -232,7 +236,7 @@ def test_still_examples_lose_their_motion_and_their_foreground_only():
     without = augment_batch(_batch(16), [7, 1], full)
     np.testing.assert_array_equal(with_still["frame"].numpy(), without["frame"].numpy())
     floor = with_still["hop"].numpy()[still]  # decoded to pixels of motion: the floor, at most 1 px
-    px = np.expm1(floor * np.log1p(FlowConfig().scale * LOG_SATURATION_PX) / 255) / FlowConfig().scale
+    px = _log_hop_px(floor)
     assert floor.max() > 0 and (px.mean(axis=(1, 2)) <= full.hop_noise + 1e-3).all()
     np.testing.assert_array_equal(with_still["mask"].numpy()[still], 0)
     assert with_still["mask"].numpy()[~still].sum() > 0
