@@ -183,6 +183,10 @@ class LossConfig:
       code computes: beta = 1, gamma = 0, probabilities clipped to [1e-7, 1 - 1e-7]).
     ignore_labels: exclude CDnet 85 (outside ROI) and 170 (unknown) pixels from the loss.
       The original counted them as background (bug B18); set False to reproduce.
+    ring_px: "cis" mode only. Background pixels within ring_px tile pixels (a square
+      neighbourhood) of a foreground pixel get the foreground's weight alpha * beta instead of
+      1 - alpha, so a wrong halo around an object costs as much as a missed edge of it. 0 (off)
+      is the original's loss.
     """
 
     mode: str = option("cis", "Class-in-scale focal loss, or exactly the TF1 loss.", flag="loss_mode",
@@ -195,10 +199,14 @@ class LossConfig:
     beta_cap: float = option(50.0, "Class-in-scale: cap of H*W / mean object area, before the divisor.")
     beta_divisor: float = option(4.0, "Class-in-scale: beta = min(cap, H*W / mean object area) / divisor.")
     ignore_labels: bool = option(True, "Exclude CDnet 85/170 pixels from the loss.")
+    ring_px: int = option(0, "Class-in-scale: background pixels within this many tile pixels of the "
+                          "foreground weigh as much as the foreground (alpha*beta); 0: off.")
 
     def __post_init__(self) -> None:
         if self.mode not in ("cis", "tf1"):
             raise HOFAMInputError(f"loss mode must be 'cis' or 'tf1', got {self.mode!r}")
+        if self.ring_px < 0:
+            raise HOFAMInputError(f"loss ring_px must be >= 0, got {self.ring_px}")
 
 
 @dataclasses.dataclass(frozen=True)

@@ -99,3 +99,41 @@ def test_soft_f_term_hand_computed_and_zero_weight_removes_it():
     # a perfect, confident prediction scores soft F ~ 1
     perfect = hofam_loss(tf.constant(np.where(y > 0, 30.0, -30.0).astype(np.float32)), tf.constant(y))
     assert float(perfect["soft_f"]) == pytest.approx(1.0, abs=1e-6)
+
+
+def _ring_by_hand(y, r):
+    """Background pixels with a foreground pixel within r in both axes (a (2r+1) square)."""
+    h, w = y.shape
+    near = np.zeros_like(y, bool)
+    for i, j in zip(*np.nonzero(y)):
+        near[max(i - r, 0):i + r + 1, max(j - r, 0):j + r + 1] = True
+    return near & (y == 0)
+
+
+@pytest.mark.parametrize("r", [1, 2])
+def test_ring_weighs_background_near_objects_like_the_object(r):
+    rng = np.random.default_rng(r)
+    y = np.zeros((9, 11), np.float32)
+    y[2:4, 3:5] = 1
+    y[7, 9] = 1
+    z = rng.normal(size=y.shape).astype(np.float32)
+    w = np.ones_like(y)
+    w[0, :] = 0  # ignored pixels stay out, ring or not
+    cfg = LossConfig(ring_px=r, f_weight=0.0)
+    out = hofam_loss(_t(z), _t(y), _t(w), target_num=tf.constant([2]), cfg=cfg)
+    beta = min(50.0, y.size / (y.sum() / 2)) / 4
+    ce = np.maximum(z, 0) - z * y + np.log1p(np.exp(-np.abs(z)))
+    a = np.where(y == 1, 0.75 * beta, np.where(_ring_by_hand(y, r), 0.75 * beta, 0.25))
+    assert float(out["focal"]) == pytest.approx(float((w * a * ce).sum() / w.sum()), rel=1e-5)
+    off = hofam_loss(_t(z), _t(y), _t(w), target_num=tf.constant([2]), cfg=LossConfig(f_weight=0.0))
+    plain = np.where(y == 1, 0.75 * beta, 0.25)
+    assert float(off["focal"]) == pytest.approx(float((w * plain * ce).sum() / w.sum()), rel=1e-5)
+    # the TF1 loss has no size factor and no ring
+    tf1 = LossConfig(mode="tf1", ring_px=r, f_weight=0.0)
+    assert float(hofam_loss(_t(z), _t(y), _t(w), cfg=tf1)["focal"]) == pytest.approx(
+        float(hofam_loss(_t(z), _t(y), _t(w), cfg=LossConfig(mode="tf1", f_weight=0.0))["focal"]))
+
+
+def test_ring_must_not_be_negative():
+    with pytest.raises(Exception, match="ring_px"):
+        LossConfig(ring_px=-1)
