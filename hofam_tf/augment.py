@@ -22,8 +22,8 @@ Training passes the run's flow settings, which come from the records' dataset.js
 record none (the authors' demo composites, their own HOP) are scaled as if made with them.
 The flow-noise floor (``motion_noise``, ``AugmentConfig.hop_noise``) is added last, to the motion
 decoded the same way, on a seed of its own. Before it come the HOP's spread (``spread_motion``, on
-by default), still examples (``still_examples``) and frame swap (``swap_frames``, both off by
-default), each on a seed of its own too, so turning one on or off leaves every other draw as it was.
+by default), still examples (``still_examples``), frame swap (``swap_frames``) and the channel
+drop (``drop_channel``, all three off by default), each on a seed of its own too, so turning one on or off leaves every other draw as it was.
 """
 from __future__ import annotations
 
@@ -85,9 +85,9 @@ def _encode(motion, flow: FlowConfig):
 
 
 def scale_motion(hop, factor, cfg: AugmentConfig, flow: FlowConfig):
-    """HOP grey levels (float [B,H,W,3] in [0, 255]) of motion ``factor`` (float [B,1,1,1]) times
-    larger, clipped to 255. "linear" HOPs (grey = gain * round(scale * |F|)) and
-    ``hop_scaling="grey"`` multiply the grey levels. A "log" HOP with ``hop_scaling="motion"``: grey
+    """HOP grey levels (float [B,H,W,3] in [0, 255]) of motion ``factor`` (float [B,1,1,1], or
+    [B,1,1,3] per channel) times larger, clipped to 255. "linear" HOPs (grey = gain *
+    round(scale * |F|)) and ``hop_scaling="grey"`` multiply the grey levels. A "log" HOP with ``hop_scaling="motion"``: grey
     v encodes scale * |F| = expm1(v * L / 255), L = log1p(scale * 64), so the result is
     255 * log1p(factor * expm1(v * L / 255)) / L (the rounding of the encoder is not repeated)."""
     if cfg.hop_scaling == "grey" or flow.encoding != "log":
@@ -139,6 +139,21 @@ def spread_motion(hop, seed, cfg: AugmentConfig):
         spread = tf.nn.max_pool2d(spread, 3, 1, "SAME")
         out = tf.where(_per_image(radius >= step), spread, out)
     return out
+
+
+def drop_channel(hop, seed, cfg: AugmentConfig, flow: FlowConfig = FlowConfig()):
+    """With probability ``cfg.channel_drop`` per example, one HOP channel drawn uniformly keeps a
+    fraction u of its motion, u uniform in [0, 1) (``scale_motion``); labels are unchanged. On
+    real footage one interval's flow can fail where the others hold (a fast object leaves DIS's
+    range at the longest interval, the reverse check rejects a slow, plain one there), so the
+    model must not need every channel to agree."""
+    seeds = tf.random.experimental.stateless_split(seed, 3)
+    batch = tf.shape(hop)[0]
+    chosen = _chosen(seeds[0], batch, cfg.channel_drop)
+    channel = tf.random.stateless_uniform([batch], seeds[1], 0, 3, dtype=tf.int32)
+    keep = _per_image(_uniform(seeds[2], batch))
+    factor = tf.where(chosen & (tf.one_hot(channel, 3)[:, None, None, :] > 0), keep, 1.0)
+    return scale_motion(hop, factor, cfg, flow)
 
 
 def swap_frames(ex: dict, seed, cfg: AugmentConfig) -> dict:
@@ -220,6 +235,8 @@ def augment_batch(ex: dict, seed, cfg: AugmentConfig, flow: FlowConfig = FlowCon
         out[HOP_KEY] = spread_motion(out[HOP_KEY], own_seed(6), cfg)
     if cfg.frame_swap > 0:
         out = swap_frames(out, own_seed(5), cfg)
+    if cfg.channel_drop > 0:
+        out[HOP_KEY] = drop_channel(out[HOP_KEY], own_seed(7), cfg, flow)
     if cfg.hop_noise > 0:
         out[HOP_KEY] = motion_noise(out[HOP_KEY], own_seed(3), cfg, flow)
     return out

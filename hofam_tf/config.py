@@ -282,6 +282,9 @@ class AugmentConfig:
                              "HOP, drawn per example; 0 is off.")
     frame_swap: float = option(0.0, "Augmentation: probability that the frame is replaced by another "
                                "example's frame (HOP and labels kept).", flag="aug_frame_swap")
+    channel_drop: float = option(0.0, "Augmentation: probability that one HOP channel (frame interval), "
+                                 "drawn per example, keeps only a random fraction of its motion.",
+                                 flag="aug_channel_drop")
     hop_noise_grid: int = option(8, "Augmentation: the noise floor's field is drawn on this square "
                                  "grid and resized to the tile (smaller is smoother).")
     hop_scaling: str = option("motion", "Augmentation: zoom and gain scale the HOP's encoded motion "
@@ -290,7 +293,7 @@ class AugmentConfig:
 
     # Fields added after run configs were first written, with the value an absent key stands for.
     ABSENT_MEANS = {"hop_scaling": "grey", "max_crop": 1.0, "hop_noise": 0.0, "still": 0.0,
-                    "frame_swap": 0.0, "hop_spread": 0}
+                    "frame_swap": 0.0, "hop_spread": 0, "channel_drop": 0.0}
 
     def __post_init__(self) -> None:
         if not 1 <= self.max_crop <= 3:
@@ -307,7 +310,7 @@ class AugmentConfig:
             raise HOFAMInputError(f"augment hop_gain must be >= 1, got {self.hop_gain}")
         if self.hop_scaling not in HOP_SCALINGS:
             raise HOFAMInputError(f"augment hop_scaling must be one of {HOP_SCALINGS}, got {self.hop_scaling!r}")
-        for name in ("flip", "grey", "blur", "frame_drop", "still", "frame_swap"):
+        for name in ("flip", "grey", "blur", "frame_drop", "still", "frame_swap", "channel_drop"):
             if not 0 <= getattr(self, name) <= 1:
                 raise HOFAMInputError(f"augment {name} is a probability, got {getattr(self, name)}")
         for name in ("brightness", "contrast", "colour", "noise"):

@@ -372,3 +372,32 @@ def test_training_with_frame_drop_stays_finite(tmp_path, cdnet_records):
                                       batch_size=2, ckpt_every=6, log_every=1, image_every=0, learning_rate=1e-3))
     result = run_train(cfg, tmp_path / "run", progress=False)
     assert np.isfinite(result["last_loss"]["loss"])
+
+
+def test_channel_drop_scales_one_drawn_channel_of_the_motion_and_keeps_the_labels():
+    rng = np.random.default_rng(3)
+    hop = rng.integers(60, 250, (32, 16, 16, 3)).astype(np.uint8)
+    ex = {"frame": tf.zeros((32, 16, 16, 3)), "hop": tf.constant(hop), "mask": tf.ones((32, 16, 16, 1)),
+          "weight": tf.ones((32, 16, 16, 1))}
+    out = augment_batch(ex, [4, 1], dataclasses.replace(OFF, channel_drop=0.5))
+    ratio = _log_hop_px(out["hop"].numpy()) / _log_hop_px(hop.astype(np.float32))
+    dropped = []
+    for i in range(32):
+        changed = [c for c in range(3) if not np.allclose(ratio[i, ..., c], 1.0, atol=1e-3)]
+        assert len(changed) <= 1  # one channel at most
+        for c in changed:  # the whole channel keeps one fraction u in [0, 1) of its motion
+            u = np.median(ratio[i, ..., c])
+            assert 0 <= u < 1
+            np.testing.assert_allclose(ratio[i, ..., c], u, atol=2e-3)
+            dropped.append(c)
+    assert 8 <= len(dropped) <= 24 and set(dropped) == {0, 1, 2}  # p 0.5, any channel
+    for k in ("mask", "weight", "frame"):
+        np.testing.assert_array_equal(out[k].numpy(), tf.cast(ex[k], tf.float32).numpy())
+    np.testing.assert_allclose(augment_batch(ex, [4, 1], OFF)["hop"].numpy(), hop, atol=1e-3)  # off: none
+    full = AugmentConfig()  # its own seed: the other draws are as without it
+    with_drop = augment_batch(_batch(8), [4, 1], dataclasses.replace(full, channel_drop=0.5))
+    without = augment_batch(_batch(8), [4, 1], full)
+    for k in ("frame", "mask"):
+        np.testing.assert_array_equal(with_drop[k].numpy(), without[k].numpy())
+    with pytest.raises(Exception, match="channel_drop"):
+        AugmentConfig(channel_drop=1.5)
