@@ -16,6 +16,7 @@ from hofam_tf.errors import HOFAMInputError
 DIS_PRESET_NAMES = ("balanced", "ultrafast", "fast", "medium")
 HOP_ENCODINGS = ("linear", "log")
 HOP_SCALINGS = ("motion", "grey")  # AugmentConfig.hop_scaling
+LR_SCHEDULES = ("constant", "cosine")  # TrainConfig.lr_schedule
 FLOW_ESTIMATORS = ("dis", "farneback", "flo")
 DTYPE_POLICIES = ("float32", "mixed_bfloat16", "mixed_float16")
 # Default folders that connect the steps (relative to the working directory): merge.py writes
@@ -333,6 +334,9 @@ class TrainConfig:
     ema_decay: keep an exponential moving average of the weights with this decay
       (``hofam_tf.weight_average``) and validate, save and infer with it; 0 turns it off. Default
       0.99, chosen on the leave-scenes-out benchmark (README, "Cross-scene quality").
+    lr_schedule: "constant" (default, the original's) or "cosine": half a cosine from
+      ``learning_rate`` at update 0 to 0 at update ``steps`` (the optimizer's update count, so a
+      resumed run continues the same curve).
     """
 
     train_pattern: str = option("", "TFRecord glob(s), comma-separated, for training "
@@ -340,6 +344,8 @@ class TrainConfig:
     steps: int = option(64000, "Optimizer updates.")
     batch_size: int = option(1, "Global batch size.")
     learning_rate: float = option(5e-4, "Adam learning rate.")
+    lr_schedule: str = option("constant", "Learning rate over the run: constant (the original's) or a cosine "
+                              "decay from --learning_rate to 0 at --steps.", choices=LR_SCHEDULES)
     beta1: float = option(0.95, "Adam beta1.")
     beta2: float = option(0.999, "Adam beta2.")
     epsilon: float = option(1e-8, "Adam epsilon.")
@@ -369,6 +375,8 @@ class TrainConfig:
             raise HOFAMInputError(f"learning_rate must be positive, got {self.learning_rate}")
         if not 0 <= self.ema_decay < 1:
             raise HOFAMInputError(f"ema_decay must be in [0, 1) (0: no weight average), got {self.ema_decay}")
+        if self.lr_schedule not in LR_SCHEDULES:
+            raise HOFAMInputError(f"lr_schedule must be one of {LR_SCHEDULES}, got {self.lr_schedule!r}")
 
 
 @dataclasses.dataclass(frozen=True)

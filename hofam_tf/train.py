@@ -19,7 +19,7 @@ import tensorflow as tf
 from tqdm import tqdm
 
 from hofam_tf.checkpoints import BEST_NAME, BEST_SUBDIR, CKPT_SUBDIR, CONFIG_NAME, FINAL_MODEL, make_checkpoint
-from hofam_tf.config import FRAME_KEY, HOP_KEY, FlowConfig, RunConfig
+from hofam_tf.config import FRAME_KEY, HOP_KEY, FlowConfig, RunConfig, TrainConfig
 from hofam_tf.data import build_dataset, check_tfrecords, list_tfrecords
 from hofam_tf.errors import HOFAMInputError
 from hofam_tf.files import atomic_path, write_json
@@ -143,6 +143,13 @@ def is_chief(strategy) -> bool:
     return resolver.task_type == "worker" and resolver.task_id == 0 and "chief" not in resolver.cluster_spec().as_dict()
 
 
+def learning_rate(tc: TrainConfig):
+    """Adam's learning rate: a float, or a schedule of the optimizer's update count."""
+    if tc.lr_schedule == "cosine":
+        return keras.optimizers.schedules.CosineDecay(tc.learning_rate, decay_steps=tc.steps)
+    return tc.learning_rate
+
+
 @dataclasses.dataclass
 class TrainState:
     """What a checkpoint holds: the model, the optimizer (its moments and update count), the
@@ -162,7 +169,7 @@ class TrainState:
         # Mixed precision is a per-layer dtype policy (ModelConfig.dtype): no global state is changed.
         with strategy.scope():
             model = build_hofam(cfg.model)
-            optimizer = keras.optimizers.Adam(tc.learning_rate, beta_1=tc.beta1, beta_2=tc.beta2,
+            optimizer = keras.optimizers.Adam(learning_rate(tc), beta_1=tc.beta1, beta_2=tc.beta2,
                                               epsilon=tc.epsilon)
             if cfg.model.dtype == "mixed_float16":
                 optimizer = keras.optimizers.LossScaleOptimizer(optimizer)

@@ -208,3 +208,24 @@ def test_device_loop_events_fall_on_their_exact_steps_and_resume(tmp_path, cdnet
     assert second["resumed_from"] == 5 and second["steps"] == 7
     final = tf.train.load_checkpoint(tf.train.latest_checkpoint(str(run / "ckpt")))
     assert int(final.get_tensor(iters[0])) == 7
+
+
+def test_cosine_schedule_follows_the_update_count_across_a_resume(tmp_path, cdnet_records):
+    import math
+
+    from hofam_tf.train import TrainState
+
+    rec = cdnet_records["records"]
+    run = tmp_path / "run"
+    cosine = _cfg(rec, steps=4, lr_schedule="cosine", learning_rate=1e-3)
+    run_train(cosine, run, progress=False, stop_after=1)
+    resumed = TrainState.create(cosine, tf.distribute.get_strategy(), run, run)
+    assert int(resumed.optimizer.iterations) == 1
+    assert float(resumed.optimizer.learning_rate) == pytest.approx(0.5e-3 * (1 + math.cos(math.pi / 4)), rel=1e-5)
+    run_train(cosine, run, progress=False)
+    done = TrainState.create(cosine, tf.distribute.get_strategy(), run, run)
+    assert int(done.optimizer.iterations) == 4 and float(done.optimizer.learning_rate) == pytest.approx(0.0, abs=1e-9)
+    constant = TrainState.create(_cfg(rec, steps=4), tf.distribute.get_strategy(), tmp_path / "c", tmp_path / "c")
+    assert float(constant.optimizer.learning_rate) == pytest.approx(TrainConfig().learning_rate)
+    with pytest.raises(HOFAMInputError, match="lr_schedule"):
+        TrainConfig(lr_schedule="step")
