@@ -23,7 +23,8 @@ record none (the authors' demo composites, their own HOP) are scaled as if made 
 The flow-noise floor (``motion_noise``, ``AugmentConfig.hop_noise``) is added last, to the motion
 decoded the same way, on a seed of its own. Before it come the HOP's spread (``spread_motion``, on
 by default), still examples (``still_examples``), frame swap (``swap_frames``) and the channel
-drop (``drop_channel``, all three off by default), each on a seed of its own too, so turning one on or off leaves every other draw as it was.
+drop (``drop_channel``, all three off by default), each on a seed of its own too, so turning one
+on or off leaves every other draw as it was.
 """
 from __future__ import annotations
 
@@ -87,9 +88,10 @@ def _encode(motion, flow: FlowConfig):
 def scale_motion(hop, factor, cfg: AugmentConfig, flow: FlowConfig):
     """HOP grey levels (float [B,H,W,3] in [0, 255]) of motion ``factor`` (float [B,1,1,1], or
     [B,1,1,3] per channel) times larger, clipped to 255. "linear" HOPs (grey = gain *
-    round(scale * |F|)) and ``hop_scaling="grey"`` multiply the grey levels. A "log" HOP with ``hop_scaling="motion"``: grey
-    v encodes scale * |F| = expm1(v * L / 255), L = log1p(scale * 64), so the result is
-    255 * log1p(factor * expm1(v * L / 255)) / L (the rounding of the encoder is not repeated)."""
+    round(scale * |F|)) and ``hop_scaling="grey"`` multiply the grey levels. A "log" HOP with
+    ``hop_scaling="motion"``: grey v encodes scale * |F| = expm1(v * L / 255), L =
+    log1p(scale * 64), so the result is 255 * log1p(factor * expm1(v * L / 255)) / L (the
+    rounding of the encoder is not repeated)."""
     if cfg.hop_scaling == "grey" or flow.encoding != "log":
         return tf.minimum(hop * factor, 255.0)
     return _encode(factor * _decode(hop, flow), flow)
