@@ -75,6 +75,7 @@ def hofam_loss(logits, mask, weight=None, target_num=None, cfg: LossConfig = Los
     p = tf.sigmoid(z)
     denom = tf.maximum(tf.reduce_sum(w), 1.0)
     l1 = tf.reduce_sum(w * tf.abs(y - p)) / denom
+    heavy = y  # pixels weighted alpha * beta: the foreground, and with ring_px the background near it
     if cfg.mode == "tf1":
         pc = tf.clip_by_value(p, TF1_EPSILON, 1.0 - TF1_EPSILON)
         ce = -(y * tf.math.log(pc) + (1.0 - y) * tf.math.log(1.0 - pc))
@@ -85,11 +86,9 @@ def hofam_loss(logits, mask, weight=None, target_num=None, cfg: LossConfig = Los
         if target_num is None:
             target_num = tf.ones(tf.shape(y)[:1], tf.int64)
         beta = size_factor(y, target_num, cfg)[:, None, None, None]
-    alpha_t = y * cfg.alpha * beta + (1.0 - y) * (1.0 - cfg.alpha)
-    if cfg.ring_px and cfg.mode != "tf1":
-        side = 2 * cfg.ring_px + 1
-        ring = tf.nn.max_pool2d(y, side, 1, "SAME") * (1.0 - y)
-        alpha_t = alpha_t + ring * (cfg.alpha * beta - (1.0 - cfg.alpha))
+        if cfg.ring_px:
+            heavy = tf.nn.max_pool2d(y, 2 * cfg.ring_px + 1, 1, "SAME")
+    alpha_t = heavy * cfg.alpha * beta + (1.0 - heavy) * (1.0 - cfg.alpha)
     focal = alpha_t * ce
     if cfg.gamma:
         p_t = y * p + (1.0 - y) * (1.0 - p)

@@ -103,7 +103,6 @@ def test_soft_f_term_hand_computed_and_zero_weight_removes_it():
 
 def _ring_by_hand(y, r):
     """Background pixels with a foreground pixel within r in both axes (a (2r+1) square)."""
-    h, w = y.shape
     near = np.zeros_like(y, bool)
     for i, j in zip(*np.nonzero(y)):
         near[max(i - r, 0):i + r + 1, max(j - r, 0):j + r + 1] = True
