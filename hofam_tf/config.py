@@ -90,6 +90,14 @@ class FlowConfig:
       match in frame T-tau, so its forward flow is large but the reverse flow where it points is
       small, and the trail behind fast objects vanishes. Twice the flow computations. Always False
       with estimator "flo" (the flow files hold one direction).
+    change_gate: (grey levels; 0 = off) keep motion only where the frame changed. For frame T,
+      r(x) is the largest over the three intervals of the 5x5 mean of |gray_T - gray_(T-tau)| (256
+      tiles, 0-255); every flow at x is multiplied by clip(r(x) / change_gate - 1, 0, 1): kept
+      whole where some interval changed the pixel by 2 x change_gate or more, dropped where none
+      changed it by more than change_gate. Flow smeared by the estimator onto plain background
+      next to a moving object (halos), and flow noise on still background, vanish; an object's
+      own pixels change against at least one earlier frame and keep their motion. Always 0 with
+      estimator "flo" (recorded as not applied).
     flo_pattern: for estimator "flo", the file name of the flow from frame T to frame T-tau,
       relative to the sequence's flow folder; ``{frame_id}`` and ``{tau}`` are filled in.
     """
@@ -103,13 +111,15 @@ class FlowConfig:
                                     "rounding.", flag="flow_gains")
     reverse_check: bool = option(True, "Encode min(|forward flow|, |reverse flow where it points|): "
                                  "no trails behind fast objects (twice the flow work).")
+    change_gate: float = option(0.0, "Keep motion only where the frame changed against an earlier frame by "
+                                "more than this many grey levels (5x5 mean; 0: off).")
     flo_pattern: str = option("{frame_id}_tau{tau}.flo", ".flo file name pattern (estimator=flo).")
     encoding: str = option("log", "How flow magnitude becomes HOP grey levels.", flag="hop_encoding",
                            choices=HOP_ENCODINGS)
 
     # Fields added after files recording flow settings were first written, with the value an absent
     # key stands for (how those files were made), whatever today's default.
-    ABSENT_MEANS = {"reverse_check": False}
+    ABSENT_MEANS = {"reverse_check": False, "change_gate": 0.0}
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> "FlowConfig":
@@ -128,11 +138,15 @@ class FlowConfig:
             raise HOFAMInputError(f"unknown flow estimator {self.estimator!r} (dis, farneback, flo)")
         if self.estimator == "flo":  # the flow files hold one direction: recorded as not checked
             object.__setattr__(self, "reverse_check", False)
+            object.__setattr__(self, "change_gate", 0.0)
+        if not self.change_gate >= 0:
+            raise HOFAMInputError(f"change_gate must be >= 0 grey levels (0: off), got {self.change_gate}")
         if self.dis_preset not in DIS_PRESET_NAMES:
             raise HOFAMInputError(f"unknown DIS preset {self.dis_preset!r} {DIS_PRESET_NAMES}")
         if len(self.gains) != 3:
             raise HOFAMInputError(f"gains must have three values (R, G, B), got {self.gains}")
         object.__setattr__(self, "taus", taus)
+        object.__setattr__(self, "change_gate", float(self.change_gate))
         object.__setattr__(self, "gains", tuple(int(g) for g in self.gains))
 
 

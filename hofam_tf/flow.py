@@ -133,6 +133,20 @@ def confirm_by_reverse(forward: np.ndarray, reverse: np.ndarray) -> np.ndarray:
     return (forward * ratio[..., None]).astype(np.float32)
 
 
+CHANGE_WINDOW = 5  # FlowConfig.change_gate: side of the box the frame difference is averaged over
+
+
+def change_weight(grays: dict[int, np.ndarray], t: int, taus, gate: float) -> np.ndarray:
+    """``FlowConfig.change_gate``: float32 [H,W] in [0, 1], clip(r / gate - 1, 0, 1) where r is the
+    largest over ``taus`` of the box-averaged |gray_t - gray_(t-tau)|."""
+    now = grays[t].astype(np.float32)
+    change = np.zeros_like(now)
+    for tau in taus:
+        diff = np.abs(now - grays[reference_index(t, tau)].astype(np.float32))
+        change = np.maximum(change, cv2.blur(diff, (CHANGE_WINDOW, CHANGE_WINDOW)))
+    return np.clip(change / gate - 1.0, 0.0, 1.0)
+
+
 def reference_index(t: int, tau: int) -> int:
     """Index of the earlier frame paired with frame ``t`` for interval ``tau`` (clamped at 0)."""
     return max(t - tau, 0)
@@ -141,7 +155,8 @@ def reference_index(t: int, tau: int) -> int:
 def flows_from_grays(grays: dict[int, np.ndarray], t: int, cfg: FlowConfig) -> dict[int, np.ndarray]:
     """The three flows {tau: float32 [H,W,2]} of frame index ``t`` given grey frames by position;
     all-zero where the reference frame is ``t`` itself (frame 0). With ``cfg.reverse_check`` each
-    is the forward flow with the magnitude the reverse flow confirms (``confirm_by_reverse``)."""
+    is the forward flow with the magnitude the reverse flow confirms (``confirm_by_reverse``); with
+    ``cfg.change_gate`` each is then weighted by ``change_weight``."""
     flows = {}
     for tau in cfg.taus:
         ref = reference_index(t, tau)
@@ -151,6 +166,9 @@ def flows_from_grays(grays: dict[int, np.ndarray], t: int, cfg: FlowConfig) -> d
             flows[tau] = estimate_flow(grays[t], grays[ref], cfg)
             if cfg.reverse_check:
                 flows[tau] = confirm_by_reverse(flows[tau], estimate_flow(grays[ref], grays[t], cfg))
+    if cfg.change_gate > 0:
+        weight = change_weight(grays, t, cfg.taus, cfg.change_gate)[..., None]
+        flows = {tau: (flow * weight).astype(np.float32) for tau, flow in flows.items()}
     return flows
 
 

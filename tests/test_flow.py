@@ -5,7 +5,7 @@ import pytest
 
 from hofam_tf.config import FlowConfig
 from hofam_tf.errors import HOFAMInputError
-from hofam_tf.flow import (confirm_by_reverse, encode_hop, encode_magnitude, estimate_flow, flow_to_color, hop_from_grays,
+from hofam_tf.flow import (change_weight, confirm_by_reverse, encode_hop, encode_magnitude, estimate_flow, flow_to_color, hop_from_grays,
                            iter_hop, read_flo, resize_flow, write_flo)
 from hofam_tf.sources import Frame
 from hofam_tf.synthetic import shift_image, texture
@@ -66,6 +66,52 @@ def test_reverse_check_removes_trails_and_keeps_the_object():
     assert abs(kept[inside].mean() - plain[inside].mean()) < 0.05 * plain[inside].mean()
     assert kept[uncovered].mean() < 0.75 * plain[uncovered].mean()
     assert FlowConfig(estimator="flo").reverse_check is False  # .flo files hold one direction only
+
+
+def test_change_weight_is_the_documented_formula():
+    rng = np.random.default_rng(11)
+    grays = {i: rng.integers(0, 256, (12, 16)).astype(np.uint8) for i in (0, 5, 9, 10)}
+    grays[9] = np.clip(grays[10].astype(int) + rng.integers(-6, 7, (12, 16)), 0, 255).astype(np.uint8)
+    expected = np.zeros((12, 16))
+    for ref in (9, 5, 0):  # taus 1, 5, 10 from frame 10
+        diff = np.pad(np.abs(grays[10].astype(float) - grays[ref]), 2, mode="reflect")  # edge not repeated
+        box = sum(diff[dy:dy + 12, dx:dx + 16] for dy in range(5) for dx in range(5)) / 25
+        expected = np.maximum(expected, box)
+    for gate in (3.0, 40.0, 80.0):
+        np.testing.assert_allclose(change_weight(grays, 10, (1, 5, 10), gate), np.clip(expected / gate - 1, 0, 1),
+                                   atol=1e-5)
+    assert 0 < change_weight(grays, 10, (1, 5, 10), 80.0).mean() < 1  # the ramp, not only 0 and 1
+
+
+def test_change_gate_removes_the_halo_on_plain_background_and_keeps_the_object():
+    rng = np.random.default_rng(3)
+    obj = texture(rng, 256, 256, 3, 1)[..., 0] * 200 + 30
+    mask = np.zeros((256, 256), np.float32)
+    mask[80:170, 70:160] = 1
+    bg = 120.0 + rng.normal(0, 1.0, (256, 256))  # plain, with sensor noise
+
+    def frame(sx):
+        o, m = shift_image(obj, sx, 0), shift_image(mask, sx, 0)
+        return np.clip(bg * (1 - m) + o * m, 0, 255).astype(np.uint8), m
+
+    (f0, m0), (f1, m1) = frame(0), frame(6)
+    cfg = FlowConfig(taus=(1, 2, 3))
+    plain = hop_from_grays({0: f0, 1: f1}, 1, cfg)
+    gated = hop_from_grays({0: f0, 1: f1}, 1, dataclasses.replace(cfg, change_gate=4))
+    covered = (m0 + m1) > 0
+    ys, xs = np.mgrid[:256, :256]
+    dist = np.full((256, 256), np.inf)  # Chebyshev distance to the pixels the object covers in either frame
+    for y, x in zip(*np.nonzero(covered[::2, ::2])):
+        dist = np.minimum(dist, np.maximum(abs(ys - 2 * y), abs(xs - 2 * x)))
+    halo = (dist > 5) & (dist <= 15)
+    assert plain[halo].mean() > 20  # the estimator smears the object's motion onto the plain background
+    assert not gated[dist > 5].any()  # nothing changed there: no motion left
+    assert (gated <= plain).all()
+    inside = m1 > 0.999
+    np.testing.assert_array_equal(gated[inside], plain[inside])  # the textured object changed: kept whole
+    assert FlowConfig(estimator="flo", change_gate=4).change_gate == 0.0  # no frames behind .flo files
+    with pytest.raises(HOFAMInputError, match="change_gate"):
+        FlowConfig(change_gate=-1)
 
 
 def test_farneback_also_measures_motion():

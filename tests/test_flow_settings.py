@@ -68,9 +68,10 @@ def test_composites_of_different_flows_cannot_share_a_dataset(tmp_path, shared_d
 
 def test_a_recorded_flow_without_a_later_field_means_how_it_was_made():
     recorded = RunConfig().to_dict()
-    recorded["flow"] = {k: v for k, v in recorded["flow"].items() if k != "reverse_check"}  # an older config.json
+    recorded["flow"] = {k: v for k, v in recorded["flow"].items()
+                        if k not in ("reverse_check", "change_gate")}  # an older config.json
     recorded["flow"]["taus"] = [2, 6, 12]
     flow = RunConfig.from_dict(recorded).flow
-    assert flow.reverse_check is False and flow.taus == (2, 6, 12)
+    assert flow.reverse_check is False and flow.change_gate == 0 and flow.taus == (2, 6, 12)
     assert FlowConfig.from_dict({}) == FlowConfig()  # no section at all: the defaults
     assert FlowConfig.from_dict(FlowConfig(reverse_check=True).__dict__) == FlowConfig(reverse_check=True)
