@@ -168,7 +168,7 @@ def flows_from_grays(grays: dict[int, np.ndarray], t: int, cfg: FlowConfig) -> d
                 flows[tau] = confirm_by_reverse(flows[tau], estimate_flow(grays[ref], grays[t], cfg))
     if cfg.change_gate > 0:
         weight = change_weight(grays, t, cfg.taus, cfg.change_gate)[..., None]
-        flows = {tau: (flow * weight).astype(np.float32) for tau, flow in flows.items()}
+        flows = {tau: flow * weight for tau, flow in flows.items()}  # float32 stays float32
     return flows
 
 
