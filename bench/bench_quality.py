@@ -138,7 +138,9 @@ def best_thresholds_in_hindsight(run: Path, comp: Path, sources: dict, scenes: l
     model, _ = load_for_inference(run, precision="float32")
     out = {}
     for n in scenes:
-        rec = work / "scene_records" / sources[n].name / "records"  # links/ beside it: this scene only
+        # one scene's records (links/ beside them), made from ``comp``: cached per flow configuration,
+        # as the composites are, so a run never scores HOP images made with another one
+        rec = work / f"scene_records-{comp.name.removeprefix('composites-')}" / sources[n].name / "records"
         if not (rec / "dataset.json").exists():
             fold_records(comp, sources, [n], [], rec)
         per = Validator(str(rec / "train-*.tfrecord")).evaluate(model).per_threshold

@@ -34,6 +34,13 @@ def test_leave_scenes_out_benchmark_tiny(tmp_path, shared_data):
     # hindsight diagnosis: a threshold of the grid, F within [0, 1], for every unseen scene
     assert set(report["best_threshold_in_hindsight"]) == {"highway", "office", "pedestrians"}
     assert all(0 <= h["f"] <= 1 for h in report["best_threshold_in_hindsight"].values())
+    # ... scored on records of this run's own composites (a cache shared by flow settings would
+    # hand a run the HOP images of another one)
+    (comp,) = tmp_path.glob("composites-*")
+    for scene in ("highway", "office", "pedestrians"):
+        name = f"baseline_{scene}"
+        link = tmp_path / f"scene_records-{comp.name.removeprefix('composites-')}" / name / "links" / name
+        assert link.resolve() == (comp / name).resolve()
     # the pooled threshold is the best of the validation F summed over the folds
     curves = [f["val_per_threshold"] for f in report["fold_details"]]
     best = max(sum(c[t] for c in curves) for t in curves[0])
