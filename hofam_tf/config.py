@@ -351,6 +351,9 @@ class TrainConfig:
     lr_schedule: "constant" (default, the original's) or "cosine": half a cosine from
       ``learning_rate`` at update 0 to 0 at update ``steps`` (the optimizer's update count, so a
       resumed run continues the same curve).
+    weight_decay: decoupled weight decay (AdamW): every update also multiplies each convolution
+      and dense kernel by 1 - learning rate x weight_decay; biases and normalisation scales and
+      offsets are left alone. 0 (default): plain Adam, the original's.
     """
 
     train_pattern: str = option("", "TFRecord glob(s), comma-separated, for training "
@@ -377,6 +380,7 @@ class TrainConfig:
     steps_per_loop: int = option(20, "Updates per tf.function call (device-side loop).")
     ema_decay: float = option(0.99, "Validate, save and infer with a moving average of the weights with this "
                               "decay (0: off).")
+    weight_decay: float = option(0.0, "Decoupled weight decay of the kernels (AdamW; 0: plain Adam).")
 
     def __post_init__(self) -> None:
         for name in ("steps", "batch_size", "ckpt_every", "keep_ckpts", "log_every", "val_every", "steps_per_loop"):
@@ -387,6 +391,8 @@ class TrainConfig:
                 raise HOFAMInputError(f"{name} must be 0 or more, got {getattr(self, name)}")
         if not self.learning_rate > 0:
             raise HOFAMInputError(f"learning_rate must be positive, got {self.learning_rate}")
+        if not self.weight_decay >= 0:
+            raise HOFAMInputError(f"weight_decay must be 0 (off) or more, got {self.weight_decay}")
         if not 0 <= self.ema_decay < 1:
             raise HOFAMInputError(f"ema_decay must be in [0, 1) (0: no weight average), got {self.ema_decay}")
         if self.lr_schedule not in LR_SCHEDULES:

@@ -170,7 +170,10 @@ class TrainState:
         with strategy.scope():
             model = build_hofam(cfg.model)
             optimizer = keras.optimizers.Adam(learning_rate(tc), beta_1=tc.beta1, beta_2=tc.beta2,
-                                              epsilon=tc.epsilon)
+                                              epsilon=tc.epsilon, weight_decay=tc.weight_decay or None)
+            if tc.weight_decay:  # kernels only (TrainConfig.weight_decay)
+                optimizer.exclude_from_weight_decay(
+                    var_list=[v for v in model.trainable_variables if v.name != "kernel"])
             if cfg.model.dtype == "mixed_float16":
                 optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
             optimizer.build(model.trainable_variables)

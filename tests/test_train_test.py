@@ -229,3 +229,30 @@ def test_cosine_schedule_follows_the_update_count_across_a_resume(tmp_path, cdne
     assert float(constant.optimizer.learning_rate) == pytest.approx(TrainConfig().learning_rate)
     with pytest.raises(HOFAMInputError, match="lr_schedule"):
         TrainConfig(lr_schedule="step")
+
+
+def test_weight_decay_shrinks_only_the_kernels_by_lr_times_decay(tmp_path, cdnet_records):
+    import keras
+
+    from hofam_tf.model import build_hofam
+
+    rec = cdnet_records["records"]
+    lr, wd = 1e-3, 50.0
+    runs = {}
+    for decay in (0.0, wd):
+        cfg = _cfg(rec, steps=1, learning_rate=lr, weight_decay=decay, ema_decay=0.0)
+        run_train(cfg, tmp_path / f"wd{decay}", progress=False)
+        model, _ = load_for_inference(tmp_path / f"wd{decay}", precision="float32")
+        runs[decay] = {v.path: v.numpy() for v in model.trainable_variables}
+    keras.utils.set_random_seed(cfg.train.seed)  # the weights the one update started from
+    start = {v.path: v.numpy() for v in build_hofam(cfg.model).trainable_variables}
+    assert set(start) == set(runs[0.0])
+    kernels = 0
+    for path, w0 in start.items():
+        # decoupled decay: the same Adam step (gradients at the same start) plus -lr * wd * w0
+        expected = -lr * wd * w0 if path.endswith("/kernel") else np.zeros_like(w0)
+        np.testing.assert_allclose(runs[wd][path] - runs[0.0][path], expected, atol=2e-6, err_msg=path)
+        kernels += path.endswith("/kernel")
+    assert kernels == 39  # every convolution kernel of the ngf-2 model decayed
+    with pytest.raises(HOFAMInputError, match="weight_decay"):
+        TrainConfig(weight_decay=-1.0)
