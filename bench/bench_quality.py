@@ -181,6 +181,9 @@ def main(argv=None) -> dict:
     ap.add_argument("--precision", default="float32")
     ap.add_argument("--tag", default="", help="name of this variant's folder under --work")
     ap.add_argument("--scenes", default="", help="comma-separated scene names (default: every scene)")
+    ap.add_argument("--keep_records", action="store_true",
+                    help="keep each fold's TFRecords (by default deleted once the fold's model is trained: "
+                         "about 0.4 GB a fold; a rerun of the tag writes them again if it needs them)")
     ap.add_argument("--synthetic", type=int, default=0,
                     help="add this many synthetic scenes (hofam_tf.synthetic) to every fold's training set")
     args = ap.parse_args(argv)
@@ -247,6 +250,8 @@ def main(argv=None) -> dict:
         ft = time.time()
         result = run_train(fcfg, fdir / "run", progress=False)
         train_s = time.time() - ft
+        if not args.keep_records:
+            shutil.rmtree(rec)
         threshold = stored_threshold(fdir / "run")
         for n in test:
             predict_scene(sources[n], fdir / "pred", "hofam", fdir / "run", threshold)

@@ -31,6 +31,9 @@ def test_leave_scenes_out_benchmark_tiny(tmp_path, shared_data):
         summary = json.loads((tmp_path / "runs" / "t" / f"fold{fold['fold']}" / "pred_pooled" / scene /
                               "summary.json").read_text())
         assert summary["threshold"] == report["pooled_threshold"]
+    # each fold's training records are gone once its model is trained (--keep_records keeps them)
+    assert not list((tmp_path / "runs" / "t").glob("fold*/records"))
+    assert len(list((tmp_path / "runs" / "t").glob("fold*/run/model.keras"))) == 3
     # hindsight diagnosis: a threshold of the grid, F within [0, 1], for every unseen scene
     assert set(report["best_threshold_in_hindsight"]) == {"highway", "office", "pedestrians"}
     assert all(0 <= h["f"] <= 1 for h in report["best_threshold_in_hindsight"].values())
