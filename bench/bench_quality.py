@@ -129,7 +129,13 @@ def fold_records(comp: Path, sources: dict, train: list[str], val: list[str], ou
     write_tfrecords(links, out, test_sequences=[sources[v].name for v in val], examples_per_shard=64, progress=False)
 
 
-def best_thresholds_in_hindsight(run: Path, comp: Path, sources: dict, scenes: list[str], work: Path) -> dict:
+def scene_records_dir(comp: Path, name: str) -> Path:
+    """Records of one scene alone (links/ beside them), made from the composites ``comp``: cached
+    per flow configuration beside ``comp``, so a run never scores HOP images made with another one."""
+    return comp.parent / f"scene_records-{comp.name.removeprefix('composites-')}" / name / "records"
+
+
+def best_thresholds_in_hindsight(run: Path, comp: Path, sources: dict, scenes: list[str]) -> dict:
     """scene -> {"threshold", "f"}: the threshold of ``validation.THRESHOLDS`` that maximises the
     scene's own F (tile resolution, ``Validator``), a diagnosis of calibration across scenes."""
     from hofam_tf.checkpoints import load_for_inference
@@ -138,9 +144,7 @@ def best_thresholds_in_hindsight(run: Path, comp: Path, sources: dict, scenes: l
     model, _ = load_for_inference(run, precision="float32")
     out = {}
     for n in scenes:
-        # one scene's records (links/ beside them), made from ``comp``: cached per flow configuration,
-        # as the composites are, so a run never scores HOP images made with another one
-        rec = work / f"scene_records-{comp.name.removeprefix('composites-')}" / sources[n].name / "records"
+        rec = scene_records_dir(comp, sources[n].name)
         if not (rec / "dataset.json").exists():
             fold_records(comp, sources, [n], [], rec)
         per = Validator(str(rec / "train-*.tfrecord")).evaluate(model).per_threshold
@@ -183,7 +187,7 @@ def main(argv=None) -> dict:
     ap.add_argument("--scenes", default="", help="comma-separated scene names (default: every scene)")
     ap.add_argument("--keep_records", action="store_true",
                     help="keep each fold's TFRecords (by default deleted once the fold's model is trained: "
-                         "about 0.4 GB a fold; a rerun of the tag writes them again if it needs them)")
+                         "about 0.4 GB a fold; a rerun of the tag reuses its finished folds' models)")
     ap.add_argument("--synthetic", type=int, default=0,
                     help="add this many synthetic scenes (hofam_tf.synthetic) to every fold's training set")
     args = ap.parse_args(argv)
@@ -240,28 +244,29 @@ def main(argv=None) -> dict:
         val += random.Random(args.seed + 1000 + i).sample(others, args.val_scenes - 1)
         train = [n for n in rest if n not in val]
         fdir = run_root / f"fold{i}"
-        if fdir.exists() and not (fdir / "run" / "model.keras").exists():
+        trained = (fdir / "run" / "model.keras").exists()  # a finished fold of an earlier call: reused
+        if fdir.exists() and not trained:
             shutil.rmtree(fdir)
-        rec = fdir / "records"
-        if not (rec / "dataset.json").exists():
-            fold_records(comp, sources, train, val, rec, extra)
-        fcfg = dataclasses.replace(cfg, train=dataclasses.replace(
-            cfg.train, train_pattern=str(rec / "train-*.tfrecord"), val_pattern=str(rec / "test-*.tfrecord")))
         ft = time.time()
-        result = run_train(fcfg, fdir / "run", progress=False)
+        if not trained:
+            rec = fdir / "records"
+            fold_records(comp, sources, train, val, rec, extra)
+            fcfg = dataclasses.replace(cfg, train=dataclasses.replace(
+                cfg.train, train_pattern=str(rec / "train-*.tfrecord"), val_pattern=str(rec / "test-*.tfrecord")))
+            run_train(fcfg, fdir / "run", progress=False)
+            if not args.keep_records:
+                shutil.rmtree(rec)
         train_s = time.time() - ft
-        if not args.keep_records:
-            shutil.rmtree(rec)
         threshold = stored_threshold(fdir / "run")
         for n in test:
             predict_scene(sources[n], fdir / "pred", "hofam", fdir / "run", threshold)
             scores[n]["hofam"] = score_scene(fdir / "pred", sources[n], fdir / "scores" / n)
-        hindsight.update(best_thresholds_in_hindsight(fdir / "run", comp, sources, test, work))
+        hindsight.update(best_thresholds_in_hindsight(fdir / "run", comp, sources, test))
         best = json.loads((fdir / "run" / "best.json").read_text())
         history = best.get("history", [])
         fold_info.append({"fold": i, "test": test, "val": val, "train": train, "threshold": threshold,
                           "val_per_threshold": best.get("per_threshold"), "ckpt": str(fdir / "run"),
-                          "val_f": result.get("best", {}).get("f_measure"), "train_seconds": train_s,
+                          "val_f": best.get("f_measure"), "train_seconds": train_s,
                           "val_curve": {h["step"]: round(h["f_measure"], 4) for h in history}})
         print(json.dumps({"fold": i, **{n: scores[n] for n in test}}), file=sys.stderr, flush=True)
 
