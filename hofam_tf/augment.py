@@ -25,6 +25,10 @@ decoded the same way, on a seed of its own. Before it come the HOP's spread (``s
 by default), still examples (``still_examples``), frame swap (``swap_frames``) and the channel
 drop (``drop_channel``, all three off by default), each on a seed of its own too, so turning one
 on or off leaves every other draw as it was.
+
+With ``FlowConfig.background_stride`` channel B holds a background difference, not motion: it gets
+the crop and flip, and the HOP gain as a contrast change (its grey levels times the gain, clipped),
+but no motion scaling, spread, channel drop or noise floor (``motion_channels``).
 """
 from __future__ import annotations
 
@@ -83,6 +87,14 @@ def _encode(motion, flow: FlowConfig):
     if flow.encoding != "log":
         return tf.clip_by_value(motion * _gains(flow), 0.0, 255.0)
     return tf.clip_by_value(255.0 * tf.math.log1p(motion) / log_span(flow.scale), 0.0, 255.0)
+
+
+def motion_channels(new, old, flow: FlowConfig):
+    """``new`` HOP with channel B taken from ``old`` when B is the background difference
+    (``FlowConfig.background_stride``), so motion-only changes leave it alone; else ``new``."""
+    if not flow.background_stride:
+        return new
+    return tf.concat([new[..., :2], tf.cast(old[..., 2:], new.dtype)], axis=-1)
 
 
 def scale_motion(hop, factor, cfg: AugmentConfig, flow: FlowConfig):
@@ -182,7 +194,7 @@ def geometry(ex: dict, seed, cfg: AugmentConfig, flow: FlowConfig = FlowConfig()
     for key in (FRAME_KEY, HOP_KEY, "mask", "weight"):
         method = "bilinear" if key in (FRAME_KEY, HOP_KEY) else "nearest"
         out[key] = tf.image.crop_and_resize(tf.cast(ex[key], tf.float32), boxes, index, size, method=method)
-    out[HOP_KEY] = scale_motion(out[HOP_KEY], 1.0 / _per_image(side), cfg, flow)
+    out[HOP_KEY] = motion_channels(scale_motion(out[HOP_KEY], 1.0 / _per_image(side), cfg, flow), out[HOP_KEY], flow)
     flip = _chosen(seeds[1], batch, cfg.flip)
     for key in (FRAME_KEY, HOP_KEY, "mask", "weight"):
         out[key] = tf.where(flip, tf.reverse(out[key], axis=[2]), out[key])
@@ -215,8 +227,9 @@ def hop_gain(hop, seed, cfg: AugmentConfig, flow: FlowConfig = FlowConfig()):
     """The HOP's motion times a log-uniform gain in [1/hop_gain, hop_gain] (``scale_motion``)."""
     batch = tf.shape(hop)[0]
     log_g = tf.math.log(cfg.hop_gain)
-    gain = tf.exp(_uniform(seed, batch, -log_g, log_g))
-    return scale_motion(tf.cast(hop, tf.float32), _per_image(gain), cfg, flow)
+    gain = _per_image(tf.exp(_uniform(seed, batch, -log_g, log_g)))
+    hop = tf.cast(hop, tf.float32)
+    return motion_channels(scale_motion(hop, gain, cfg, flow), tf.minimum(hop * gain, 255.0), flow)
 
 
 def augment_batch(ex: dict, seed, cfg: AugmentConfig, flow: FlowConfig = FlowConfig()) -> dict:
@@ -234,11 +247,11 @@ def augment_batch(ex: dict, seed, cfg: AugmentConfig, flow: FlowConfig = FlowCon
     if cfg.still > 0:
         out = still_examples(out, own_seed(4), cfg)
     if cfg.hop_spread > 0:
-        out[HOP_KEY] = spread_motion(out[HOP_KEY], own_seed(6), cfg)
+        out[HOP_KEY] = motion_channels(spread_motion(out[HOP_KEY], own_seed(6), cfg), out[HOP_KEY], flow)
     if cfg.frame_swap > 0:
         out = swap_frames(out, own_seed(5), cfg)
     if cfg.channel_drop > 0:
-        out[HOP_KEY] = drop_channel(out[HOP_KEY], own_seed(7), cfg, flow)
+        out[HOP_KEY] = motion_channels(drop_channel(out[HOP_KEY], own_seed(7), cfg, flow), out[HOP_KEY], flow)
     if cfg.hop_noise > 0:
-        out[HOP_KEY] = motion_noise(out[HOP_KEY], own_seed(3), cfg, flow)
+        out[HOP_KEY] = motion_channels(motion_noise(out[HOP_KEY], own_seed(3), cfg, flow), out[HOP_KEY], flow)
     return out

@@ -98,6 +98,17 @@ class FlowConfig:
       next to a moving object (halos), and flow noise on still background, vanish; an object's
       own pixels change against at least one earlier frame and keep their motion. Always 0 with
       estimator "flo" (recorded as not applied).
+    background_stride: (frames; 0 = off, the original's HOP) when set, channel B holds a
+      background difference instead of Op(tau1): |gray_T - median(gray_(T-k*stride), k = 1 ..
+      background_frames)| in grey levels (256 tiles, clipped at 255). Motion shows where an object
+      moves, and optical flow smears it onto the background around the object (halos) and misses
+      the inside of plain surfaces; the difference from a median of earlier frames shows where the
+      frame differs from the scene without the object, outline and inside, but also whatever
+      changed for good (and nothing of an object that stays still longer than about half the
+      span). Frames before the first one clamp to it, so the first frame's difference is zero. The
+      flow of tau1 is then not computed.
+    background_frames: how many earlier frames the median takes (odd, so the median is a frame's
+      grey level); the span is background_stride x background_frames frames.
     flo_pattern: for estimator "flo", the file name of the flow from frame T to frame T-tau,
       relative to the sequence's flow folder; ``{frame_id}`` and ``{tau}`` are filled in.
     """
@@ -113,13 +124,16 @@ class FlowConfig:
                                  "no trails behind fast objects (twice the flow work).")
     change_gate: float = option(0.0, "Keep motion only where the frame changed against an earlier frame by "
                                 "more than this many grey levels (5x5 mean; 0: off).")
+    background_stride: int = option(0, "Channel B = |frame - median of earlier frames this many frames apart| "
+                                    "instead of the tau1 flow (0: off).")
+    background_frames: int = option(9, "How many earlier frames the background median takes (odd).")
     flo_pattern: str = option("{frame_id}_tau{tau}.flo", ".flo file name pattern (estimator=flo).")
     encoding: str = option("log", "How flow magnitude becomes HOP grey levels.", flag="hop_encoding",
                            choices=HOP_ENCODINGS)
 
     # Fields added after files recording flow settings were first written, with the value an absent
     # key stands for (how those files were made), whatever today's default.
-    ABSENT_MEANS = {"reverse_check": False, "change_gate": 0.0}
+    ABSENT_MEANS = {"reverse_check": False, "change_gate": 0.0, "background_stride": 0, "background_frames": 9}
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> "FlowConfig":
@@ -141,12 +155,28 @@ class FlowConfig:
             object.__setattr__(self, "change_gate", 0.0)
         if not self.change_gate >= 0:
             raise HOFAMInputError(f"change_gate must be >= 0 grey levels (0: off), got {self.change_gate}")
+        if int(self.background_stride) < 0:
+            raise HOFAMInputError(f"background_stride must be >= 0 frames (0: off), got {self.background_stride}")
+        if int(self.background_frames) < 1 or int(self.background_frames) % 2 == 0:
+            raise HOFAMInputError(f"background_frames must be a positive odd count, got {self.background_frames}")
         if self.dis_preset not in DIS_PRESET_NAMES:
             raise HOFAMInputError(f"unknown DIS preset {self.dis_preset!r} {DIS_PRESET_NAMES}")
         if len(self.gains) != 3:
             raise HOFAMInputError(f"gains must have three values (R, G, B), got {self.gains}")
         object.__setattr__(self, "taus", taus)
         object.__setattr__(self, "change_gate", float(self.change_gate))
+        object.__setattr__(self, "background_stride", int(self.background_stride))
+        object.__setattr__(self, "background_frames", int(self.background_frames))
+
+    @property
+    def history(self) -> int:
+        """How many frames before frame T its HOP image reads: tau3, or the background's span."""
+        return max(max(self.taus), self.background_stride * self.background_frames)
+
+    @property
+    def flow_taus(self) -> tuple[int, ...]:
+        """The intervals whose flow enters the HOP image (all three unless the background takes B)."""
+        return self.taus[1:] if self.background_stride else self.taus
         object.__setattr__(self, "gains", tuple(int(g) for g in self.gains))
 
 

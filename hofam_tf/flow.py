@@ -98,15 +98,23 @@ def encode_magnitude(flow: np.ndarray, scale: float, gain: int, encoding: str = 
     return np.clip(quant * gain, 0, 255).astype(np.uint8)
 
 
-def encode_hop(flows_by_tau: dict[int, np.ndarray], cfg: FlowConfig) -> np.ndarray:
-    """Three flows keyed by tau -> uint8 [H,W,3] HOP image, R = tau3, G = tau2, B = tau1."""
+def encode_hop(flows_by_tau: dict[int, np.ndarray], cfg: FlowConfig,
+               background: np.ndarray | None = None) -> np.ndarray:
+    """Flows keyed by tau -> uint8 [H,W,3] HOP image, R = tau3, G = tau2, B = tau1; with
+    ``cfg.background_stride`` channel B is ``background`` (``background_difference``) instead."""
     t1, t2, t3 = cfg.taus
     g_r, g_g, g_b = cfg.gains
+    if cfg.background_stride:
+        if background is None:
+            raise ValueError("this flow configuration's channel B is the background difference: pass it")
+        b = background
+    else:
+        b = encode_magnitude(flows_by_tau[t1], cfg.scale, g_b, cfg.encoding)
     return np.stack(
         [
             encode_magnitude(flows_by_tau[t3], cfg.scale, g_r, cfg.encoding),
             encode_magnitude(flows_by_tau[t2], cfg.scale, g_g, cfg.encoding),
-            encode_magnitude(flows_by_tau[t1], cfg.scale, g_b, cfg.encoding),
+            b,
         ],
         axis=-1,
     )
@@ -152,13 +160,30 @@ def reference_index(t: int, tau: int) -> int:
     return max(t - tau, 0)
 
 
-def flows_from_grays(grays: dict[int, np.ndarray], t: int, cfg: FlowConfig) -> dict[int, np.ndarray]:
-    """The three flows {tau: float32 [H,W,2]} of frame index ``t`` given grey frames by position;
-    all-zero where the reference frame is ``t`` itself (frame 0). With ``cfg.reverse_check`` each
-    is the forward flow with the magnitude the reverse flow confirms (``confirm_by_reverse``); with
-    ``cfg.change_gate`` each is then weighted by ``change_weight``."""
+def background_indices(t: int, cfg: FlowConfig) -> list[int]:
+    """``FlowConfig.background_stride``: the earlier frames whose median is frame ``t``'s
+    background (clamped at 0); empty when the setting is off."""
+    if not cfg.background_stride:
+        return []
+    return [reference_index(t, cfg.background_stride * k) for k in range(1, cfg.background_frames + 1)]
+
+
+def background_difference(grays: dict[int, np.ndarray], t: int, cfg: FlowConfig) -> np.ndarray:
+    """uint8 [H,W]: |gray_t - per-pixel median of the frames ``background_indices(t, cfg)``|."""
+    earlier = np.stack([grays[i] for i in background_indices(t, cfg)])
+    median = np.median(earlier, axis=0)  # an odd count: each pixel's median is one frame's level
+    return np.abs(grays[t].astype(np.float32) - median).astype(np.uint8)
+
+
+def flows_from_grays(grays: dict[int, np.ndarray], t: int, cfg: FlowConfig,
+                     taus: tuple[int, ...] | None = None) -> dict[int, np.ndarray]:
+    """The flows {tau: float32 [H,W,2]} of frame index ``t`` for ``taus`` (default: all three)
+    given grey frames by position; all-zero where the reference frame is ``t`` itself (frame 0).
+    With ``cfg.reverse_check`` each is the forward flow with the magnitude the reverse flow
+    confirms (``confirm_by_reverse``); with ``cfg.change_gate`` each is then weighted by
+    ``change_weight``."""
     flows = {}
-    for tau in cfg.taus:
+    for tau in cfg.taus if taus is None else taus:
         ref = reference_index(t, tau)
         if ref == t:
             flows[tau] = np.zeros(grays[t].shape + (2,), np.float32)
@@ -173,8 +198,10 @@ def flows_from_grays(grays: dict[int, np.ndarray], t: int, cfg: FlowConfig) -> d
 
 
 def hop_from_grays(grays: dict[int, np.ndarray], t: int, cfg: FlowConfig) -> np.ndarray:
-    """HOP image of frame index ``t`` given grey 256x256 frames indexed by position."""
-    return encode_hop(flows_from_grays(grays, t, cfg), cfg)
+    """HOP image of frame index ``t`` given grey 256x256 frames indexed by position (those of
+    ``iter_gray_windows``: the tau references, and the background's frames when it is on)."""
+    background = background_difference(grays, t, cfg) if cfg.background_stride else None
+    return encode_hop(flows_from_grays(grays, t, cfg, cfg.flow_taus), cfg, background)
 
 
 # ----------------------------------------------------------------------------- .flo files
@@ -266,23 +293,24 @@ def flow_to_color(flow: np.ndarray, max_magnitude: float | None = None) -> np.nd
 def iter_gray_windows(frames, cfg: FlowConfig):
     """For every scored ``hofam_tf.sources.Frame`` yields ``(frame, frame_tile, grays)``:
     ``frame_tile`` uint8 [256,256,3] is the resized RGB frame and ``grays`` holds exactly the grey
-    tiles ``flows_from_grays(grays, frame.index, cfg)`` needs. Only the last tau3 grey frames are
-    kept, so memory does not grow with the sequence. A sequence read from a later start (lookback)
-    uses its earliest frame read in place of frames before it.
+    tiles ``hop_from_grays(grays, frame.index, cfg)`` needs: the tau references and the
+    background's frames. Only the last ``cfg.history`` grey frames are kept, so memory does not grow
+    with the sequence. A sequence read from a later start (lookback) uses its earliest frame read in
+    place of frames before it.
     """
-    tau_max = max(cfg.taus)
+    history = cfg.history
     window: dict[int, np.ndarray] = {}
     for fr in frames:
         tile = resize_frame(fr.rgb)
         window[fr.index] = to_gray(tile)
-        for old in [k for k in window if k < fr.index - tau_max]:
+        for old in [k for k in window if k < fr.index - history]:
             del window[old]
         if not fr.scored:
             continue
         first = min(window)
         needed = {fr.index: window[fr.index]}
-        for tau in cfg.taus:
-            ref = reference_index(fr.index, tau)
+        refs = [reference_index(fr.index, tau) for tau in cfg.taus] + background_indices(fr.index, cfg)
+        for ref in refs:
             needed[ref] = window[max(ref, first)]
         yield fr, tile, needed
 

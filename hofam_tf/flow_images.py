@@ -11,7 +11,7 @@ from tqdm import tqdm
 from hofam_tf.config import FlowConfig
 from hofam_tf.errors import HOFAMInputError
 from hofam_tf.files import write_png
-from hofam_tf.flow import encode_hop, flow_to_color, flows_from_grays, iter_gray_windows, write_flo
+from hofam_tf.flow import background_difference, encode_hop, flow_to_color, flows_from_grays, iter_gray_windows, write_flo
 from hofam_tf.sources import discover
 
 
@@ -23,7 +23,7 @@ def write_flows(input_path, output_dir, cfg: FlowConfig, save_flo: bool = False,
     seq = sequences[0]
     out = Path(output_dir)
     count = 0
-    frames = seq.iter_frames(lookback=max(cfg.taus))
+    frames = seq.iter_frames(lookback=cfg.history)
     for fr, _, grays in tqdm(iter_gray_windows(frames, cfg), desc=seq.name, unit="frame", total=seq.count_scored(),
                              disable=not progress):
         flows = flows_from_grays(grays, fr.index, cfg)
@@ -31,6 +31,7 @@ def write_flows(input_path, output_dir, cfg: FlowConfig, save_flo: bool = False,
             write_png(out / f"color_tau{tau}" / f"{fr.frame_id}.png", flow_to_color(flow))
             if save_flo:
                 write_flo(out / "flo" / f"{fr.frame_id}_tau{tau}.flo", flow)
-        write_png(out / "hop" / f"{fr.frame_id}.png", encode_hop(flows, cfg))
+        background = background_difference(grays, fr.index, cfg) if cfg.background_stride else None
+        write_png(out / "hop" / f"{fr.frame_id}.png", encode_hop(flows, cfg, background))
         count += 1
     return count

@@ -23,24 +23,23 @@ from hofam_tf.composite import UNKNOWN, compose
 from hofam_tf.config import TILE, FlowConfig
 from hofam_tf.errors import HOFAMInputError
 from hofam_tf.files import safe_name, write_png
-from hofam_tf.flow import encode_hop, iter_hop, read_flo, resize_flow, resize_labels
+from hofam_tf.flow import (background_difference, encode_hop, iter_gray_windows, iter_hop, read_flo, resize_flow,
+                           resize_labels)
 from hofam_tf.sequence_meta import SequenceMeta
 from hofam_tf.sources import Sequence, discover, warn
 
 
 def _hop_from_flo(seq: Sequence, cfg: FlowConfig, flo_dir: Path):
     """(frame, tile, hop) from precomputed .flo files in ``flo_dir/<sequence>/`` (or flo_dir)."""
-    from hofam_tf.flow import resize_frame
-
     folder = flo_dir / seq.name if (flo_dir / seq.name).is_dir() else flo_dir
-    for fr in seq.iter_frames(0):
-        if not fr.scored:
-            continue
+    # with the background setting, earlier frames are read too (its median), not their flow files
+    for fr, tile, grays in iter_gray_windows(seq.iter_frames(lookback=cfg.history), cfg):
         flows = {}
-        for tau in cfg.taus:
+        for tau in cfg.flow_taus:
             path = folder / cfg.flo_pattern.format(frame_id=fr.frame_id, tau=tau)
             flows[tau] = resize_flow(read_flo(path))
-        yield fr, resize_frame(fr.rgb), encode_hop(flows, cfg)
+        background = background_difference(grays, fr.index, cfg) if cfg.background_stride else None
+        yield fr, tile, encode_hop(flows, cfg, background)
 
 
 def merge_sequence(seq: Sequence, output_dir: str | Path, cfg: FlowConfig, workers: int = 2,
@@ -71,7 +70,7 @@ def _write_sequence(seq: Sequence, out: Path, cfg: FlowConfig, workers: int, flo
             raise HOFAMInputError("--estimator=flo needs --flo_dir")
         stream = _hop_from_flo(seq, cfg, Path(flo_dir))
     else:
-        stream = iter_hop(seq.iter_frames(lookback=max(cfg.taus)), cfg, workers=workers)
+        stream = iter_hop(seq.iter_frames(lookback=cfg.history), cfg, workers=workers)
     frame_ids, native = [], None
     unknown = np.full((TILE, TILE), UNKNOWN, np.uint8)
     bar = tqdm(total=seq.count_scored(), desc=seq.name, unit="frame", disable=not progress,

@@ -155,7 +155,7 @@ def _hofam_stream(model, cfg, seq, opts: PredictOptions):
         batch.clear()
         return done
 
-    for item in iter_hop(seq.iter_frames(lookback=max(cfg.flow.taus)), cfg.flow, workers=opts.workers):
+    for item in iter_hop(seq.iter_frames(lookback=cfg.flow.history), cfg.flow, workers=opts.workers):
         batch.append(item)
         if len(batch) >= opts.batch_size:
             yield from flush()
@@ -172,12 +172,12 @@ def _classic_stream(method: str, seq, opts: PredictOptions):
     flow = HOP_RULE_FLOW
     if segment.needs_all_frames:
         blank = np.zeros((TILE, TILE, 3), np.uint8)
-        for fr in seq.iter_frames(lookback=max(flow.taus)):
+        for fr in seq.iter_frames(lookback=flow.history):
             fg = segment(fr.rgb, None)
             if fr.scored:
                 yield fr, resize_frame(fr.rgb), blank, fg
     else:
-        for fr, tile, hop in iter_hop(seq.iter_frames(lookback=max(flow.taus)), flow, workers=opts.workers):
+        for fr, tile, hop in iter_hop(seq.iter_frames(lookback=flow.history), flow, workers=opts.workers):
             yield fr, tile, hop, segment(fr.rgb, hop)
 
 
