@@ -64,7 +64,9 @@ def estimate_flow(gray_t: np.ndarray, gray_ref: np.ndarray, cfg: FlowConfig) -> 
     """Flow from ``gray_t`` to ``gray_ref``: float32 [H,W,2] (dx, dy) in pixels, such that
     gray_t(x) ~ gray_ref(x + flow(x)). Thread-safe (one estimator per thread)."""
     if cfg.estimator == "dis":
-        key = f"dis_{cfg.dis_preset}"
+        # one estimator per preset and image size: OpenCV's DIS lowers its patch size and scales for
+        # good when it first meets a small image, which would change its later results on tiles
+        key = f"dis_{cfg.dis_preset}_{gray_t.shape[0]}x{gray_t.shape[1]}"
         dis = getattr(_local, key, None)
         if dis is None:
             preset, finest = DIS_PRESETS[cfg.dis_preset]

@@ -401,3 +401,35 @@ def test_channel_drop_scales_one_drawn_channel_of_the_motion_and_keeps_the_label
         np.testing.assert_array_equal(with_drop[k].numpy(), without[k].numpy())
     with pytest.raises(Exception, match="channel_drop"):
         AugmentConfig(channel_drop=1.5)
+
+
+def test_background_channel_gets_the_geometry_and_a_contrast_gain_but_no_motion_changes():
+    """With FlowConfig.background_stride, channel B is a grey-level difference, not motion: zoom,
+    spread, channel drop and the noise floor leave it alone; the HOP gain multiplies its levels."""
+    flow = FlowConfig(background_stride=10)
+    ex = _batch(4, seed=3)
+    hop = np.zeros((4, 256, 256, 3), np.uint8)
+    hop[:, 60:120, 60:140] = (120, 90, 70)  # motion in R and G, a difference in B ...
+    hop[..., 2] = np.maximum(hop[..., 2], ex["frame"].numpy()[..., 0])  # ... drawn in the frame's red too
+    ex["frame"] = tf.constant(np.concatenate([hop[..., 2:], ex["frame"].numpy()[..., 1:]], -1))
+    ex["hop"] = tf.constant(hop)
+    motion_only = dataclasses.replace(OFF, hop_spread=3, hop_noise=1.0, channel_drop=1.0, min_crop=0.5, flip=0.5)
+    out = augment_batch(ex, [3, 4], motion_only, flow)
+    plain = augment_batch(ex, [3, 4], dataclasses.replace(motion_only, hop_spread=0, hop_noise=0.0, channel_drop=0.0,
+                                                           min_crop=1.0, max_crop=1.0), flow)
+    # B went through the frame's crop and flip, and nothing else
+    np.testing.assert_allclose(out["hop"].numpy()[..., 2], out["frame"].numpy()[..., 0], atol=1e-3)
+    assert not np.allclose(out["hop"].numpy()[..., 2], hop[..., 2], atol=1.0)  # it was cropped
+    assert not np.allclose(out["hop"].numpy()[..., :2], plain["hop"].numpy()[..., :2], atol=1.0)  # R, G changed
+    # the gain: B times g (clipped), R and G through the motion scaling with the same g
+    gained = augment_batch(ex, [8, 9], dataclasses.replace(OFF, hop_gain=2.0), flow)["hop"].numpy()
+    at = [tuple(np.argwhere(hop[i, ..., 2] == 70)[0]) for i in range(4)]  # a pixel of B level 70 per image
+    g = np.array([gained[i, y, x, 2] / 70.0 for i, (y, x) in enumerate(at)])
+    assert (g > 0.5).all() and (g < 2.0).all() and g.std() > 0.05
+    np.testing.assert_allclose(gained[..., 2], np.minimum(hop[..., 2] * g[:, None, None], 255), rtol=1e-4)
+    expected_r = scale_motion(tf.fill([4, 1, 1, 1], 120.0), tf.constant(g.reshape(4, 1, 1, 1), tf.float32),
+                              OFF, flow).numpy()
+    np.testing.assert_allclose([gained[i, y, x, 0] for i, (y, x) in enumerate(at)], expected_r[:, 0, 0, 0], rtol=1e-4)
+    # with the setting off, B is motion like the others
+    off = augment_batch(ex, [8, 9], dataclasses.replace(OFF, hop_gain=2.0), FlowConfig())["hop"].numpy()
+    assert not np.allclose(off[..., 2], gained[..., 2], atol=1.0)

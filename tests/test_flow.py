@@ -7,7 +7,8 @@ import pytest
 from hofam_tf.config import FlowConfig
 from hofam_tf.errors import HOFAMInputError
 from hofam_tf.flow import (change_weight, confirm_by_reverse, encode_hop, encode_magnitude, estimate_flow,
-                           flow_to_color, hop_from_grays, iter_hop, read_flo, resize_flow, write_flo)
+                           flow_to_color, hop_from_grays, iter_hop, read_flo, resize_flow, resize_frame, to_gray,
+                           write_flo)
 from hofam_tf.sources import Frame
 from hofam_tf.synthetic import shift_image, texture
 
@@ -155,6 +156,61 @@ def test_first_frames_clamp_to_frame_zero():
     np.testing.assert_array_equal(hop2[..., 0], hop2[..., 1])
 
 
+def _grays(n, seed=0, size=32):
+    rng = np.random.default_rng(seed)
+    return {i: rng.integers(0, 256, (size, size)).astype(np.uint8) for i in range(n)}
+
+
+def test_background_channel_is_the_difference_from_the_median_of_earlier_frames(monkeypatch):
+    import hofam_tf.flow as flow_module
+
+    grays = _grays(41)
+    cfg = FlowConfig(taus=(1, 2, 4), background_stride=3, background_frames=5)
+    assert cfg.history == 15 and cfg.flow_taus == (2, 4)
+    pairs = []
+    real = flow_module.estimate_flow
+    monkeypatch.setattr(flow_module, "estimate_flow", lambda a, b, c: pairs.append((a, b)) or real(a, b, c))
+    hop = hop_from_grays(grays, 40, cfg)
+    earlier = np.stack([grays[i] for i in (37, 34, 31, 28, 25)]).astype(int)
+    median = np.sort(earlier, axis=0)[2]  # the third of five, written out
+    np.testing.assert_array_equal(hop[..., 2], np.abs(grays[40].astype(int) - median))
+    # tau1's flow is not computed (forward and reverse of tau 2 and 4 only) ...
+    assert not any(b is grays[39] or a is grays[39] for a, b in pairs) and len(pairs) == 4
+    # ... and R, G are the HOP's own
+    np.testing.assert_array_equal(hop[..., :2], hop_from_grays(grays, 40, FlowConfig(taus=(1, 2, 4)))[..., :2])
+    # the first frames clamp to frame 0: no difference at frame 0, frame 0 as background at frame 3
+    assert not hop_from_grays(grays, 0, cfg)[..., 2].any()
+    np.testing.assert_array_equal(hop_from_grays(grays, 3, cfg)[..., 2],
+                                  np.abs(grays[3].astype(int) - grays[0].astype(int)))
+    with pytest.raises(ValueError, match="background"):
+        encode_hop({t: np.zeros((4, 4, 2), np.float32) for t in (1, 2, 4)}, cfg)
+
+
+def test_background_settings_are_checked_and_absent_means_off():
+    for bad in ({"background_frames": 4}, {"background_frames": 0}, {"background_stride": -1}):
+        with pytest.raises(HOFAMInputError, match="background"):
+            FlowConfig(**bad)
+    assert FlowConfig().background_stride == 0 and FlowConfig().history == 10
+    recorded = {k: v for k, v in dataclasses.asdict(FlowConfig(taus=(2, 6, 12))).items() if not k.startswith("background")}
+    assert FlowConfig.from_dict(recorded) == FlowConfig(taus=(2, 6, 12))  # files made before the setting
+
+
+def test_iter_hop_keeps_the_frames_the_background_needs():
+    rng = np.random.default_rng(2)
+    rgb = [(texture(rng, 64, 80, 6) * 255).astype(np.uint8) for _ in range(40)]
+    cfg = FlowConfig(dis_preset="balanced", background_stride=4, background_frames=3)
+    for start in (0, 30):  # a sequence read whole, and one read from a later start (its lookback)
+        frames = [Frame(i, f"{i:03d}", rgb[i], None, i >= 35) for i in range(start, 40)]
+        out = {f.index: hop for f, _, hop in iter_hop(iter(frames), cfg, workers=2, max_pending=2)}
+        assert sorted(out) == list(range(35, 40))
+        grays = {i: to_gray(resize_frame(rgb[i])) for i in range(start, 40)}
+        grays.update({i: grays[start] for i in range(start)})  # before the start: the first frame read
+        for t in (35, 39):
+            np.testing.assert_array_equal(out[t], hop_from_grays(grays, t, cfg))
+    assert not np.array_equal(hop_from_grays({i: to_gray(resize_frame(rgb[i])) for i in range(40)}, 35, cfg)[..., 2],
+                              out[35][..., 2])  # the later start did change the background
+
+
 def test_iter_hop_streams_every_scored_frame_in_order():
     rng = np.random.default_rng(1)
     frames = [Frame(i, f"{i:03d}", (texture(rng, 120, 160, 6) * 255).astype(np.uint8), None, i >= 3)
@@ -199,8 +255,10 @@ def test_middlebury_colours():
     assert col[0, 1, 0] < 40 and col[0, 1, 1] > 200 and col[0, 1, 2] > 200
 
 
-def test_flows_cli_output_feeds_merge_with_flo_files(tmp_path):
-    """flows.py --save_flo writes .flo files that merge.py --estimator=flo turns into the same HOP."""
+@pytest.mark.parametrize("background", [0, 2])
+def test_flows_cli_output_feeds_merge_with_flo_files(tmp_path, background):
+    """flows.py --save_flo writes .flo files that merge.py --estimator=flo turns into the same HOP
+    (with the background channel too: it comes from the frames, not from the flow files)."""
     from hofam_tf.flow_images import write_flows
     from hofam_tf.merging import merge_dataset
     from hofam_tf.composite import read_composite
@@ -208,11 +266,18 @@ def test_flows_cli_output_feeds_merge_with_flo_files(tmp_path):
     from hofam_tf.synthetic import write_scene
 
     write_scene(tmp_path / "scene", seed=5, frames=8, size=128)
-    cfg = FlowConfig()
+    cfg = FlowConfig(background_stride=background, background_frames=3)
     assert write_flows(tmp_path / "scene" / "frames", tmp_path / "flows", cfg, save_flo=True, progress=False) == 8
     hop_png = read_image(tmp_path / "flows" / "hop" / "000006.png")
     assert (tmp_path / "flows" / "color_tau10" / "000006.png").exists()
-    merge_dataset(tmp_path / "scene" / "frames", tmp_path / "comp", FlowConfig(estimator="flo"),
+    if background:  # B = |frame 6 - median of frames 4, 2, 0|, grey 256 tiles, written out here
+        grays = [cv2.cvtColor(cv2.resize(read_image(tmp_path / "scene" / "frames" / f"{i:06d}.png"), (256, 256),
+                                         interpolation=cv2.INTER_LINEAR), cv2.COLOR_RGB2GRAY).astype(int)
+                 for i in (6, 4, 2, 0)]
+        median = np.sort(np.stack(grays[1:]), axis=0)[1]
+        np.testing.assert_array_equal(hop_png[..., 2], np.abs(grays[0] - median))
+        assert hop_png[..., 2].any()
+    merge_dataset(tmp_path / "scene" / "frames", tmp_path / "comp", dataclasses.replace(cfg, estimator="flo"),
                   flo_dir=tmp_path / "flows" / "flo", progress=False)
     _, hop, _ = read_composite(tmp_path / "comp" / "frames" / "000006.png")
     np.testing.assert_array_equal(hop, hop_png)
