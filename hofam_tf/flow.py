@@ -11,7 +11,8 @@ Conventions (documented in the README, "Hierarchical optical flow"):
 - Encoding of one channel: ``clip(gain * round(scale * |F|), 0, 255)`` as uint8, with
   ``scale`` grey levels per pixel (default 6, so 42.5 px saturates) and per-channel ``gain``
   (default R 1, G 1, B 3 as in the authors' demo files). Channel order: R = Op(tau3), G = Op(tau2),
-  B = Op(tau1).
+  B = Op(tau1); with ``FlowConfig.background_stride`` B is instead the difference from a median of
+  earlier frames (``background_difference``).
 """
 from __future__ import annotations
 
