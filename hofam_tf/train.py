@@ -49,15 +49,24 @@ def dataset_flow(files: list[str]) -> FlowConfig | None:
     from hofam_tf.schema import DATASET_INFO
 
     found: dict[str, FlowConfig] = {}
+    unrecorded = []
     for folder in sorted({str(Path(f).parent) for f in files}):
         path = Path(folder) / DATASET_INFO
         flow = json.loads(path.read_text()).get("flow") if path.exists() else None
         if flow:
             found[str(path)] = FlowConfig.from_dict(flow)
+        else:
+            unrecorded.append(folder)
     if len(set(found.values())) > 1:
         raise HOFAMInputError("training records made with different flow settings cannot be mixed: "
                               + "; ".join(f"{k}: {v}" for k, v in found.items()))
-    return next(iter(found.values()), None)
+    flow = next(iter(found.values()), None)
+    if flow is not None and flow.background_stride and unrecorded:
+        raise HOFAMInputError(f"records in {', '.join(unrecorded)} record no flow settings (their HOP's channel B is "
+                              "the tau1 motion, as in the authors' demo composites) and cannot be mixed with records "
+                              "whose channel B is the background difference (background_stride="
+                              f"{flow.background_stride})")
+    return flow
 
 
 def adopt_flow(cfg: RunConfig, files: list[str], explicit: frozenset = frozenset()) -> RunConfig:

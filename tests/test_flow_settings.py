@@ -75,3 +75,19 @@ def test_a_recorded_flow_without_a_later_field_means_how_it_was_made():
     assert flow.reverse_check is False and flow.change_gate == 0 and flow.taus == (2, 6, 12)
     assert FlowConfig.from_dict({}) == FlowConfig()  # no section at all: the defaults
     assert FlowConfig.from_dict(FlowConfig(reverse_check=True).__dict__) == FlowConfig(reverse_check=True)
+
+
+def test_records_without_flow_settings_cannot_join_a_background_run(tmp_path):
+    from hofam_tf.schema import DATASET_INFO
+    from hofam_tf.train import dataset_flow
+
+    for name, info in (("bg", {"flow": FlowConfig(background_stride=10).__dict__}), ("demo", {})):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / DATASET_INFO).write_text(json.dumps(info))
+    files = [str(tmp_path / "bg" / "train-0.tfrecord"), str(tmp_path / "demo" / "train-0.tfrecord")]
+    with pytest.raises(HOFAMInputError, match=r"demo.*channel B"):
+        dataset_flow(files)
+    assert dataset_flow(files[:1]) == FlowConfig(background_stride=10)
+    (tmp_path / "plain").mkdir()  # the HOP's own channel B: demo composites may join
+    (tmp_path / "plain" / DATASET_INFO).write_text(json.dumps({"flow": FlowConfig().__dict__}))
+    assert dataset_flow([str(tmp_path / "plain" / "train-0.tfrecord"), files[1]]) == FlowConfig()
