@@ -43,6 +43,23 @@ def test_cdnet_folder_matches_independently_resized_inputs(tmp_path, shared_data
     assert hop[labels == 255].mean() > 3 * hop[labels == 0].mean()
 
 
+def test_background_channel_marks_the_cars_whole_on_real_footage(tmp_path, shared_data):
+    """highway with --background_stride: channel B is the difference from the median of earlier
+    frames; it is bright on the cars, inside them too, and dark on the road."""
+    src = shared_data / "cdnet2014" / "baseline" / "highway"
+    merge_dataset(src, tmp_path, FlowConfig(background_stride=5, background_frames=5), progress=False)
+    meta = json.loads((tmp_path / "highway" / "sequence.json").read_text())
+    assert meta["flow"]["background_stride"] == 5
+    frame, hop, labels = read_composite(tmp_path / "highway" / "000640.png")
+    diff, fg, bg = hop[..., 2].astype(float), labels == 255, labels == 0
+    assert diff[fg].mean() > 5 * diff[bg].mean()
+    assert (diff[fg] >= 20).mean() > 0.5 and (diff[bg] >= 20).mean() < 0.05
+    # the frames before it: the median of frames 635, 630, 625, 620 and 615, written out
+    grays = [cv2.cvtColor(_area(np.asarray(Image.open(src / "input" / f"in{i:06d}.jpg").convert("RGB"))),
+                          cv2.COLOR_RGB2GRAY).astype(int) for i in (640, 635, 630, 625, 620, 615)]
+    np.testing.assert_array_equal(hop[..., 2], np.abs(grays[0] - np.sort(np.stack(grays[1:]), axis=0)[2]))
+
+
 def test_roi_palette_bmp_marks_outside_as_85(tmp_path, shared_data):
     src = tmp_path / "cat" / "vid"
     shutil.copytree(shared_data / "cdnet2014" / "baseline" / "office", src)
