@@ -23,6 +23,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from absl import app, flags, logging
 
+from hofam_tf.baselines import METHODS
 from hofam_tf.cli import guarded, parse_flags
 from hofam_tf.config import DEFAULT_RECORDS_DIR, DEFAULT_RUN_DIR, RunConfig
 from hofam_tf.config_flags import config_from_flags, define_config_flags, given
@@ -44,8 +45,9 @@ flags.DEFINE_string("ckpt", None, "Run directory, checkpoint prefix, .keras file
 flags.DEFINE_string("output_dir", None, "Where test / score / predict / demo outputs go.")
 flags.DEFINE_float("threshold", None, "Foreground iff probability >= threshold (15/255 = original). "
                    "Default: the run's validated threshold (best.json), else 0.5.")
-flags.DEFINE_enum("method", "hofam", ["hofam", "mog2", "knn", "hop"],
-                  "predict: HOFAM, or a classical baseline (OpenCV MOG2 / KNN, thresholded HOP).")
+flags.DEFINE_enum("method", "hofam", list(METHODS),
+                  "predict: HOFAM, or a classical baseline (OpenCV MOG2 / KNN, thresholded HOP, difference from a "
+                  "median of earlier frames).")
 flags.DEFINE_bool("panels", None, "Write the 4-tile panels (default: on for test, off for predict).")
 flags.DEFINE_integer("eval_batch_size", 8, "Batch size for test / predict.")
 flags.DEFINE_string("pred_dir", None, "score: folder of predicted masks <sequence>/<name>.png.")

@@ -7,6 +7,10 @@
   is at least ``HOP_THRESHOLD`` grey levels, i.e. the frame moved by 2 tile pixels or more over
   tau3 frames; the tile mask is resized to the frame. Its HOP is fixed (``HOP_RULE_FLOW``: the
   linear encoding, DIS "balanced", no reverse check, tau 1, 5, 10), whatever HOFAM's defaults.
+- ``median``: no learning at all: foreground where the frame's grey level differs by at least
+  ``MEDIAN_THRESHOLD`` from the per-pixel median of the ``MEDIAN_FRAMES`` earlier frames
+  ``MEDIAN_STRIDE`` apart (frames before the first read clamp to it), at native resolution. The
+  same difference as the HOP's optional background channel (``FlowConfig.background_stride``).
 
 Each segmenter turns the stream ``(frame, frame_tile, hop)`` into float foreground maps in [0, 1]
 at native resolution, like the model's probabilities, so the same threshold (0.5) applies.
@@ -18,8 +22,9 @@ import numpy as np
 
 from hofam_tf.config import FlowConfig
 
-METHODS = ("hofam", "mog2", "knn", "hop")
+METHODS = ("hofam", "mog2", "knn", "hop", "median")
 HOP_THRESHOLD = 12
+MEDIAN_STRIDE, MEDIAN_FRAMES, MEDIAN_THRESHOLD = 10, 9, 30
 HOP_RULE_FLOW = FlowConfig(taus=(1, 5, 10), dis_preset="balanced", reverse_check=False, encoding="linear",
                            scale=6.0, gains=(1, 1, 3))
 
@@ -38,6 +43,27 @@ class SubtractorSegmenter:
         return (fg == 255).astype(np.float32)
 
 
+class MedianSegmenter:
+    """|grey - median of earlier frames| >= ``MEDIAN_THRESHOLD``: sees every frame in order."""
+
+    needs_all_frames = True
+
+    def __init__(self):
+        self.seen: dict[int, np.ndarray] = {}  # position -> grey frame, the last stride x frames
+        self.next = 0
+
+    def __call__(self, rgb: np.ndarray, hop: np.ndarray | None) -> np.ndarray:
+        from hofam_tf.flow import reference_index
+
+        t, self.next = self.next, self.next + 1
+        self.seen[t] = gray = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
+        self.seen.pop(t - MEDIAN_STRIDE * MEDIAN_FRAMES - 1, None)
+        first = min(self.seen)
+        earlier = [self.seen[max(reference_index(t, MEDIAN_STRIDE * k), first)] for k in range(1, MEDIAN_FRAMES + 1)]
+        diff = np.abs(gray.astype(np.int16) - np.median(np.stack(earlier), axis=0).astype(np.int16))
+        return (diff >= MEDIAN_THRESHOLD).astype(np.float32)
+
+
 class HopSegmenter:
     """Threshold of the red HOP channel (``HOP_RULE_FLOW``), resized to the frame."""
 
@@ -53,4 +79,6 @@ def make_segmenter(method: str):
         return SubtractorSegmenter(method)
     if method == "hop":
         return HopSegmenter()
+    if method == "median":
+        return MedianSegmenter()
     raise ValueError(f"no classical segmenter {method!r}")

@@ -60,6 +60,19 @@ def test_hop_threshold_mask_matches_an_independent_threshold(tmp_path, scene):
     assert _mask(tmp_path, 11).any() and not _mask(tmp_path, 0).any()  # frame 0 has no motion
 
 
+def test_median_rule_matches_an_independent_median(tmp_path, scene, monkeypatch):
+    import hofam_tf.baselines as baselines
+
+    monkeypatch.setattr(baselines, "MEDIAN_STRIDE", 2)  # 14 frames: a span the scene can fill
+    monkeypatch.setattr(baselines, "MEDIAN_FRAMES", 3)
+    run_predict(scene, None, tmp_path, PredictOptions(method="median", overlay_video=False), progress=False)
+    grays = [cv2.cvtColor(f, cv2.COLOR_RGB2GRAY).astype(int) for f in _frames(scene)]
+    for i, refs in ((11, (9, 7, 5)), (3, (1, 0, 0)), (0, (0, 0, 0))):  # before frame 0: frame 0
+        median = np.sort(np.stack([grays[r] for r in refs]), axis=0)[1]
+        np.testing.assert_array_equal(_mask(tmp_path, i), np.abs(grays[i] - median) >= baselines.MEDIAN_THRESHOLD)
+    assert _mask(tmp_path, 11).any() and not _mask(tmp_path, 0).any()
+
+
 def test_score_reads_predict_output_and_frame_folders_with_masks(tmp_path, scene):
     run_predict(scene, None, tmp_path / "pred", PredictOptions(method="hop", overlay_video=False), progress=False)
     metrics = run_score(tmp_path / "pred", scene, tmp_path / "score", progress=False)

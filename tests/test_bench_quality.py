@@ -18,7 +18,7 @@ def test_leave_scenes_out_benchmark_tiny(tmp_path, shared_data):
     report = json.loads(proc.stdout)
     assert set(report["per_scene_f"]) == {"highway", "office", "pedestrians"}
     for scene, fs in report["per_scene_f"].items():
-        assert set(fs) == {"hofam", "hofam_pooled_threshold", "mog2", "knn", "hop"}
+        assert set(fs) == {"hofam", "hofam_pooled_threshold", "mog2", "knn", "hop", "median"}
         assert all(0 <= v <= 1 for v in fs.values())
         fold = next(f for f in report["fold_details"] if scene in f["test"])
         assert scene not in fold["train"] and scene not in fold["val"]  # whole scenes never seen
@@ -51,3 +51,4 @@ def test_leave_scenes_out_benchmark_tiny(tmp_path, shared_data):
     means = report["mean_f"]
     assert means["mog2"] == pytest.approx(sum(v["mog2"] for v in report["per_scene_f"].values()) / 3)
     assert report["hofam_over_best_baseline"] == pytest.approx(means["hofam"] / max(means[m] for m in ("mog2", "knn", "hop")))
+    assert report["hofam_over_median"] == pytest.approx(means["hofam"] / means["median"])  # beside, not in, the target
