@@ -61,6 +61,9 @@ flags.DEFINE_string("roi", None, "predict: region-of-interest mask image (white 
                     "folder's own ROI.bmp when it has one.")
 flags.DEFINE_enum("naming", "frame", ["frame", "cdnet"], "predict: mask names <frame id>.png, or CDnet's binNNNNNN.png.")
 flags.DEFINE_string("post", "none", "predict: post-filter of the binary mask: none, or medianK (e.g. median5).")
+flags.DEFINE_integer("calibrate_frames", 0, "predict: scene-adaptive threshold: choose each video's threshold on its "
+                     "first N frames, where HOFAM's masks agree best with the median-background rule (no labels; "
+                     "0: off, the run's validated threshold or --threshold).")
 flags.DEFINE_string("output_path", None, "convert: the .keras file to write.")
 # demo
 flags.DEFINE_integer("demo_steps", 400, "demo: training steps.")
@@ -198,7 +201,7 @@ def phase_predict() -> None:
                           batch_size=FLAGS.eval_batch_size, panels=bool(FLAGS.panels),
                           overlay_video=FLAGS.overlay_video, method=FLAGS.method,
                           max_frames=FLAGS.max_frames, roi=FLAGS.roi, naming=FLAGS.naming, post=FLAGS.post,
-                          side_by_side=FLAGS.side_by_side)
+                          side_by_side=FLAGS.side_by_side, calibrate_frames=FLAGS.calibrate_frames)
     result = run_predict(FLAGS.input, FLAGS.ckpt, FLAGS.output_dir, opts, _model_overrides(),
                          precision=FLAGS.inference_precision)
     print(json.dumps(result, indent=2))

@@ -161,10 +161,11 @@ def score_scene(pred_dir: Path, seq, out: Path) -> float:
     return float(metrics["cdnet"]["per_sequence"][seq.path.name]["f_measure"])
 
 
-def predict_scene(seq, out: Path, method: str, ckpt=None, threshold: float = 0.5) -> None:
+def predict_scene(seq, out: Path, method: str, ckpt=None, threshold: float = 0.5, calibrate_frames: int = 0) -> None:
     from hofam_tf.predict import PredictOptions, run_predict
 
-    opts = PredictOptions(threshold=threshold, overlay_video=False, method=method, batch_size=8)
+    opts = PredictOptions(threshold=threshold, overlay_video=False, method=method, batch_size=8,
+                          calibrate_frames=calibrate_frames)
     run_predict(seq.path, ckpt, out, opts, progress=False)
 
 
@@ -186,6 +187,9 @@ def main(argv=None) -> dict:
     ap.add_argument("--precision", default="float32")
     ap.add_argument("--tag", default="", help="name of this variant's folder under --work")
     ap.add_argument("--scenes", default="", help="comma-separated scene names (default: every scene)")
+    ap.add_argument("--calibrate_frames", type=int, default=0,
+                    help="also segment each unseen scene with the scene-adaptive threshold chosen on its first N "
+                         "frames (predict's --calibrate_frames; 0: not)")
     ap.add_argument("--keep_records", action="store_true",
                     help="keep each fold's TFRecords (by default deleted once the fold's model is trained: "
                          "about 0.4 GB a fold; a rerun of the tag reuses its finished folds' models)")
@@ -262,6 +266,10 @@ def main(argv=None) -> dict:
         for n in test:
             predict_scene(sources[n], fdir / "pred", "hofam", fdir / "run", threshold)
             scores[n]["hofam"] = score_scene(fdir / "pred", sources[n], fdir / "scores" / n)
+            if args.calibrate_frames:  # the scene-adaptive threshold, chosen on the scene without labels
+                predict_scene(sources[n], fdir / "pred_scene", "hofam", fdir / "run", threshold, args.calibrate_frames)
+                scores[n]["hofam_scene_threshold"] = score_scene(fdir / "pred_scene", sources[n],
+                                                                 fdir / "scores_scene" / n)
         hindsight.update(best_thresholds_in_hindsight(fdir / "run", comp, sources, test))
         best = json.loads((fdir / "run" / "best.json").read_text())
         history = best.get("history", [])
@@ -290,6 +298,7 @@ def main(argv=None) -> dict:
         return sum(vals) / len(vals) if vals else None
 
     methods = ["hofam"] + (["hofam_pooled_threshold"] if pooled is not None else []) + \
+        (["hofam_scene_threshold"] if args.calibrate_frames else []) + \
         ([] if args.no_baselines else list(BASELINES + EXTRA_BASELINES))
     means = {m: mean(m) for m in methods}
     best_base = max((means[m] for m in BASELINES if means.get(m) is not None), default=None)
@@ -307,6 +316,14 @@ def main(argv=None) -> dict:
         "scenes_below_mog2_pooled_threshold": sorted(
             n for n, s in scores.items() if "hofam_pooled_threshold" in s and "mog2" in s
             and s["hofam_pooled_threshold"] < s["mog2"]),
+        "hofam_scene_threshold_over_best_baseline":
+            (means["hofam_scene_threshold"] / best_base) if best_base and args.calibrate_frames else None,
+        "scenes_below_mog2_scene_threshold": sorted(
+            n for n, s in scores.items() if "hofam_scene_threshold" in s and "mog2" in s
+            and s["hofam_scene_threshold"] < s["mog2"]),
+        "scene_thresholds": {n: json.loads((Path(f["ckpt"]).parent / "pred_scene" / sources[n].name /
+                                            "summary.json").read_text())["threshold"]
+                             for f in fold_info for n in f["test"] if args.calibrate_frames},
         "scenes_below_mog2": sorted(n for n, s in scores.items() if "hofam" in s and "mog2" in s
                                     and s["hofam"] < s["mog2"]),
         "target": {"ratio": 1.3, "max_scenes_below_mog2": 1},

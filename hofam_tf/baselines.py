@@ -52,14 +52,19 @@ class MedianSegmenter:
         self.seen: dict[int, np.ndarray] = {}  # position -> grey frame, the last stride x frames
         self.next = 0
 
-    def __call__(self, rgb: np.ndarray, hop: np.ndarray | None) -> np.ndarray:
+    def __call__(self, rgb: np.ndarray, hop: np.ndarray | None, index: int | None = None) -> np.ndarray:
+        """Mask of the next frame; ``index``: its position, when frames in between were not given
+        (missing earlier frames clamp to the nearest later one given, as before the first)."""
         from hofam_tf.flow import reference_index
 
-        t, self.next = self.next, self.next + 1
+        t = self.next if index is None else index
+        self.next = t + 1
         self.seen[t] = gray = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
-        self.seen.pop(t - MEDIAN_STRIDE * MEDIAN_FRAMES - 1, None)
+        for old in [k for k in self.seen if k < t - MEDIAN_STRIDE * MEDIAN_FRAMES]:
+            del self.seen[old]
         first = min(self.seen)
-        earlier = [self.seen[max(reference_index(t, MEDIAN_STRIDE * k), first)] for k in range(1, MEDIAN_FRAMES + 1)]
+        earlier = [self.seen[min(k for k in self.seen if k >= max(reference_index(t, MEDIAN_STRIDE * j), first))]
+                   for j in range(1, MEDIAN_FRAMES + 1)]
         diff = np.abs(gray.astype(np.int16) - np.median(np.stack(earlier), axis=0).astype(np.int16))
         return (diff >= MEDIAN_THRESHOLD).astype(np.float32)
 

@@ -81,6 +81,8 @@ class PredictOptions:
     naming: str = "frame"  # "frame": masks/<frame id>.png; "cdnet": masks/binNNNNNN.png
     post: str = "none"  # "none" or "medianK": a KxK median filter of the binary mask (K odd)
     side_by_side: bool = False  # also side_by_side.mp4 = [frame | mask | masked frame]
+    # scene-adaptive threshold (HOFAM only; 0: off, use ``threshold``): see ``scene_threshold``
+    calibrate_frames: int = 0
 
     def __post_init__(self) -> None:
         if self.max_frames < 0:
@@ -90,6 +92,8 @@ class PredictOptions:
         post_kernel(self.post)
         if self.batch_size < 1:
             raise HOFAMInputError(f"eval batch size must be at least 1, got {self.batch_size}")
+        if self.calibrate_frames < 0:
+            raise HOFAMInputError(f"calibrate_frames must be 0 (off) or more, got {self.calibrate_frames}")
         if not 0.0 <= self.threshold <= 1.0:
             raise HOFAMInputError(f"threshold must be in [0, 1], got {self.threshold}")
 
@@ -163,6 +167,42 @@ def _hofam_stream(model, cfg, seq, opts: PredictOptions):
         yield from flush()
 
 
+def scene_threshold(items: list, roi: np.ndarray | None, fallback: float) -> tuple[float, dict]:
+    """The scene-adaptive threshold (``PredictOptions.calibrate_frames``), chosen without labels:
+    ``items`` are the first scored frames of a sequence as ``(frame, tile, hop, probability at
+    native size)``; each frame is also segmented by the median-background rule
+    (``baselines.MedianSegmenter``, on these frames alone), and the threshold of
+    ``validation.THRESHOLDS`` whose masks agree best with the rule's (Dice over all the frames,
+    inside ``roi``) is returned with the agreement per threshold. HOFAM's probabilities lean
+    towards foreground by an amount that depends on the scene (object size under the
+    class-in-scale loss, halos of the flow), so the threshold that fits one scene does not fit
+    another; the rule knows nothing of motion or appearance but finds the frame's changed pixels,
+    and where the model's masks match them best is where they neither swell into halos nor lose
+    the objects. ``fallback`` when the rule finds nothing and the model nothing either."""
+    from hofam_tf.baselines import MedianSegmenter
+    from hofam_tf.validation import THRESHOLDS
+
+    rule = MedianSegmenter()
+    both = np.zeros(len(THRESHOLDS))
+    model_fg = np.zeros(len(THRESHOLDS))
+    rule_fg = 0
+    for fr, _, _, prob in items:
+        changed = rule(fr.rgb, None, fr.index) > 0
+        inside = np.ones(changed.shape, bool) if roi is None else roi
+        changed &= inside
+        rule_fg += int(changed.sum())
+        for i, t in enumerate(THRESHOLDS):
+            fg = (prob >= t) & inside
+            both[i] += int((fg & changed).sum())
+            model_fg[i] += int(fg.sum())
+    total = model_fg + rule_fg
+    dice = np.divide(2 * both, total, out=np.zeros_like(both), where=total > 0)
+    agreement = {str(t): round(float(d), 4) for t, d in zip(THRESHOLDS, dice)}
+    if not dice.any():
+        return fallback, agreement
+    return float(THRESHOLDS[int(np.argmax(dice))]), agreement
+
+
 def _classic_stream(method: str, seq, opts: PredictOptions):
     """The same stream for a classical baseline (``hofam_tf.baselines``)."""
     from hofam_tf.baselines import HOP_RULE_FLOW, make_segmenter
@@ -230,11 +270,20 @@ def predict_sequence(model, cfg, seq, output_dir: Path, opts: PredictOptions, pr
     total = seq.count_scored()
     if opts.max_frames:
         total = min(total, opts.max_frames) if total else opts.max_frames
+    threshold, agreement = opts.threshold, None
+    if opts.calibrate_frames and opts.method == "hofam":  # the first frames are kept, then replayed
+        import itertools
+
+        head = list(itertools.islice(stream, opts.calibrate_frames))
+        if head and roi_path is not None:
+            roi = read_roi(roi_path, head[0][3].shape)
+        threshold, agreement = scene_threshold(head, roi, opts.threshold)
+        stream = itertools.chain(head, stream)
     bar = tqdm(total=total, desc=seq.name, unit="frame", disable=not progress)
     stop = _StopOnCtrlC()
     try:
         for fr, tile, hop, native in stream:
-            fg = native >= opts.threshold
+            fg = native >= threshold
             if kernel:
                 fg = cv2.medianBlur(fg.astype(np.uint8) * 255, kernel) > 127
             if roi_path is not None:
@@ -271,7 +320,8 @@ def predict_sequence(model, cfg, seq, output_dir: Path, opts: PredictOptions, pr
                "interrupted": interrupted,
                "overlay_video": str(out / "overlay.mp4") if "overlay" in sinks and ok else None,
                "side_by_side_video": str(out / "side_by_side.mp4") if "side_by_side" in sinks and ok else None,
-               "masks": str(out / "masks"), "threshold": opts.threshold, "post": opts.post,
+               "masks": str(out / "masks"), "threshold": threshold, "post": opts.post,
+               "calibrate_frames": opts.calibrate_frames, "agreement_by_threshold": agreement,
                "roi": str(roi_path) if roi_path is not None else None, "naming": opts.naming}
     write_json(out / "summary.json", summary)
     return summary
