@@ -159,3 +159,50 @@ def test_keras_file_takes_model_overrides(tiny_model):
     np.testing.assert_allclose(np.asarray(red({"frame": frame, "hop": hop})),
                                np.asarray(red({"frame": frame, "hop": only_r})), atol=1e-6)
     assert not np.allclose(np.asarray(rgb({"frame": frame, "hop": hop})), np.asarray(red({"frame": frame, "hop": hop})))
+
+
+def test_scene_threshold_picks_the_masks_that_match_the_changed_pixels():
+    from hofam_tf.predict import scene_threshold
+    from hofam_tf.sources import Frame
+    from hofam_tf.validation import THRESHOLDS
+
+    h, w = 60, 80
+    background = np.full((h, w, 3), 90, np.uint8)
+    items = []
+    for i in range(12):
+        rgb = background.copy()
+        prob = np.full((h, w), 0.1, np.float32)
+        if i >= 6:  # an object enters: 40 grey levels brighter (the rule marks it), ...
+            rgb[20:40, 10 + i:30 + i] = 130
+            prob[16:44, 6 + i:34 + i] = 0.72  # ... the model puts a halo of 0.72 around it
+            prob[20:40, 10 + i:30 + i] = 0.96  # and 0.96 on it
+        items.append((Frame(i, f"{i:03d}", rgb, None, True), None, None, prob))
+    threshold, agreement = scene_threshold(items, None, 0.5)
+    assert threshold == 0.75  # the first threshold above the halo and not above the object
+    assert agreement["0.75"] == agreement["0.95"] == 1.0 and agreement["0.97"] == 0.0
+    halo = 20 * 20 / (28 * 28)  # at 0.7 the masks are the object and its halo: Dice 2|A|/(|A|+|A+halo|)
+    assert agreement["0.7"] == pytest.approx(2 * halo / (1 + halo), abs=1e-4)
+    # inside an ROI that leaves the object out, nothing changes and the model's masks should be empty
+    roi = np.zeros((h, w), bool)
+    roi[45:, :] = True
+    assert scene_threshold(items, roi, 0.5)[0] == 0.5  # no agreement anywhere: the fallback
+    assert set(agreement) == {str(t) for t in THRESHOLDS}
+
+
+def test_predict_with_a_scene_threshold_replays_the_calibration_frames(tmp_path, tiny_model):
+    images, _ = make_scene(5, frames=11, size=256)
+    _write_video(tmp_path / "cam.avi", [cv2.resize(i, (320, 240)) for i in images])
+    result = run_predict(tmp_path / "cam.avi", tiny_model / "model.keras", tmp_path / "cal",
+                         PredictOptions(batch_size=4, calibrate_frames=6, overlay_video=False), progress=False)
+    (summary,) = result["sequences"]
+    assert summary["frames"] == 11 and summary["calibrate_frames"] == 6
+    agreement = summary["agreement_by_threshold"]
+    assert agreement[str(summary["threshold"])] == max(agreement.values())  # the best agreement (4 decimals)
+    # the same masks as a plain run at that threshold, the calibration frames included
+    run_predict(tmp_path / "cam.avi", tiny_model / "model.keras", tmp_path / "fixed",
+                PredictOptions(batch_size=4, threshold=summary["threshold"], overlay_video=False), progress=False)
+    for i in range(11):
+        a = np.asarray(Image.open(tmp_path / "cal" / "cam" / "masks" / f"{i:06d}.png"))
+        np.testing.assert_array_equal(a, np.asarray(Image.open(tmp_path / "fixed" / "cam" / "masks" / f"{i:06d}.png")))
+    with pytest.raises(HOFAMInputError, match="calibrate_frames"):
+        PredictOptions(calibrate_frames=-1)
