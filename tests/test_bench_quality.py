@@ -12,13 +12,14 @@ ROOT = Path(__file__).resolve().parents[1]
 def test_leave_scenes_out_benchmark_tiny(tmp_path, shared_data):
     proc = subprocess.run([sys.executable, "-m", "bench.bench_quality", f"--data={shared_data}",
                            f"--work={tmp_path}", "--scenes=highway,office,pedestrians", "--folds=3", "--steps=2",
-                           "--ngf=2", "--batch=2", "--set", "train.val_every=1", "--tag=t"],
+                           "--ngf=2", "--batch=2", "--set", "train.val_every=1", "--tag=t",
+                           "--calibrate_frames=20"],
                           capture_output=True, text=True, cwd=ROOT)
     assert proc.returncode == 0, proc.stderr[-3000:]
     report = json.loads(proc.stdout)
     assert set(report["per_scene_f"]) == {"highway", "office", "pedestrians"}
     for scene, fs in report["per_scene_f"].items():
-        assert set(fs) == {"hofam", "hofam_pooled_threshold", "mog2", "knn", "hop", "median"}
+        assert set(fs) == {"hofam", "hofam_pooled_threshold", "hofam_scene_threshold", "mog2", "knn", "hop", "median"}
         assert all(0 <= v <= 1 for v in fs.values())
         fold = next(f for f in report["fold_details"] if scene in f["test"])
         assert scene not in fold["train"] and scene not in fold["val"]  # whole scenes never seen
@@ -31,6 +32,12 @@ def test_leave_scenes_out_benchmark_tiny(tmp_path, shared_data):
         summary = json.loads((tmp_path / "runs" / "t" / f"fold{fold['fold']}" / "pred_pooled" / scene /
                               "summary.json").read_text())
         assert summary["threshold"] == report["pooled_threshold"]
+        # the scene-adaptive threshold: chosen on the scene's first 20 frames, scored like the others
+        fdir = tmp_path / "runs" / "t" / f"fold{fold['fold']}"
+        summary = json.loads((fdir / "pred_scene" / scene / "summary.json").read_text())
+        assert summary["calibrate_frames"] == 20 and summary["threshold"] == report["scene_thresholds"][scene]
+        scene_metrics = json.loads((fdir / "scores_scene" / scene / "metrics.json").read_text())
+        assert fs["hofam_scene_threshold"] == pytest.approx(scene_metrics["cdnet"]["per_sequence"][scene]["f_measure"])
     # each fold's training records are gone once its model is trained (--keep_records keeps them)
     assert not list((tmp_path / "runs" / "t").glob("fold*/records"))
     assert len(list((tmp_path / "runs" / "t").glob("fold*/run/model.keras"))) == 3
