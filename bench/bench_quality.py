@@ -161,12 +161,13 @@ def score_scene(pred_dir: Path, seq, out: Path) -> float:
     return float(metrics["cdnet"]["per_sequence"][seq.path.name]["f_measure"])
 
 
-def predict_scene(seq, out: Path, method: str, ckpt=None, threshold: float = 0.5, calibrate_frames: int = 0) -> None:
+def predict_scene(seq, out: Path, method: str, ckpt=None, threshold: float = 0.5, calibrate_frames: int = 0) -> float:
+    """Segments one scene into ``out``; returns the threshold used (the scene's own when calibrated)."""
     from hofam_tf.predict import PredictOptions, run_predict
 
     opts = PredictOptions(threshold=threshold, overlay_video=False, method=method, batch_size=8,
                           calibrate_frames=calibrate_frames)
-    run_predict(seq.path, ckpt, out, opts, progress=False)
+    return run_predict(seq.path, ckpt, out, opts, progress=False)["sequences"][0]["threshold"]
 
 
 def main(argv=None) -> dict:
@@ -224,6 +225,7 @@ def main(argv=None) -> dict:
 
     scores: dict[str, dict[str, float]] = {n: {} for n in names}
     hindsight: dict[str, dict] = {}
+    scene_thresholds: dict[str, float] = {}  # --calibrate_frames: each unseen scene's own threshold
     if not args.no_baselines:
         for method in BASELINES + EXTRA_BASELINES:
             for n in names:
@@ -267,7 +269,8 @@ def main(argv=None) -> dict:
             predict_scene(sources[n], fdir / "pred", "hofam", fdir / "run", threshold)
             scores[n]["hofam"] = score_scene(fdir / "pred", sources[n], fdir / "scores" / n)
             if args.calibrate_frames:  # the scene-adaptive threshold, chosen on the scene without labels
-                predict_scene(sources[n], fdir / "pred_scene", "hofam", fdir / "run", threshold, args.calibrate_frames)
+                scene_thresholds[n] = predict_scene(sources[n], fdir / "pred_scene", "hofam", fdir / "run", threshold,
+                                                    args.calibrate_frames)
                 scores[n]["hofam_scene_threshold"] = score_scene(fdir / "pred_scene", sources[n],
                                                                  fdir / "scores_scene" / n)
         hindsight.update(best_thresholds_in_hindsight(fdir / "run", comp, sources, test))
@@ -321,9 +324,7 @@ def main(argv=None) -> dict:
         "scenes_below_mog2_scene_threshold": sorted(
             n for n, s in scores.items() if "hofam_scene_threshold" in s and "mog2" in s
             and s["hofam_scene_threshold"] < s["mog2"]),
-        "scene_thresholds": {n: json.loads((Path(f["ckpt"]).parent / "pred_scene" / sources[n].name /
-                                            "summary.json").read_text())["threshold"]
-                             for f in fold_info for n in f["test"] if args.calibrate_frames},
+        "scene_thresholds": scene_thresholds,
         "scenes_below_mog2": sorted(n for n, s in scores.items() if "hofam" in s and "mog2" in s
                                     and s["hofam"] < s["mog2"]),
         "target": {"ratio": 1.3, "max_scenes_below_mog2": 1},
