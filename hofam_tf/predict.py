@@ -271,17 +271,17 @@ def predict_sequence(model, cfg, seq, output_dir: Path, opts: PredictOptions, pr
     if opts.max_frames:
         total = min(total, opts.max_frames) if total else opts.max_frames
     threshold, agreement = opts.threshold, None
-    if opts.calibrate_frames and opts.method == "hofam":  # the first frames are kept, then replayed
-        import itertools
-
-        head = list(itertools.islice(stream, opts.calibrate_frames))
-        if head and roi_path is not None:
-            roi = read_roi(roi_path, head[0][3].shape)
-        threshold, agreement = scene_threshold(head, roi, opts.threshold)
-        stream = itertools.chain(head, stream)
     bar = tqdm(total=total, desc=seq.name, unit="frame", disable=not progress)
     stop = _StopOnCtrlC()
     try:
+        if opts.calibrate_frames and opts.method == "hofam":  # the first frames are kept, then replayed
+            import itertools
+
+            head = list(itertools.islice(stream, opts.calibrate_frames))
+            if head and roi_path is not None:
+                roi = read_roi(roi_path, head[0][3].shape)
+            threshold, agreement = scene_threshold(head, roi, opts.threshold)
+            stream = itertools.chain(head, stream)
         for fr, tile, hop, native in stream:
             fg = native >= threshold
             if kernel:
