@@ -64,6 +64,9 @@ flags.DEFINE_string("post", "none", "predict: post-filter of the binary mask: no
 flags.DEFINE_integer("calibrate_frames", 0, "predict: scene-adaptive threshold: choose each video's threshold on its "
                      "first N frames, where HOFAM's masks agree best with the median-background rule (no labels; "
                      "0: off, the run's validated threshold or --threshold).")
+flags.DEFINE_float("median_gate", 0.0, "predict: keep a HOFAM mask's pixel only within this radius (tile pixels, "
+                   "scaled to the frame) of a pixel the median-background rule marks changed: trims flow halos "
+                   "(0: off).")
 flags.DEFINE_string("output_path", None, "convert: the .keras file to write.")
 # demo
 flags.DEFINE_integer("demo_steps", 400, "demo: training steps.")
@@ -201,7 +204,8 @@ def phase_predict() -> None:
                           batch_size=FLAGS.eval_batch_size, panels=bool(FLAGS.panels),
                           overlay_video=FLAGS.overlay_video, method=FLAGS.method,
                           max_frames=FLAGS.max_frames, roi=FLAGS.roi, naming=FLAGS.naming, post=FLAGS.post,
-                          side_by_side=FLAGS.side_by_side, calibrate_frames=FLAGS.calibrate_frames)
+                          side_by_side=FLAGS.side_by_side, calibrate_frames=FLAGS.calibrate_frames,
+                          median_gate=FLAGS.median_gate)
     result = run_predict(FLAGS.input, FLAGS.ckpt, FLAGS.output_dir, opts, _model_overrides(),
                          precision=FLAGS.inference_precision)
     print(json.dumps(result, indent=2))

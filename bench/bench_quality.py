@@ -161,12 +161,13 @@ def score_scene(pred_dir: Path, seq, out: Path) -> float:
     return float(metrics["cdnet"]["per_sequence"][seq.path.name]["f_measure"])
 
 
-def predict_scene(seq, out: Path, method: str, ckpt=None, threshold: float = 0.5, calibrate_frames: int = 0) -> float:
+def predict_scene(seq, out: Path, method: str, ckpt=None, threshold: float = 0.5, calibrate_frames: int = 0,
+                  median_gate: float = 0.0) -> float:
     """Segments one scene into ``out``; returns the threshold used (the scene's own when calibrated)."""
     from hofam_tf.predict import PredictOptions, run_predict
 
     opts = PredictOptions(threshold=threshold, overlay_video=False, method=method, batch_size=8,
-                          calibrate_frames=calibrate_frames)
+                          calibrate_frames=calibrate_frames, median_gate=median_gate)
     return run_predict(seq.path, ckpt, out, opts, progress=False)["sequences"][0]["threshold"]
 
 
@@ -191,6 +192,9 @@ def main(argv=None) -> dict:
     ap.add_argument("--calibrate_frames", type=int, default=0,
                     help="also segment each unseen scene with the scene-adaptive threshold chosen on its first N "
                          "frames (predict's --calibrate_frames; 0: not)")
+    ap.add_argument("--median_gate", type=float, default=0.0,
+                    help="also segment each unseen scene with predict's --median_gate=R (and, with "
+                         "--calibrate_frames, with both); 0: not")
     ap.add_argument("--keep_records", action="store_true",
                     help="keep each fold's TFRecords (by default deleted once the fold's model is trained: "
                          "about 0.4 GB a fold; a rerun of the tag reuses its finished folds' models)")
@@ -273,6 +277,15 @@ def main(argv=None) -> dict:
                                                     args.calibrate_frames)
                 scores[n]["hofam_scene_threshold"] = score_scene(fdir / "pred_scene", sources[n],
                                                                  fdir / "scores_scene" / n)
+            if args.median_gate:  # the same two thresholds, masks trimmed by the median gate
+                predict_scene(sources[n], fdir / "pred_gated", "hofam", fdir / "run", threshold,
+                              median_gate=args.median_gate)
+                scores[n]["hofam_gated"] = score_scene(fdir / "pred_gated", sources[n], fdir / "scores_gated" / n)
+                if args.calibrate_frames:
+                    predict_scene(sources[n], fdir / "pred_scene_gated", "hofam", fdir / "run", threshold,
+                                  args.calibrate_frames, args.median_gate)
+                    scores[n]["hofam_scene_threshold_gated"] = score_scene(
+                        fdir / "pred_scene_gated", sources[n], fdir / "scores_scene_gated" / n)
         hindsight.update(best_thresholds_in_hindsight(fdir / "run", comp, sources, test))
         best = json.loads((fdir / "run" / "best.json").read_text())
         history = best.get("history", [])
@@ -302,6 +315,8 @@ def main(argv=None) -> dict:
 
     methods = ["hofam"] + (["hofam_pooled_threshold"] if pooled is not None else []) + \
         (["hofam_scene_threshold"] if args.calibrate_frames else []) + \
+        (["hofam_gated"] if args.median_gate else []) + \
+        (["hofam_scene_threshold_gated"] if args.median_gate and args.calibrate_frames else []) + \
         ([] if args.no_baselines else list(BASELINES + EXTRA_BASELINES))
     means = {m: mean(m) for m in methods}
     best_base = max((means[m] for m in BASELINES if means.get(m) is not None), default=None)
@@ -325,6 +340,12 @@ def main(argv=None) -> dict:
             n for n, s in scores.items() if "hofam_scene_threshold" in s and "mog2" in s
             and s["hofam_scene_threshold"] < s["mog2"]),
         "scene_thresholds": scene_thresholds,
+        "median_gate": args.median_gate,
+        **{f"{m}_over_best_baseline": means[m] / best_base for m in ("hofam_gated", "hofam_scene_threshold_gated")
+           if best_base and means.get(m) is not None},
+        **{f"scenes_below_mog2_{m.removeprefix('hofam_')}": sorted(
+            n for n, s in scores.items() if m in s and "mog2" in s and s[m] < s["mog2"])
+           for m in ("hofam_gated", "hofam_scene_threshold_gated") if means.get(m) is not None},
         "scenes_below_mog2": sorted(n for n, s in scores.items() if "hofam" in s and "mog2" in s
                                     and s["hofam"] < s["mog2"]),
         "target": {"ratio": 1.3, "max_scenes_below_mog2": 1},

@@ -55,18 +55,26 @@ class MedianSegmenter:
     def __call__(self, rgb: np.ndarray, hop: np.ndarray | None, index: int | None = None) -> np.ndarray:
         """Mask of the next frame; ``index``: its position, when frames in between were not given
         (missing earlier frames clamp to the nearest later one given, as before the first)."""
-        from hofam_tf.flow import reference_index
+        return self.changed(self.observe(rgb, index)).astype(np.float32)
 
+    def observe(self, rgb: np.ndarray, index: int | None = None) -> int:
+        """Adds the next frame to the history (``index`` as in ``__call__``); returns its position."""
         t = self.next if index is None else index
         self.next = t + 1
-        self.seen[t] = gray = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
+        self.seen[t] = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
         for old in [k for k in self.seen if k < t - MEDIAN_STRIDE * MEDIAN_FRAMES]:
             del self.seen[old]
+        return t
+
+    def changed(self, t: int) -> np.ndarray:
+        """Boolean mask of the frame at position ``t``, the last one observed."""
+        from hofam_tf.flow import reference_index
+
         first = min(self.seen)
         earlier = [self.seen[min(k for k in self.seen if k >= max(reference_index(t, MEDIAN_STRIDE * j), first))]
                    for j in range(1, MEDIAN_FRAMES + 1)]
-        diff = np.abs(gray.astype(np.int16) - np.median(np.stack(earlier), axis=0).astype(np.int16))
-        return (diff >= MEDIAN_THRESHOLD).astype(np.float32)
+        diff = np.abs(self.seen[t].astype(np.int16) - np.median(np.stack(earlier), axis=0).astype(np.int16))
+        return diff >= MEDIAN_THRESHOLD
 
 
 class HopSegmenter:

@@ -83,6 +83,8 @@ class PredictOptions:
     side_by_side: bool = False  # also side_by_side.mp4 = [frame | mask | masked frame]
     # scene-adaptive threshold (HOFAM only; 0: off, use ``threshold``): see ``scene_threshold``
     calibrate_frames: int = 0
+    # median gate (HOFAM only; 0: off): see ``median_gate_kernel``
+    median_gate: float = 0.0
 
     def __post_init__(self) -> None:
         if self.max_frames < 0:
@@ -94,6 +96,8 @@ class PredictOptions:
             raise HOFAMInputError(f"eval batch size must be at least 1, got {self.batch_size}")
         if self.calibrate_frames < 0:
             raise HOFAMInputError(f"calibrate_frames must be 0 (off) or more, got {self.calibrate_frames}")
+        if not 0.0 <= self.median_gate <= 32:
+            raise HOFAMInputError(f"median_gate must be a radius of 0 (off) to 32 tile pixels, got {self.median_gate}")
         if not 0.0 <= self.threshold <= 1.0:
             raise HOFAMInputError(f"threshold must be in [0, 1], got {self.threshold}")
 
@@ -134,9 +138,39 @@ def _video_fps(path: Path, default: float) -> float:
     return float(fps) if fps and 1 <= fps <= 240 else default
 
 
+def median_gate_kernel(radius: float, shape) -> np.ndarray | None:
+    """Structuring element of the median gate (``PredictOptions.median_gate``), or None when off.
+
+    With the gate on, a pixel of a HOFAM mask stays foreground only if it lies within ``radius``
+    tile pixels of a pixel that the median-background rule (``baselines.MedianSegmenter``) marks
+    as changed: the flow behind the HOP smears moving objects into halos (about the flow's
+    smoothing radius, in tile pixels), and the rule, which compares each frame with the scene's
+    recent past, has no halo. The radius is given on the 256x256 tile and scaled to the frame
+    (frame side / 256), because the halos come from flows computed on the tile."""
+    if not radius:
+        return None
+    r = int(round(radius * max(shape[:2]) / TILE))
+    return cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * r + 1, 2 * r + 1))
+
+
+def _gate_tap(frames, opts: PredictOptions, keep: dict):
+    """Passes ``frames`` through, feeding each one (scored or not) to the median rule and
+    storing the dilated changed mask of each scored frame in ``keep`` under its index."""
+    from hofam_tf.baselines import MedianSegmenter
+
+    rule, kernel = MedianSegmenter(), None
+    for fr in frames:
+        t = rule.observe(fr.rgb, fr.index)
+        if fr.scored:
+            if kernel is None:
+                kernel = median_gate_kernel(opts.median_gate, fr.rgb.shape)
+            keep[fr.index] = cv2.dilate(rule.changed(t).astype(np.uint8), kernel) > 0
+        yield fr
+
+
 def _hofam_stream(model, cfg, seq, opts: PredictOptions):
-    """Yields ``(frame, frame_tile, hop, probability at native size)`` for every scored frame,
-    running the model in batches of ``opts.batch_size``."""
+    """Yields ``(frame, frame_tile, hop, probability at native size, gate)`` for every scored frame,
+    running the model in batches of ``opts.batch_size``; ``gate``: the median gate's mask, or None."""
     import tensorflow as tf
 
     from hofam_tf.flow import iter_hop
@@ -154,12 +188,16 @@ def _hofam_stream(model, cfg, seq, opts: PredictOptions):
             frames = np.stack([cv2.resize(f, (w_model, h_model), interpolation=cv2.INTER_LINEAR) for f in frames])
             hops = np.stack([cv2.resize(f, (w_model, h_model), interpolation=cv2.INTER_LINEAR) for f in hops])
         prob = fn(model_inputs(frames, hops)).numpy()[..., 0]
-        done = [(fr, tile, hop, cv2.resize(p, (fr.rgb.shape[1], fr.rgb.shape[0]), interpolation=cv2.INTER_LINEAR))
-                for (fr, tile, hop), p in zip(batch, prob)]
+        done = [(fr, tile, hop, cv2.resize(p, (fr.rgb.shape[1], fr.rgb.shape[0]), interpolation=cv2.INTER_LINEAR),
+                 keep.pop(fr.index, None)) for (fr, tile, hop), p in zip(batch, prob)]
         batch.clear()
         return done
 
-    for item in iter_hop(seq.iter_frames(lookback=cfg.flow.history), cfg.flow, workers=opts.workers):
+    keep: dict = {}
+    frames = seq.iter_frames(lookback=cfg.flow.history)
+    if opts.median_gate:
+        frames = _gate_tap(frames, opts, keep)
+    for item in iter_hop(frames, cfg.flow, workers=opts.workers):
         batch.append(item)
         if len(batch) >= opts.batch_size:
             yield from flush()
@@ -170,7 +208,7 @@ def _hofam_stream(model, cfg, seq, opts: PredictOptions):
 def scene_threshold(items: list, roi: np.ndarray | None, fallback: float) -> tuple[float, dict]:
     """The scene-adaptive threshold (``PredictOptions.calibrate_frames``), chosen without labels:
     ``items`` are the first scored frames of a sequence as ``(frame, tile, hop, probability at
-    native size)``; each frame is also segmented by the median-background rule
+    native size, ...)``; each frame is also segmented by the median-background rule
     (``baselines.MedianSegmenter``, on these frames alone), and the threshold of
     ``validation.THRESHOLDS`` whose masks agree best with the rule's (Dice over all the frames,
     inside ``roi``) is returned with the agreement per threshold. HOFAM's probabilities lean
@@ -186,7 +224,7 @@ def scene_threshold(items: list, roi: np.ndarray | None, fallback: float) -> tup
     both = np.zeros(len(THRESHOLDS))
     model_fg = np.zeros(len(THRESHOLDS))
     rule_fg = 0
-    for fr, _, _, prob in items:
+    for fr, _, _, prob, *_ in items:
         changed = rule(fr.rgb, None, fr.index) > 0
         inside = np.ones(changed.shape, bool) if roi is None else roi
         changed &= inside
@@ -215,10 +253,10 @@ def _classic_stream(method: str, seq, opts: PredictOptions):
         for fr in seq.iter_frames(lookback=flow.history):
             fg = segment(fr.rgb, None)
             if fr.scored:
-                yield fr, resize_frame(fr.rgb), blank, fg
+                yield fr, resize_frame(fr.rgb), blank, fg, None
     else:
         for fr, tile, hop in iter_hop(seq.iter_frames(lookback=flow.history), flow, workers=opts.workers):
-            yield fr, tile, hop, segment(fr.rgb, hop)
+            yield fr, tile, hop, segment(fr.rgb, hop), None
 
 
 class _StopOnCtrlC:
@@ -282,8 +320,10 @@ def predict_sequence(model, cfg, seq, output_dir: Path, opts: PredictOptions, pr
                 roi = read_roi(roi_path, head[0][3].shape)
             threshold, agreement = scene_threshold(head, roi, opts.threshold)
             stream = itertools.chain(head, stream)
-        for fr, tile, hop, native in stream:
+        for fr, tile, hop, native, gate in stream:
             fg = native >= threshold
+            if gate is not None:
+                fg &= gate
             if kernel:
                 fg = cv2.medianBlur(fg.astype(np.uint8) * 255, kernel) > 127
             if roi_path is not None:
@@ -322,6 +362,7 @@ def predict_sequence(model, cfg, seq, output_dir: Path, opts: PredictOptions, pr
                "side_by_side_video": str(out / "side_by_side.mp4") if "side_by_side" in sinks and ok else None,
                "masks": str(out / "masks"), "threshold": threshold, "post": opts.post,
                "calibrate_frames": opts.calibrate_frames, "agreement_by_threshold": agreement,
+               "median_gate": opts.median_gate if opts.method == "hofam" else 0.0,
                "roi": str(roi_path) if roi_path is not None else None, "naming": opts.naming}
     write_json(out / "summary.json", summary)
     return summary

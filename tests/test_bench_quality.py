@@ -13,13 +13,14 @@ def test_leave_scenes_out_benchmark_tiny(tmp_path, shared_data):
     proc = subprocess.run([sys.executable, "-m", "bench.bench_quality", f"--data={shared_data}",
                            f"--work={tmp_path}", "--scenes=highway,office,pedestrians", "--folds=3", "--steps=2",
                            "--ngf=2", "--batch=2", "--set", "train.val_every=1", "--tag=t",
-                           "--calibrate_frames=20"],
+                           "--calibrate_frames=20", "--median_gate=1.5"],
                           capture_output=True, text=True, cwd=ROOT)
     assert proc.returncode == 0, proc.stderr[-3000:]
     report = json.loads(proc.stdout)
     assert set(report["per_scene_f"]) == {"highway", "office", "pedestrians"}
     for scene, fs in report["per_scene_f"].items():
-        assert set(fs) == {"hofam", "hofam_pooled_threshold", "hofam_scene_threshold", "mog2", "knn", "hop", "median"}
+        assert set(fs) == {"hofam", "hofam_pooled_threshold", "hofam_scene_threshold", "hofam_gated",
+                           "hofam_scene_threshold_gated", "mog2", "knn", "hop", "median"}
         assert all(0 <= v <= 1 for v in fs.values())
         fold = next(f for f in report["fold_details"] if scene in f["test"])
         assert scene not in fold["train"] and scene not in fold["val"]  # whole scenes never seen
@@ -38,6 +39,13 @@ def test_leave_scenes_out_benchmark_tiny(tmp_path, shared_data):
         assert summary["calibrate_frames"] == 20 and summary["threshold"] == report["scene_thresholds"][scene]
         scene_metrics = json.loads((fdir / "scores_scene" / scene / "metrics.json").read_text())
         assert fs["hofam_scene_threshold"] == pytest.approx(scene_metrics["cdnet"]["per_sequence"][scene]["f_measure"])
+        # the median gate, at the run's threshold and at the scene's own
+        for kind, threshold in (("gated", fold["threshold"]), ("scene_gated", report["scene_thresholds"][scene])):
+            summary = json.loads((fdir / f"pred_{kind}" / scene / "summary.json").read_text())
+            assert summary["median_gate"] == 1.5 and summary["threshold"] == threshold
+            gated = json.loads((fdir / f"scores_{kind}" / scene / "metrics.json").read_text())
+            column = "hofam_gated" if kind == "gated" else "hofam_scene_threshold_gated"
+            assert fs[column] == pytest.approx(gated["cdnet"]["per_sequence"][scene]["f_measure"])
     # each fold's training records are gone once its model is trained (--keep_records keeps them)
     assert not list((tmp_path / "runs" / "t").glob("fold*/records"))
     assert len(list((tmp_path / "runs" / "t").glob("fold*/run/model.keras"))) == 3
@@ -58,4 +66,8 @@ def test_leave_scenes_out_benchmark_tiny(tmp_path, shared_data):
     means = report["mean_f"]
     assert means["mog2"] == pytest.approx(sum(v["mog2"] for v in report["per_scene_f"].values()) / 3)
     assert report["hofam_over_best_baseline"] == pytest.approx(means["hofam"] / max(means[m] for m in ("mog2", "knn", "hop")))
+    assert report["hofam_gated_over_best_baseline"] == pytest.approx(
+        means["hofam_gated"] / max(means[m] for m in ("mog2", "knn", "hop")))
+    assert report["scenes_below_mog2_gated"] == sorted(
+        n for n, v in report["per_scene_f"].items() if v["hofam_gated"] < v["mog2"])
     assert report["hofam_over_median"] == pytest.approx(means["hofam"] / means["median"])  # beside, not in, the target

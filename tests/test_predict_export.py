@@ -206,3 +206,43 @@ def test_predict_with_a_scene_threshold_replays_the_calibration_frames(tmp_path,
         np.testing.assert_array_equal(a, np.asarray(Image.open(tmp_path / "fixed" / "cam" / "masks" / f"{i:06d}.png")))
     with pytest.raises(HOFAMInputError, match="calibrate_frames"):
         PredictOptions(calibrate_frames=-1)
+
+
+def test_median_gate_trims_masks_to_the_dilated_changed_pixels(tmp_path, tiny_model):
+    from hofam_tf.predict import median_gate_kernel
+
+    images, _ = make_scene(5, frames=11, size=256)
+    _write_video(tmp_path / "cam.avi", [cv2.resize(i, (320, 240)) for i in images])
+
+    def masks(name, **kw):
+        run_predict(tmp_path / "cam.avi", tiny_model / "model.keras", tmp_path / name,
+                    PredictOptions(batch_size=4, overlay_video=False, **kw), progress=False)
+        return [np.asarray(Image.open(tmp_path / name / "cam" / "masks" / f"{i:06d}.png")) > 127 for i in range(11)]
+
+    # the rule computed here from the decoded frames: |grey - median of the 9 frames 10 apart before| >= 30
+    cap = cv2.VideoCapture(str(tmp_path / "cam.avi"))
+    grey = []
+    while True:
+        ok, bgr = cap.read()
+        if not ok:
+            break
+        grey.append(cv2.cvtColor(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), cv2.COLOR_RGB2GRAY).astype(np.int16))
+    disk = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (5, 5))  # radius 1.5 tile px x 320/256 -> 2 px
+    expected = []
+    for t in range(11):
+        median = np.median(np.stack([grey[max(t - 10 * j, 0)] for j in range(1, 10)]), axis=0).astype(np.int16)
+        expected.append(cv2.dilate((np.abs(grey[t] - median) >= 30).astype(np.uint8), disk) > 0)
+    assert 0 < sum(e.sum() for e in expected) < 0.5 * 11 * 240 * 320  # the moving objects, not the frame
+
+    everything = masks("all", threshold=0.0, median_gate=1.5)  # every pixel passes: the gate alone
+    for got, want in zip(everything, expected):
+        np.testing.assert_array_equal(got, want)
+    plain, gated = masks("plain", threshold=0.5), masks("gated", threshold=0.5, median_gate=1.5)
+    for p, g, want in zip(plain, gated, expected):
+        np.testing.assert_array_equal(g, p & want)
+    summary = json.loads((tmp_path / "gated" / "cam" / "summary.json").read_text())
+    assert summary["median_gate"] == 1.5
+    assert median_gate_kernel(0, (240, 320)) is None
+    assert median_gate_kernel(1.5, (1080, 1920)).shape == (23, 23)  # 1.5 x 1920/256 = 11.25 -> radius 11
+    with pytest.raises(HOFAMInputError, match="median_gate"):
+        PredictOptions(median_gate=-1)
