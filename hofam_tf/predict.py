@@ -138,6 +138,15 @@ def _video_fps(path: Path, default: float) -> float:
     return float(fps) if fps and 1 <= fps <= 240 else default
 
 
+def native_probability(prob: np.ndarray, shape) -> np.ndarray:
+    """``prob`` (the model's output size) bilinearly resized to a frame of ``shape``. The streams
+    keep the model-size map until a frame is written, so the frames held for the scene-adaptive
+    threshold cost the frame and a 256x256 map each, not a native-size float map."""
+    if prob.shape[:2] == tuple(shape[:2]):
+        return prob
+    return cv2.resize(prob, (shape[1], shape[0]), interpolation=cv2.INTER_LINEAR)
+
+
 def median_gate_kernel(radius: float, shape) -> np.ndarray | None:
     """Structuring element of the median gate (``PredictOptions.median_gate``), or None when off.
 
@@ -169,7 +178,8 @@ def _gate_tap(frames, opts: PredictOptions, keep: dict):
 
 
 def _hofam_stream(model, cfg, seq, opts: PredictOptions):
-    """Yields ``(frame, frame_tile, hop, probability at native size, gate)`` for every scored frame,
+    """Yields ``(frame, frame_tile, hop, probability, gate)`` for every scored frame (the
+    probability at the model's size: ``native_probability``),
     running the model in batches of ``opts.batch_size``; ``gate``: the median gate's mask, or None."""
     import tensorflow as tf
 
@@ -188,8 +198,7 @@ def _hofam_stream(model, cfg, seq, opts: PredictOptions):
             frames = np.stack([cv2.resize(f, (w_model, h_model), interpolation=cv2.INTER_LINEAR) for f in frames])
             hops = np.stack([cv2.resize(f, (w_model, h_model), interpolation=cv2.INTER_LINEAR) for f in hops])
         prob = fn(model_inputs(frames, hops)).numpy()[..., 0]
-        done = [(fr, tile, hop, cv2.resize(p, (fr.rgb.shape[1], fr.rgb.shape[0]), interpolation=cv2.INTER_LINEAR),
-                 keep.pop(fr.index, None)) for (fr, tile, hop), p in zip(batch, prob)]
+        done = [(fr, tile, hop, p, keep.pop(fr.index, None)) for (fr, tile, hop), p in zip(batch, prob)]
         batch.clear()
         return done
 
@@ -207,8 +216,8 @@ def _hofam_stream(model, cfg, seq, opts: PredictOptions):
 
 def scene_threshold(items: list, roi: np.ndarray | None, fallback: float) -> tuple[float, dict]:
     """The scene-adaptive threshold (``PredictOptions.calibrate_frames``), chosen without labels:
-    ``items`` are the first scored frames of a sequence as ``(frame, tile, hop, probability at
-    native size, ...)``; each frame is also segmented by the median-background rule
+    ``items`` are the first scored frames of a sequence as ``(frame, tile, hop, probability, ...)``
+    (the probability at any size: ``native_probability``); each frame is also segmented by the median-background rule
     (``baselines.MedianSegmenter``, on these frames alone), and the threshold of
     ``validation.THRESHOLDS`` whose masks agree best with the rule's (Dice over all the frames,
     inside ``roi``) is returned with the agreement per threshold. HOFAM's probabilities lean
@@ -225,6 +234,7 @@ def scene_threshold(items: list, roi: np.ndarray | None, fallback: float) -> tup
     model_fg = np.zeros(len(THRESHOLDS))
     rule_fg = 0
     for fr, _, _, prob, *_ in items:
+        prob = native_probability(prob, fr.rgb.shape)
         changed = rule(fr.rgb, None, fr.index) > 0
         inside = np.ones(changed.shape, bool) if roi is None else roi
         changed &= inside
@@ -317,10 +327,11 @@ def predict_sequence(model, cfg, seq, output_dir: Path, opts: PredictOptions, pr
 
             head = list(itertools.islice(stream, opts.calibrate_frames))
             if head and roi_path is not None:
-                roi = read_roi(roi_path, head[0][3].shape)
+                roi = read_roi(roi_path, head[0][0].rgb.shape[:2])
             threshold, agreement = scene_threshold(head, roi, opts.threshold)
             stream = itertools.chain(head, stream)
-        for fr, tile, hop, native, gate in stream:
+        for fr, tile, hop, prob, gate in stream:
+            native = native_probability(prob, fr.rgb.shape)
             fg = native >= threshold
             if gate is not None:
                 fg &= gate
