@@ -28,6 +28,7 @@ from hofam_tf.cli import guarded, parse_flags
 from hofam_tf.config import DEFAULT_RECORDS_DIR, DEFAULT_RUN_DIR, RunConfig
 from hofam_tf.config_flags import config_from_flags, define_config_flags, given
 from hofam_tf.errors import HOFAMInputError
+from hofam_tf.predict import PredictOptions
 
 FLAGS = flags.FLAGS
 flags.DEFINE_enum("phase", "demo", ["train", "test", "score", "demo", "predict", "convert", "export"],  # = PHASES
@@ -44,7 +45,8 @@ flags.DEFINE_string("ckpt_dir", DEFAULT_RUN_DIR, "Run directory for training.")
 flags.DEFINE_string("ckpt", None, "Run directory, checkpoint prefix, .keras file or TF1 checkpoint.")
 flags.DEFINE_string("output_dir", None, "Where test / score / predict / demo outputs go.")
 flags.DEFINE_float("threshold", None, "Foreground iff probability >= threshold (15/255 = original). "
-                   "Default: the run's validated threshold (best.json), else 0.5.")
+                   "Default: the run's validated threshold (best.json), else 0.5; predict chooses each "
+                   "video's own threshold by default (--calibrate_frames), and uses this one as given.")
 flags.DEFINE_enum("method", "hofam", list(METHODS),
                   "predict: HOFAM, or a classical baseline (OpenCV MOG2 / KNN, thresholded HOP, difference from a "
                   "median of earlier frames).")
@@ -61,12 +63,13 @@ flags.DEFINE_string("roi", None, "predict: region-of-interest mask image (white 
                     "folder's own ROI.bmp when it has one.")
 flags.DEFINE_enum("naming", "frame", ["frame", "cdnet"], "predict: mask names <frame id>.png, or CDnet's binNNNNNN.png.")
 flags.DEFINE_string("post", "none", "predict: post-filter of the binary mask: none, or medianK (e.g. median5).")
-flags.DEFINE_integer("calibrate_frames", 0, "predict: scene-adaptive threshold: choose each video's threshold on its "
-                     "first N frames, where HOFAM's masks agree best with the median-background rule (no labels; "
-                     "0: off, the run's validated threshold or --threshold).")
-flags.DEFINE_float("median_gate", 0.0, "predict: keep a HOFAM mask's pixel only within this radius (tile pixels, "
-                   "scaled to the frame) of a pixel the median-background rule marks changed: trims flow halos "
-                   "(0: off).")
+flags.DEFINE_integer("calibrate_frames", PredictOptions.calibrate_frames,
+                     "predict: scene-adaptive threshold: choose each video's threshold on its first N frames, where "
+                     "HOFAM's masks agree best with the median-background rule (no labels). 0: off, the run's "
+                     "validated threshold; a given --threshold also turns it off unless this flag is given too.")
+flags.DEFINE_float("median_gate", PredictOptions.median_gate,
+                   "predict: keep a HOFAM mask's pixel only within this radius (tile pixels, scaled to the frame) of "
+                   "a pixel the median-background rule marks changed: trims flow halos (0: off).")
 flags.DEFINE_string("output_path", None, "convert: the .keras file to write.")
 # demo
 flags.DEFINE_integer("demo_steps", 400, "demo: training steps.")
@@ -191,6 +194,13 @@ def phase_score() -> None:
     print(f"metrics.json in {FLAGS.output_dir}")
 
 
+def _calibrate_frames() -> int:
+    """--calibrate_frames, except that a --threshold given alone fixes the threshold."""
+    if FLAGS.threshold is not None and not FLAGS["calibrate_frames"].present:
+        return 0
+    return FLAGS.calibrate_frames
+
+
 def phase_predict() -> None:
     _require("input", "output_dir")
     from hofam_tf.predict import PredictOptions, run_predict
@@ -204,7 +214,7 @@ def phase_predict() -> None:
                           batch_size=FLAGS.eval_batch_size, panels=bool(FLAGS.panels),
                           overlay_video=FLAGS.overlay_video, method=FLAGS.method,
                           max_frames=FLAGS.max_frames, roi=FLAGS.roi, naming=FLAGS.naming, post=FLAGS.post,
-                          side_by_side=FLAGS.side_by_side, calibrate_frames=FLAGS.calibrate_frames,
+                          side_by_side=FLAGS.side_by_side, calibrate_frames=_calibrate_frames(),
                           median_gate=FLAGS.median_gate)
     result = run_predict(FLAGS.input, FLAGS.ckpt, FLAGS.output_dir, opts, _model_overrides(),
                          precision=FLAGS.inference_precision)

@@ -4,10 +4,12 @@ one of the classical baselines of ``hofam_tf.baselines`` (same outputs, for comp
 Streams: frames are decoded one at a time, HOP images are computed on the fly with the run's flow
 configuration (``RunConfig.flow``: estimator and tau set; DIS and Farneback only), the model runs
 in batches, and per-frame outputs are written as soon as they are ready, so memory does not grow
-with the length of the video. Outputs under ``output_dir/<sequence>/``:
+with the length of the video (beyond the first ``calibrate_frames`` frames, held until the
+scene-adaptive threshold is chosen on them). Outputs under ``output_dir/<sequence>/``:
 
     masks/<frame id>.png     0/255 mask at the input's native resolution
-                             (probabilities resized bilinearly, then thresholded)
+                             (probabilities resized bilinearly, thresholded at the scene-adaptive
+                             threshold, trimmed by the median gate: ``PredictOptions``)
     overlay.mp4              foreground tinted over the frames (MPEG-4, native size)
     panels/<frame id>.png    optional [frame | GT | HOP | prediction] at 256 (GT tile: 170 grey)
     summary.json             written last: frames, seconds, frames/s
@@ -67,6 +69,14 @@ def read_roi(path, shape) -> np.ndarray:
     return roi
 
 
+# HOFAM's defaults for unseen scenes (leave-scenes-out benchmark, README "Cross-scene quality"):
+# the scene-adaptive threshold, chosen on the first CALIBRATE_FRAMES frames, and the median gate of
+# MEDIAN_GATE tile pixels. ``calibrate_frames=0`` and ``median_gate=0`` give the plain model at the
+# run's validated threshold.
+CALIBRATE_FRAMES = 200
+MEDIAN_GATE = 1.5
+
+
 @dataclasses.dataclass(frozen=True)
 class PredictOptions:
     threshold: float = 0.5
@@ -81,10 +91,11 @@ class PredictOptions:
     naming: str = "frame"  # "frame": masks/<frame id>.png; "cdnet": masks/binNNNNNN.png
     post: str = "none"  # "none" or "medianK": a KxK median filter of the binary mask (K odd)
     side_by_side: bool = False  # also side_by_side.mp4 = [frame | mask | masked frame]
-    # scene-adaptive threshold (HOFAM only; 0: off, use ``threshold``): see ``scene_threshold``
-    calibrate_frames: int = 0
+    # scene-adaptive threshold (HOFAM only; 0: off, use ``threshold``): see ``scene_threshold``;
+    # at most ``max_frames`` when that is set
+    calibrate_frames: int = CALIBRATE_FRAMES
     # median gate (HOFAM only; 0: off): see ``median_gate_kernel``
-    median_gate: float = 0.0
+    median_gate: float = MEDIAN_GATE
 
     def __post_init__(self) -> None:
         if self.max_frames < 0:
@@ -325,7 +336,8 @@ def predict_sequence(model, cfg, seq, output_dir: Path, opts: PredictOptions, pr
         if opts.calibrate_frames and opts.method == "hofam":  # the first frames are kept, then replayed
             import itertools
 
-            head = list(itertools.islice(stream, opts.calibrate_frames))
+            n = min(opts.calibrate_frames, opts.max_frames) if opts.max_frames else opts.calibrate_frames
+            head = list(itertools.islice(stream, n))
             if head and roi_path is not None:
                 roi = read_roi(roi_path, head[0][0].rgb.shape[:2])
             threshold, agreement = scene_threshold(head, roi, opts.threshold)

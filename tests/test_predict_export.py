@@ -29,7 +29,7 @@ def test_predict_video_end_to_end(tmp_path, tiny_model):
     frames = [cv2.resize(i, (320, 240)) for i in images]
     _write_video(tmp_path / "cam.avi", frames)
     result = run_predict(tmp_path / "cam.avi", tiny_model / "model.keras", tmp_path / "out",
-                         PredictOptions(batch_size=4, panels=True), progress=False)
+                         PredictOptions(batch_size=4, panels=True, calibrate_frames=0, median_gate=0), progress=False)
     (summary,) = result["sequences"]
     assert summary["frames"] == 11
     out = tmp_path / "out" / "cam"
@@ -200,7 +200,8 @@ def test_predict_with_a_scene_threshold_replays_the_calibration_frames(tmp_path,
     assert agreement[str(summary["threshold"])] == max(agreement.values())  # the best agreement (4 decimals)
     # the same masks as a plain run at that threshold, the calibration frames included
     run_predict(tmp_path / "cam.avi", tiny_model / "model.keras", tmp_path / "fixed",
-                PredictOptions(batch_size=4, threshold=summary["threshold"], overlay_video=False), progress=False)
+                PredictOptions(batch_size=4, threshold=summary["threshold"], overlay_video=False, calibrate_frames=0),
+                progress=False)
     for i in range(11):
         a = np.asarray(Image.open(tmp_path / "cal" / "cam" / "masks" / f"{i:06d}.png"))
         np.testing.assert_array_equal(a, np.asarray(Image.open(tmp_path / "fixed" / "cam" / "masks" / f"{i:06d}.png")))
@@ -216,7 +217,7 @@ def test_median_gate_trims_masks_to_the_dilated_changed_pixels(tmp_path, tiny_mo
 
     def masks(name, **kw):
         run_predict(tmp_path / "cam.avi", tiny_model / "model.keras", tmp_path / name,
-                    PredictOptions(batch_size=4, overlay_video=False, **kw), progress=False)
+                    PredictOptions(batch_size=4, overlay_video=False, calibrate_frames=0, **kw), progress=False)
         return [np.asarray(Image.open(tmp_path / name / "cam" / "masks" / f"{i:06d}.png")) > 127 for i in range(11)]
 
     # the rule computed here from the decoded frames: |grey - median of the 9 frames 10 apart before| >= 30
@@ -237,7 +238,7 @@ def test_median_gate_trims_masks_to_the_dilated_changed_pixels(tmp_path, tiny_mo
     everything = masks("all", threshold=0.0, median_gate=1.5)  # every pixel passes: the gate alone
     for got, want in zip(everything, expected):
         np.testing.assert_array_equal(got, want)
-    plain, gated = masks("plain", threshold=0.5), masks("gated", threshold=0.5, median_gate=1.5)
+    plain, gated = masks("plain", threshold=0.5, median_gate=0), masks("gated", threshold=0.5, median_gate=1.5)
     for p, g, want in zip(plain, gated, expected):
         np.testing.assert_array_equal(g, p & want)
     summary = json.loads((tmp_path / "gated" / "cam" / "summary.json").read_text())
@@ -246,3 +247,25 @@ def test_median_gate_trims_masks_to_the_dilated_changed_pixels(tmp_path, tiny_mo
     assert median_gate_kernel(1.5, (1080, 1920)).shape == (23, 23)  # 1.5 x 1920/256 = 11.25 -> radius 11
     with pytest.raises(HOFAMInputError, match="median_gate"):
         PredictOptions(median_gate=-1)
+
+
+def test_predict_cli_defaults_choose_the_threshold_unless_one_is_given(tmp_path, tiny_model):
+    from hofam_tf.predict import CALIBRATE_FRAMES, MEDIAN_GATE
+
+    images, _ = make_scene(4, frames=8, size=256)
+    _write_video(tmp_path / "cam.avi", [cv2.resize(i, (320, 240)) for i in images])
+
+    def summary(name, *args):
+        proc = subprocess.run([sys.executable, str(ROOT / "main.py"), "--phase=predict", f"--input={tmp_path / 'cam.avi'}",
+                               f"--ckpt={tiny_model}", f"--output_dir={tmp_path / name}", "--nooverlay_video", *args],
+                              capture_output=True, text=True, cwd=ROOT)
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        return json.loads((tmp_path / name / "cam" / "summary.json").read_text())
+
+    default = summary("default")  # the scene-adaptive threshold and the median gate
+    assert default["calibrate_frames"] == CALIBRATE_FRAMES and default["median_gate"] == MEDIAN_GATE
+    assert default["agreement_by_threshold"][str(default["threshold"])] == max(default["agreement_by_threshold"].values())
+    given = summary("given", "--threshold=0.3")  # a threshold given alone is used as it is
+    assert given["threshold"] == 0.3 and given["calibrate_frames"] == 0 and given["agreement_by_threshold"] is None
+    both = summary("both", "--threshold=0.3", "--calibrate_frames=3", "--median_gate=0")
+    assert both["calibrate_frames"] == 3 and both["median_gate"] == 0 and both["agreement_by_threshold"] is not None
