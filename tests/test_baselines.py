@@ -108,3 +108,14 @@ def test_cli_baseline_then_score(tmp_path, scene):
                           capture_output=True, text=True, cwd=ROOT)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "skipped (no prediction folder): cam2" in proc.stdout
+
+
+@pytest.mark.parametrize("count,levels", [(9, 256), (9, 3), (5, 256)])
+def test_pixel_median_is_numpys_median(count, levels):
+    from hofam_tf.baselines import pixel_median
+
+    rng = np.random.default_rng(count * levels)
+    images = [rng.integers(0, levels, (37, 53), dtype=np.uint8) for _ in range(count)]  # many ties with 3 levels
+    got = pixel_median(images)
+    assert got.dtype == np.uint8
+    np.testing.assert_array_equal(got, np.median(np.stack(images), axis=0).astype(np.uint8))
