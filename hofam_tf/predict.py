@@ -75,6 +75,9 @@ def read_roi(path, shape) -> np.ndarray:
 # run's validated threshold.
 CALIBRATE_FRAMES = 200
 MEDIAN_GATE = 1.5
+# below this best agreement (Dice) the calibration frames say nothing about the threshold: nothing
+# moved in them, or the rule and the model see different things (the benchmark's lowest: 0.13)
+MIN_AGREEMENT = 0.1
 
 
 @dataclasses.dataclass(frozen=True)
@@ -236,7 +239,9 @@ def scene_threshold(items: list, roi: np.ndarray | None, fallback: float) -> tup
     class-in-scale loss, halos of the flow), so the threshold that fits one scene does not fit
     another; the rule knows nothing of motion or appearance but finds the frame's changed pixels,
     and where the model's masks match them best is where they neither swell into halos nor lose
-    the objects. ``fallback`` when the rule finds nothing and the model nothing either."""
+    the objects. ``fallback`` when the best agreement is under ``MIN_AGREEMENT`` (e.g. a video that
+    starts with an empty scene, where the rule's few noisy pixels would otherwise pick a threshold
+    at random)."""
     from hofam_tf.baselines import MedianSegmenter
     from hofam_tf.validation import THRESHOLDS
 
@@ -257,7 +262,7 @@ def scene_threshold(items: list, roi: np.ndarray | None, fallback: float) -> tup
     total = model_fg + rule_fg
     dice = np.divide(2 * both, total, out=np.zeros_like(both), where=total > 0)
     agreement = {str(t): round(float(d), 4) for t, d in zip(THRESHOLDS, dice)}
-    if not dice.any():
+    if dice.max() < MIN_AGREEMENT:
         return fallback, agreement
     return float(THRESHOLDS[int(np.argmax(dice))]), agreement
 

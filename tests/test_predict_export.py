@@ -186,10 +186,25 @@ def test_scene_threshold_picks_the_masks_that_match_the_changed_pixels():
     roi = np.zeros((h, w), bool)
     roi[45:, :] = True
     assert scene_threshold(items, roi, 0.5)[0] == 0.5  # no agreement anywhere: the fallback
+    # an empty scene: the rule sees a few noisy pixels, the model a few false ones at low thresholds;
+    # the best agreement (2 of 100 + 60 pixels at 0.05 … 0.25) is too weak to choose a threshold on
+    empty = []
+    for i in range(12):
+        rgb = background.copy()
+        prob = np.full((h, w), 0.1, np.float32)
+        if i == 8:
+            rgb[0, :60] = 200  # 60 noisy pixels the rule marks
+            prob[0, 58:78] = prob[1, :80] = 0.3  # 100 pixels the model marks up to 0.25, 2 of them shared
+        empty.append((Frame(i, f"{i:03d}", rgb, None, True), None, None, prob))
+    threshold, weak = scene_threshold(empty, None, 0.5)
+    assert threshold == 0.5 and 0 < max(weak.values()) < 0.1
     assert set(agreement) == {str(t) for t in THRESHOLDS}
 
 
-def test_predict_with_a_scene_threshold_replays_the_calibration_frames(tmp_path, tiny_model):
+def test_predict_with_a_scene_threshold_replays_the_calibration_frames(tmp_path, tiny_model, monkeypatch):
+    import hofam_tf.predict as predict
+
+    monkeypatch.setattr(predict, "MIN_AGREEMENT", 0.0)  # the untrained model agrees with the rule only weakly
     images, _ = make_scene(5, frames=11, size=256)
     _write_video(tmp_path / "cam.avi", [cv2.resize(i, (320, 240)) for i in images])
     result = run_predict(tmp_path / "cam.avi", tiny_model / "model.keras", tmp_path / "cal",
@@ -250,7 +265,8 @@ def test_median_gate_trims_masks_to_the_dilated_changed_pixels(tmp_path, tiny_mo
 
 
 def test_predict_cli_defaults_choose_the_threshold_unless_one_is_given(tmp_path, tiny_model):
-    from hofam_tf.predict import CALIBRATE_FRAMES, MEDIAN_GATE
+    from hofam_tf.checkpoints import stored_threshold
+    from hofam_tf.predict import CALIBRATE_FRAMES, MEDIAN_GATE, MIN_AGREEMENT
 
     images, _ = make_scene(4, frames=8, size=256)
     _write_video(tmp_path / "cam.avi", [cv2.resize(i, (320, 240)) for i in images])
@@ -264,7 +280,11 @@ def test_predict_cli_defaults_choose_the_threshold_unless_one_is_given(tmp_path,
 
     default = summary("default")  # the scene-adaptive threshold and the median gate
     assert default["calibrate_frames"] == CALIBRATE_FRAMES and default["median_gate"] == MEDIAN_GATE
-    assert default["agreement_by_threshold"][str(default["threshold"])] == max(default["agreement_by_threshold"].values())
+    agreement = default["agreement_by_threshold"]
+    if max(agreement.values()) >= MIN_AGREEMENT:  # the best agreement, else the run's own threshold
+        assert agreement[str(default["threshold"])] == max(agreement.values())
+    else:
+        assert default["threshold"] == stored_threshold(tiny_model)
     given = summary("given", "--threshold=0.3")  # a threshold given alone is used as it is
     assert given["threshold"] == 0.3 and given["calibrate_frames"] == 0 and given["agreement_by_threshold"] is None
     both = summary("both", "--threshold=0.3", "--calibrate_frames=3", "--median_gate=0")

@@ -34,7 +34,9 @@ def test_predict_without_ckpt_uses_the_release_model(tmp_path, shared_data):
     # the threshold is the scene's own, chosen on the 12 frames read (--max_frames caps the calibration)
     agreement = summary["agreement_by_threshold"]
     assert summary["frames"] == 12 and summary["calibrate_frames"] == 200
-    assert agreement[str(summary["threshold"])] == max(agreement.values())
+    from hofam_tf.predict import MIN_AGREEMENT
+
+    assert max(agreement.values()) >= MIN_AGREEMENT and agreement[str(summary["threshold"])] == max(agreement.values())
     # the 12th mask is the release model's output at its threshold, recomputed here independently
     import cv2
 
