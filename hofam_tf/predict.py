@@ -192,9 +192,9 @@ def _gate_tap(frames, opts: PredictOptions, keep: dict):
 
 
 def _hofam_stream(model, cfg, seq, opts: PredictOptions):
-    """Yields ``(frame, frame_tile, hop, probability, gate)`` for every scored frame (the
-    probability at the model's size: ``native_probability``),
-    running the model in batches of ``opts.batch_size``; ``gate``: the median gate's mask, or None."""
+    """Yields ``(frame, frame_tile, hop, probability, gate)`` for every scored frame, running the
+    model in batches of ``opts.batch_size``: the probability at the model's size
+    (``native_probability``), ``gate`` the median gate's mask at native size, or None."""
     import tensorflow as tf
 
     from hofam_tf.flow import iter_hop
@@ -231,8 +231,8 @@ def _hofam_stream(model, cfg, seq, opts: PredictOptions):
 def scene_threshold(items: list, roi: np.ndarray | None, fallback: float) -> tuple[float, dict]:
     """The scene-adaptive threshold (``PredictOptions.calibrate_frames``), chosen without labels:
     ``items`` are the first scored frames of a sequence as ``(frame, tile, hop, probability, ...)``
-    (the probability at any size: ``native_probability``); each frame is also segmented by the median-background rule
-    (``baselines.MedianSegmenter``, on these frames alone), and the threshold of
+    (the probability at any size: ``native_probability``); each frame is also segmented by the
+    median-background rule (``baselines.MedianSegmenter``, on these frames alone), and the threshold of
     ``validation.THRESHOLDS`` whose masks agree best with the rule's (Dice over all the frames,
     inside ``roi``) is returned with the agreement per threshold. HOFAM's probabilities lean
     towards foreground by an amount that depends on the scene (object size under the
