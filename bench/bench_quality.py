@@ -43,6 +43,9 @@ SETTINGS = {
 }
 BASELINES = ("mog2", "knn", "hop")  # the target's baselines: HOFAM's mean over their best
 EXTRA_BASELINES = ("median",)  # reported beside them (mean_f, per_scene_f, hofam_over_median)
+# HOFAM's columns besides "hofam" (the per-run threshold): each gets <name>_over_best_baseline and
+# scenes_below_mog2_<name without "hofam_"> (None and [] when the run did not make it)
+VARIANTS = ("hofam_pooled_threshold", "hofam_scene_threshold", "hofam_gated", "hofam_scene_threshold_gated")
 
 
 def scene_sources(data: Path) -> dict:
@@ -313,12 +316,13 @@ def main(argv=None) -> dict:
         vals = [s[method] for s in scores.values() if method in s and "hofam" in s]
         return sum(vals) / len(vals) if vals else None
 
-    methods = ["hofam"] + (["hofam_pooled_threshold"] if pooled is not None else []) + \
-        (["hofam_scene_threshold"] if args.calibrate_frames else []) + \
-        (["hofam_gated"] if args.median_gate else []) + \
-        (["hofam_scene_threshold_gated"] if args.median_gate and args.calibrate_frames else []) + \
+    methods = ["hofam"] + [m for m in VARIANTS if any(m in s for s in scores.values())] + \
         ([] if args.no_baselines else list(BASELINES + EXTRA_BASELINES))
     means = {m: mean(m) for m in methods}
+
+    def below_mog2(method):
+        return sorted(n for n, s in scores.items() if method in s and "mog2" in s and s[method] < s["mog2"])
+
     best_base = max((means[m] for m in BASELINES if means.get(m) is not None), default=None)
     report = {
         "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version()},
@@ -329,25 +333,12 @@ def main(argv=None) -> dict:
         "hofam_over_best_baseline": (means["hofam"] / best_base) if best_base and means["hofam"] else None,
         "hofam_over_median": (means["hofam"] / means["median"]) if means.get("median") and means["hofam"] else None,
         "pooled_threshold": pooled,
-        "hofam_pooled_threshold_over_best_baseline":
-            (means["hofam_pooled_threshold"] / best_base) if best_base and pooled is not None else None,
-        "scenes_below_mog2_pooled_threshold": sorted(
-            n for n, s in scores.items() if "hofam_pooled_threshold" in s and "mog2" in s
-            and s["hofam_pooled_threshold"] < s["mog2"]),
-        "hofam_scene_threshold_over_best_baseline":
-            (means["hofam_scene_threshold"] / best_base) if best_base and args.calibrate_frames else None,
-        "scenes_below_mog2_scene_threshold": sorted(
-            n for n, s in scores.items() if "hofam_scene_threshold" in s and "mog2" in s
-            and s["hofam_scene_threshold"] < s["mog2"]),
+        **{f"{m}_over_best_baseline": means[m] / best_base if best_base and means.get(m) is not None else None
+           for m in VARIANTS},
+        **{f"scenes_below_mog2_{m.removeprefix('hofam_')}": below_mog2(m) for m in VARIANTS},
         "scene_thresholds": scene_thresholds,
         "median_gate": args.median_gate,
-        **{f"{m}_over_best_baseline": means[m] / best_base for m in ("hofam_gated", "hofam_scene_threshold_gated")
-           if best_base and means.get(m) is not None},
-        **{f"scenes_below_mog2_{m.removeprefix('hofam_')}": sorted(
-            n for n, s in scores.items() if m in s and "mog2" in s and s[m] < s["mog2"])
-           for m in ("hofam_gated", "hofam_scene_threshold_gated") if means.get(m) is not None},
-        "scenes_below_mog2": sorted(n for n, s in scores.items() if "hofam" in s and "mog2" in s
-                                    and s["hofam"] < s["mog2"]),
+        "scenes_below_mog2": below_mog2("hofam"),
         "target": {"ratio": 1.3, "max_scenes_below_mog2": 1},
         "fold_details": fold_info,
         # diagnosis, not a result: each unseen scene's best threshold chosen with its own labels
