@@ -29,6 +29,7 @@ from hofam_tf.config import DEFAULT_RECORDS_DIR, DEFAULT_RUN_DIR, RunConfig
 from hofam_tf.config_flags import config_from_flags, define_config_flags, given
 from hofam_tf.errors import HOFAMInputError
 from hofam_tf.predict import PredictOptions
+from hofam_tf.precision import RUN_PRECISION
 
 FLAGS = flags.FLAGS
 flags.DEFINE_enum("phase", "demo", ["train", "test", "score", "demo", "predict", "convert", "export"],  # = PHASES
@@ -38,8 +39,10 @@ flags.DEFINE_enum("phase", "demo", ["train", "test", "score", "demo", "predict",
 define_config_flags()
 flags.DEFINE_string("test_pattern", None, "TFRecord glob(s), comma-separated, for testing (default: the "
                     "test split of the run's own dataset, found through config.json and dataset.json).")
-flags.DEFINE_enum("inference_precision", "auto", ["auto", "float32", "bfloat16"],
-                  "test / predict / export: auto = bfloat16 on CPUs with AVX512-BF16 or AMX and no GPU, else float32.")
+flags.DEFINE_enum("inference_precision", None, ["auto", "float32", "bfloat16"],
+                  "test / predict: default auto = bfloat16 on CPUs with AVX512-BF16 or AMX and no GPU, else "
+                  "float32. export: default float32 (a serving model must not depend on the exporting CPU); "
+                  "bfloat16 or auto only when given.")
 flags.DEFINE_string("ckpt_dir", DEFAULT_RUN_DIR, "Run directory for training.")
 # test / score / predict
 flags.DEFINE_string("ckpt", None, "Run directory, checkpoint prefix, .keras file or TF1 checkpoint.")
@@ -178,7 +181,7 @@ def phase_test() -> None:
 
     metrics = run_test(FLAGS.ckpt, FLAGS.test_pattern, FLAGS.output_dir, _threshold(FLAGS.ckpt),
                        FLAGS.eval_batch_size, FLAGS.panels is not False, model_overrides=_model_overrides(),
-                       precision=FLAGS.inference_precision)
+                       precision=FLAGS.inference_precision or RUN_PRECISION)
     print(_summary(metrics))
     print(f"masks, panels, error maps and metrics.json in {FLAGS.output_dir}")
 
@@ -217,7 +220,7 @@ def phase_predict() -> None:
                           side_by_side=FLAGS.side_by_side, calibrate_frames=_calibrate_frames(),
                           median_gate=FLAGS.median_gate)
     result = run_predict(FLAGS.input, FLAGS.ckpt, FLAGS.output_dir, opts, _model_overrides(),
-                         precision=FLAGS.inference_precision)
+                         precision=FLAGS.inference_precision or RUN_PRECISION)
     print(json.dumps(result, indent=2))
 
 
@@ -231,11 +234,10 @@ def phase_convert() -> None:
 
 def phase_export() -> None:
     _require("ckpt", "output_dir")
-    from hofam_tf.checkpoints import load_for_inference
-    from hofam_tf.export import export_serving
+    from hofam_tf.export import EXPORT_PRECISION, export_checkpoint
 
-    model, _ = load_for_inference(FLAGS.ckpt, _model_overrides(), FLAGS.inference_precision)
-    print(json.dumps(export_serving(model, FLAGS.output_dir), indent=2))
+    print(json.dumps(export_checkpoint(FLAGS.ckpt, FLAGS.output_dir, FLAGS.inference_precision or EXPORT_PRECISION,
+                                       _model_overrides()), indent=2))
 
 
 def phase_demo() -> None:

@@ -81,19 +81,23 @@ def run_test(ckpt, test_pattern, output_dir, threshold: float = 0.5, batch_size:
 
 def _gt_items(gt_dir: Path):
     """(sequence, its prediction sub-folder, frame id, gt file name, labels) for composites (a
-    flat folder of the original's composites: sequences inferred, predictions side by side), or for, or any labelled sequence folders
-    ``hofam_tf.sources`` reads (CDnet/SBI, LASIESTA, frames with masks)."""
+    flat folder of the original's composites: sequences inferred, predictions side by side; or
+    composite sequence folders with ``sequence.json``), or for any labelled sequence folders
+    ``hofam_tf.sources`` reads (CDnet/SBI, LASIESTA, frames with masks). ``labels`` are the raw
+    label bytes in every layout."""
     from hofam_tf.composite import read_composite
     from hofam_tf.sources import discover
 
     seq_dirs = [p for p in sorted(gt_dir.iterdir()) if p.is_dir()] if gt_dir.is_dir() else []
     if gt_dir.is_dir() and not seq_dirs and any(p.suffix.lower() == ".png" for p in gt_dir.iterdir()):
         from hofam_tf.flat_composites import flat_sequences
-        from hofam_tf.composite import binarize_gt
 
-        for meta in flat_sequences(gt_dir):  # the original's flat folder: masks named like it
+        # the original's flat folder: masks named like it. The GT tile goes to the scorer as it is,
+        # as in every other layout: the scoring rules (hofam_tf.metrics) decide which values count.
+        # The > 200 binarisation (meta.binarize_gt) is the original's rule for training records only.
+        for meta in flat_sequences(gt_dir):
             for fid in meta.frames:
-                yield meta.name, "", fid, f"{fid}.png", binarize_gt(read_composite(gt_dir / f"{fid}.png")[2])
+                yield meta.name, "", fid, f"{fid}.png", read_composite(gt_dir / f"{fid}.png")[2]
         return
     composite_dirs = [d for d in seq_dirs if (d / SEQUENCE_META).exists()]
     if composite_dirs:

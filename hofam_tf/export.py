@@ -8,7 +8,15 @@
                            ``tf.saved_model.load(path).serve(frame, hop)``.
     out_dir/hofam_prob.keras  the same probability model as a Keras file (needs ``hofam_tf`` for
                            its custom layers).
-Both are written under temporary names and renamed when complete.
+    out_dir/export.json    what was exported: the precision asked for, the dtype policy the
+                           graph computes in, the checkpoint, the input size and the endpoints.
+All are written under temporary names and renamed when complete.
+
+A serving artefact must not depend on the CPU that exported it: ``export_checkpoint`` exports
+float32 by default (``EXPORT_PRECISION``), whatever the host. bfloat16 (``precision="bfloat16"``,
+or ``"auto"``, which picks it on a host with AVX512-BF16 / AMX) puts bf16 casts and constants
+into the SavedModel, which some converters (OpenVINO) refuse and CPUs without bf16 run slowly.
+``--phase=test`` and ``--phase=predict`` keep ``auto``: they run where they are launched.
 """
 from __future__ import annotations
 
@@ -27,7 +35,27 @@ def probability_model(model: keras.Model) -> keras.Model:
     return keras.Model(model.input, prob, name="hofam_probability")
 
 
-def export_serving(model: keras.Model, out_dir: str | Path) -> dict:
+EXPORT_PRECISION = "float32"
+EXPORT_META = "export.json"
+
+
+def export_checkpoint(ckpt: str | Path, out_dir: str | Path, precision: str = EXPORT_PRECISION,
+                      model_overrides: dict | None = None) -> dict:
+    """Loads any supported checkpoint in ``precision`` ("float32" by default; "bfloat16" or
+    "auto" only when asked for) and exports it; see ``export_serving``. The choice is written
+    into ``export.json``."""
+    from hofam_tf.checkpoints import load_for_inference
+
+    model, cfg = load_for_inference(ckpt, model_overrides, precision)
+    return export_serving(model, out_dir, meta={"checkpoint": str(ckpt), "precision": precision,
+                                                "dtype_policy": cfg.model.dtype})
+
+
+def export_serving(model: keras.Model, out_dir: str | Path, meta: dict | None = None) -> dict:
+    """Writes the SavedModel, the probability .keras file and ``export.json`` (``meta`` plus the
+    model's dtype policy, input size and endpoints) into ``out_dir``."""
+    from hofam_tf.files import write_json
+
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     prob = probability_model(model)
@@ -49,4 +77,10 @@ def export_serving(model: keras.Model, out_dir: str | Path) -> dict:
         archive.write_out(str(tmp), verbose=False)
     with atomic_path(out / "hofam_prob.keras") as tmp:
         prob.save(tmp)
-    return {"saved_model": str(out / "saved_model"), "keras": str(out / "hofam_prob.keras")}
+    info = {"dtype_policy": model.dtype_policy.name, **(meta or {}), "input_size": [int(h), int(w)],
+            "endpoints": {"serve": "float32 bytes in [0, 255]", "serve_uint8": "uint8"},
+            "output": "foreground probability [B, H, W, 1], float32"}
+    write_json(out / EXPORT_META, info)
+    return {"saved_model": str(out / "saved_model"), "keras": str(out / "hofam_prob.keras"),
+            "metadata": str(out / EXPORT_META), "precision": info.get("precision", info["dtype_policy"]),
+            "dtype_policy": info["dtype_policy"]}

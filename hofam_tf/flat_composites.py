@@ -15,9 +15,11 @@ def flat_sequences(root: Path) -> list[SequenceMeta]:
     """The original's data layout: a flat folder of 256x768 composites ``<prefix><number>.png``
     with no metadata. Sequences are the runs of consecutive frame numbers with the same prefix
     (``test_000155`` ... ``test_000164`` is one clip, named after its first frame), so a
-    train/test split never cuts a clip. The GT tile is binarised at > 200 (the original's rule;
-    the authors' demo GT is anti-aliased), so only labels 0 and 255 occur. The frame interval
-    set is unknown and recorded as (1, 5, 10)."""
+    train/test split never cuts a clip. ``binarize_gt`` is set: training records binarise the GT
+    tile at > 200 (the original's rule for its records; the authors' demo GT is anti-aliased).
+    Scoring does not: it reads the tile as it is and applies the metric's own rule
+    (``hofam_tf.metrics``), as for composite sequence folders. The frame interval set is
+    unknown and recorded as (1, 5, 10)."""
     import re
 
     from PIL import Image, UnidentifiedImageError

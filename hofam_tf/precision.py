@@ -11,6 +11,7 @@ from __future__ import annotations
 from hofam_tf.errors import HOFAMInputError
 
 INFERENCE_PRECISIONS = ("auto", "float32", "bfloat16")
+RUN_PRECISION = "auto"  # test / predict: they run where they are launched (export: hofam_tf.export)
 _BF16_FLAGS = ("avx512_bf16", "amx_bf16")
 
 

@@ -62,20 +62,76 @@ def test_the_five_original_keys_round_trip_exactly(demo_records, shared_data):
     assert seen == 29
 
 
-def test_score_takes_flat_folders_as_they_are(tmp_path, shared_data):
+def _flipped_predictions(shared_data, pred_root, per_sequence: bool):
+    """Masks made here from each GT tile (> 200), shifted by a few pixels and with a block of
+    pixels flipped, written flat (the original's demo_result) or one folder per clip."""
+    from hofam_tf.flat_composites import flat_sequences
+
+    for meta in flat_sequences(_demo(shared_data)):
+        for i, fid in enumerate(meta.frames):
+            gt = np.asarray(Image.open(_demo(shared_data) / f"{fid}.png").convert("RGB"))[:, 512:, 0] > 200
+            mask = np.roll(gt, 3 * (i % 3), axis=1)
+            mask[100 + i:140 + i, 60:90] ^= True
+            folder = pred_root / meta.name if per_sequence else pred_root
+            folder.mkdir(parents=True, exist_ok=True)
+            Image.fromarray(np.where(mask, 255, 0).astype(np.uint8)).save(folder / f"{fid}.png")
+
+
+def test_score_takes_flat_folders_as_they_are_under_the_originals_rule(tmp_path, shared_data):
+    """Paper figures of a flat folder against an independent count: only GT bytes exactly 0 or
+    255 count (the anti-aliased edges of clip 260-268 are ignored), pooled recall / precision /
+    F, mean Dice over the images with any TP, FN or FP."""
     pred = tmp_path / "demo_result"
-    pred.mkdir()
-    files = sorted(_demo(shared_data).glob("*.png"))
+    _flipped_predictions(shared_data, pred, per_sequence=False)
     tp = fp = fn = 0
-    for i, path in enumerate(files):
-        gt = np.asarray(Image.open(path).convert("RGB"))[:, 512:, 0] > 200
-        mask = np.roll(gt, 3 * (i % 3), axis=1)  # a prediction that is off by a few pixels
-        Image.fromarray(np.where(mask, 255, 0).astype(np.uint8)).save(pred / path.name)
-        tp, fp, fn = tp + (mask & gt).sum(), fp + (mask & ~gt).sum(), fn + (~mask & gt).sum()
-    metrics = run_score(pred, _demo(shared_data), tmp_path / "score", progress=False)
+    dice, partial = [], 0
+    for path in sorted(_demo(shared_data).glob("*.png")):
+        labels = np.asarray(Image.open(path).convert("RGB"))[:, 512:, 0]
+        partial += int(np.any((labels != 0) & (labels != 255)))
+        mask = np.asarray(Image.open(pred / path.name)) >= 15
+        t, f, n = (mask & (labels == 255)).sum(), (mask & (labels == 0)).sum(), (~mask & (labels == 255)).sum()
+        tp, fp, fn = tp + t, fp + f, fn + n
+        if t + f + n:
+            dice.append(2 * t / (2 * t + f + n))
+    assert partial >= 9  # clip 260-268: the rule matters on this data
+    metrics = run_score(pred, _demo(shared_data), tmp_path / "score", threshold=15 / 255, progress=False)
     assert set(metrics["cdnet"]["per_sequence"]) == {"test_000155", "test_000260", "test_000285"}
     r, p = tp / (tp + fn), tp / (tp + fp)
-    assert metrics["paper"]["f_measure"] == pytest.approx(2 * r * p / (r + p))
+    assert metrics["paper"]["counts"] == {"TP": tp, "FN": fn, "FP": fp,
+                                          "TN": metrics["paper"]["counts"]["TN"]}
+    assert metrics["paper"]["f_measure"] == pytest.approx(2 * r * p / (r + p), abs=1e-12)
+    assert metrics["paper"]["dice"] == pytest.approx(np.mean(dice), abs=1e-12)
+    counted = metrics["paper"]["counts"]
+    assert sum(counted.values()) < 29 * 256 * 256  # the non-binary edge pixels were left out
+
+
+def test_flat_and_sequence_layouts_of_the_same_files_score_identically(tmp_path, shared_data):
+    """The same composites and predictions, flat (the original's folders) or one sequence folder
+    per clip with sequence.json: identical metrics.json, paper and CDnet figures alike."""
+    import json
+
+    from hofam_tf.flat_composites import flat_sequences
+    from hofam_tf.sequence_meta import SequenceMeta
+
+    seq_gt = tmp_path / "gt_sequences"
+    for meta in flat_sequences(_demo(shared_data)):
+        (seq_gt / meta.name).mkdir(parents=True)
+        for fid in meta.frames:
+            shutil.copy(_demo(shared_data) / f"{fid}.png", seq_gt / meta.name / f"{fid}.png")
+        SequenceMeta(name=meta.name, frames=list(meta.frames), kind="lasiesta").save(seq_gt / meta.name)
+    _flipped_predictions(shared_data, tmp_path / "flat_pred", per_sequence=False)
+    _flipped_predictions(shared_data, tmp_path / "seq_pred", per_sequence=True)
+    for name, pred, gt in (("flat", tmp_path / "flat_pred", _demo(shared_data)),
+                           ("seq", tmp_path / "seq_pred", seq_gt)):
+        proc = subprocess.run([sys.executable, str(ROOT / "main.py"), "--phase=score", f"--pred_dir={pred}",
+                               f"--gt_dir={gt}", "--threshold=0.0588", f"--output_dir={tmp_path / name}"],
+                              capture_output=True, text=True, cwd=ROOT)
+        assert proc.returncode == 0, proc.stderr[-2000:]
+    flat, seq = (json.loads((tmp_path / n / "metrics.json").read_text()) for n in ("flat", "seq"))
+    for m in (flat, seq):
+        del m["pred_dir"], m["gt_dir"]
+    assert flat == seq
+    assert flat["images"] == 29 and flat["paper"]["images_counted"] == 29
 
 
 def test_training_on_records_with_only_the_original_keys(tmp_path, shared_data):

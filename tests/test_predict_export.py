@@ -289,3 +289,51 @@ def test_predict_cli_defaults_choose_the_threshold_unless_one_is_given(tmp_path,
     assert given["threshold"] == 0.3 and given["calibrate_frames"] == 0 and given["agreement_by_threshold"] is None
     both = summary("both", "--threshold=0.3", "--calibrate_frames=3", "--median_gate=0")
     assert both["calibrate_frames"] == 3 and both["median_gate"] == 0 and both["agreement_by_threshold"] is not None
+
+
+def _graph_dtypes(saved_model_dir) -> set:
+    """Every dtype named in the SavedModel's graph and function library (attrs of every node),
+    and the dtypes of its variables."""
+    import tensorflow as tf
+    from tensorflow.core.protobuf import saved_model_pb2
+
+    sm = saved_model_pb2.SavedModel()
+    sm.ParseFromString((saved_model_dir / "saved_model.pb").read_bytes())
+    found = set()
+    for mg in sm.meta_graphs:
+        nodes = list(mg.graph_def.node)
+        for fn in mg.graph_def.library.function:
+            nodes.extend(fn.node_def)
+        for node in nodes:
+            for attr in node.attr.values():
+                if attr.HasField("type"):
+                    found.add(tf.dtypes.as_dtype(attr.type).name)
+                found.update(tf.dtypes.as_dtype(t).name for t in attr.list.type)
+                if attr.HasField("tensor"):
+                    found.add(tf.dtypes.as_dtype(attr.tensor.dtype).name)
+    for v in tf.saved_model.load(str(saved_model_dir)).variables:
+        found.add("variable:" + v.dtype.name)
+    return found
+
+
+def test_export_is_float32_whatever_the_host_cpu(tmp_path, tiny_model, monkeypatch):
+    """On a host with native bf16 (mocked), auto picks bf16 for predict, but the default export
+    holds only float32 variables and constants, and says so in export.json; bf16 is exported
+    only when asked for."""
+    import json
+
+    import hofam_tf.precision as precision
+    from hofam_tf.export import export_checkpoint
+
+    monkeypatch.setattr(precision, "cpu_has_bf16", lambda cpuinfo=None: True)
+    assert precision.inference_dtype("auto") == "mixed_bfloat16"  # the mock is what auto sees
+    default = export_checkpoint(tiny_model / "model.keras", tmp_path / "default")
+    dtypes = _graph_dtypes(tmp_path / "default" / "saved_model")
+    assert "bfloat16" not in dtypes and "variable:float32" in dtypes
+    assert {d for d in dtypes if d.startswith("variable:") and "float" in d} == {"variable:float32"}
+    meta = json.loads((tmp_path / "default" / "export.json").read_text())
+    assert meta["precision"] == "float32" and meta["dtype_policy"] == "float32" == default["dtype_policy"]
+    bf16 = export_checkpoint(tiny_model / "model.keras", tmp_path / "bf16", precision="auto")
+    assert "bfloat16" in _graph_dtypes(tmp_path / "bf16" / "saved_model")  # the scan sees bf16 when present
+    assert json.loads((tmp_path / "bf16" / "export.json").read_text())["dtype_policy"] == "mixed_bfloat16"
+    assert bf16["precision"] == "auto"
