@@ -23,13 +23,13 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from absl import app, flags, logging
 
-from hofam_tf.baselines import METHODS
+from hofam_tf.tasks.baselines import METHODS
 from hofam_tf.cli import guarded, parse_flags
 from hofam_tf.config import DEFAULT_RECORDS_DIR, DEFAULT_RUN_DIR, RunConfig
 from hofam_tf.config_flags import config_from_flags, define_config_flags, given
 from hofam_tf.errors import HOFAMInputError
-from hofam_tf.predict import PredictOptions
-from hofam_tf.precision import RUN_PRECISION
+from hofam_tf.tasks.predict import PredictOptions
+from hofam_tf.model.precision import RUN_PRECISION
 
 FLAGS = flags.FLAGS
 flags.DEFINE_enum("phase", "demo", ["train", "test", "score", "demo", "predict", "convert", "export"],  # = PHASES
@@ -109,7 +109,7 @@ def _threshold(ckpt) -> float:
         return FLAGS.threshold
     if ckpt is None:
         return 0.5
-    from hofam_tf.checkpoints import stored_threshold
+    from hofam_tf.model.checkpoints import stored_threshold
 
     return stored_threshold(ckpt)
 
@@ -131,8 +131,8 @@ def _run_test_pattern(ckpt) -> str:
     records folder, whose dataset.json lists the test shards."""
     from pathlib import Path
 
-    from hofam_tf.checkpoints import CONFIG_NAME, run_dir_of
-    from hofam_tf.schema import DATASET_INFO
+    from hofam_tf.model.checkpoints import CONFIG_NAME, run_dir_of
+    from hofam_tf.data.schema import DATASET_INFO
 
     run_dir = run_dir_of(ckpt)
     cfg = RunConfig.load(run_dir / CONFIG_NAME)
@@ -158,7 +158,7 @@ def phase_train() -> None:
     _require("ckpt_dir")
     import dataclasses
 
-    from hofam_tf.train import run_train
+    from hofam_tf.tasks.train import run_train
 
     cfg = run_config()
     if not cfg.train.train_pattern:
@@ -170,8 +170,8 @@ def phase_train() -> None:
 
 def phase_test() -> None:
     _require("ckpt")
-    from hofam_tf.checkpoints import run_dir_of
-    from hofam_tf.evaluate import run_test
+    from hofam_tf.model.checkpoints import run_dir_of
+    from hofam_tf.tasks.evaluate import run_test
 
     if not FLAGS.test_pattern:
         FLAGS.test_pattern = _run_test_pattern(FLAGS.ckpt)
@@ -188,7 +188,7 @@ def phase_test() -> None:
 
 def phase_score() -> None:
     _require("pred_dir", "gt_dir", "output_dir")
-    from hofam_tf.evaluate import run_score
+    from hofam_tf.tasks.evaluate import run_score
 
     metrics = run_score(FLAGS.pred_dir, FLAGS.gt_dir, FLAGS.output_dir, _threshold(None))
     if metrics["skipped_sequences"]:
@@ -206,10 +206,10 @@ def _calibrate_frames() -> int:
 
 def phase_predict() -> None:
     _require("input", "output_dir")
-    from hofam_tf.predict import PredictOptions, run_predict
+    from hofam_tf.tasks.predict import PredictOptions, run_predict
 
     if FLAGS.method == "hofam" and not FLAGS.ckpt:
-        from hofam_tf.checkpoints import release_model
+        from hofam_tf.model.checkpoints import release_model
 
         FLAGS.ckpt = release_model()
         print(f"using the release model {FLAGS.ckpt}")
@@ -226,7 +226,7 @@ def phase_predict() -> None:
 
 def phase_convert() -> None:
     _require("ckpt", "output_path")
-    from hofam_tf.tf1_import import convert_tf1_checkpoint
+    from hofam_tf.model.tf1_import import convert_tf1_checkpoint
 
     path = convert_tf1_checkpoint(FLAGS.ckpt, FLAGS.output_path, **_model_overrides())
     print(f"wrote {path}")
@@ -234,14 +234,14 @@ def phase_convert() -> None:
 
 def phase_export() -> None:
     _require("ckpt", "output_dir")
-    from hofam_tf.export import EXPORT_PRECISION, export_checkpoint
+    from hofam_tf.tasks.export import EXPORT_PRECISION, export_checkpoint
 
     print(json.dumps(export_checkpoint(FLAGS.ckpt, FLAGS.output_dir, FLAGS.inference_precision or EXPORT_PRECISION,
                                        _model_overrides()), indent=2))
 
 
 def phase_demo() -> None:
-    from hofam_tf.demo import run_demo
+    from hofam_tf.tasks.demo import run_demo
 
     out = FLAGS.output_dir or "demo_output"
     result = run_demo(out, steps=FLAGS.demo_steps)

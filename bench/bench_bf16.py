@@ -26,7 +26,7 @@ def forward_fps(ngf: int, dtype: str, batch: int = 8, reps: int = 3) -> float:
     import tensorflow as tf
 
     from hofam_tf.config import ModelConfig
-    from hofam_tf.model import build_hofam
+    from hofam_tf.model.hofam import build_hofam
 
     model = build_hofam(ModelConfig(ngf=ngf, dtype=dtype))
     x = {k: tf.constant(np.random.default_rng(0).integers(0, 256, (batch, 256, 256, 3), dtype=np.uint8))
@@ -50,9 +50,9 @@ def main(argv=None) -> dict:
     from PIL import Image
 
     from bench.bench_quality import scene_sources, score_scene
-    from hofam_tf.checkpoints import stored_threshold
-    from hofam_tf.precision import cpu_has_bf16
-    from hofam_tf.predict import PredictOptions, run_predict
+    from hofam_tf.model.checkpoints import stored_threshold
+    from hofam_tf.model.precision import cpu_has_bf16
+    from hofam_tf.tasks.predict import PredictOptions, run_predict
 
     report = {"machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "cpu_bf16": cpu_has_bf16()},
               "speed_frames_per_s": {}, "agreement": {}}

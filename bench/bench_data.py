@@ -36,13 +36,13 @@ def main() -> None:
     import numpy as np
     import tensorflow as tf  # noqa: F401  (imported up front: its start-up is not throughput)
 
-    from hofam_tf.merging import merge_dataset
-    from hofam_tf.records import write_tfrecords
-    from hofam_tf.composite import compose
+    from hofam_tf.data.merging import merge_dataset
+    from hofam_tf.data.records import write_tfrecords
+    from hofam_tf.data.composite import compose
     from hofam_tf.config import FlowConfig
     from hofam_tf.files import write_png
-    from hofam_tf.flow import iter_hop
-    from hofam_tf.sources import discover
+    from hofam_tf.data.flow import iter_hop
+    from hofam_tf.data.sources import discover
 
     seqs = discover(DATA)
     frames = [fr for s in seqs for fr in s.iter_frames(lookback=0)]
@@ -82,7 +82,7 @@ def main() -> None:
         out["tfrecord_write_fps"] = info["splits"]["train"]["examples"] / t_rec
         out["data_prep_fps"] = n / (t_merge + t_rec)
 
-        from hofam_tf.data import build_dataset
+        from hofam_tf.data.dataset import build_dataset
 
         ds = build_dataset(str(tmp / "rec" / "train-*.tfrecord"), batch_size=8, training=True,
                            shuffle_buffer=256, with_target_num=True)

@@ -71,10 +71,10 @@ def input_pipeline_examples_per_s(batch: int = 8, batches: int = 40) -> float | 
     data = ROOT.parent / "shared" / "data" / "cdnet2014"
     if not data.is_dir():
         return None
-    from hofam_tf.merging import merge_dataset
-    from hofam_tf.records import write_tfrecords
+    from hofam_tf.data.merging import merge_dataset
+    from hofam_tf.data.records import write_tfrecords
     from hofam_tf.config import AugmentConfig, FlowConfig
-    from hofam_tf.data import build_dataset
+    from hofam_tf.data.dataset import build_dataset
 
     with tempfile.TemporaryDirectory() as tmp:
         merge_dataset(data, Path(tmp) / "c", FlowConfig(), progress=False)
@@ -95,8 +95,8 @@ def measure(ngf: int, size: int, batch: int, precision: str, xla: bool, steps: i
     import tensorflow as tf
 
     from hofam_tf.config import LossConfig, ModelConfig
-    from hofam_tf.losses import hofam_loss
-    from hofam_tf.model import build_hofam
+    from hofam_tf.model.losses import hofam_loss
+    from hofam_tf.model.hofam import build_hofam
 
     model = build_hofam(ModelConfig(ngf=ngf, height=size, width=size, dtype=precision))
     opt = keras.optimizers.Adam(5e-4, beta_1=0.95, epsilon=1e-8)
@@ -169,7 +169,7 @@ def main() -> None:
 
     import tensorflow as tf
 
-    from hofam_tf.model import build_hofam, count_params
+    from hofam_tf.model.hofam import build_hofam, count_params
 
     model = build_hofam(ngf=args.ngf, height=args.size, width=args.size)
     faithful = build_hofam(ngf=args.ngf, height=args.size, width=args.size, faithful_tf1=True)

@@ -1,6 +1,6 @@
 """HOFAM's compute on an accelerator through Keras 3's JAX backend, printed as JSON.
 
-The same Keras model definition (``hofam_tf.model.build_hofam``) run by JAX instead of
+The same Keras model definition (``hofam_tf.model.hofam.build_hofam``) run by JAX instead of
 TensorFlow, for machines where a TensorFlow GPU build cannot be installed but JAX can. Figures:
 inference frames/s per batch size in float32 and bfloat16 (``mixed_bfloat16``), training ms/step
 (Adam, sigmoid cross-entropy on the logits; the project's full loss needs TensorFlow) at batch 1
@@ -61,7 +61,7 @@ def main() -> None:
 
     from bench.bench_model import flops_per_frame
     from hofam_tf.config import ModelConfig
-    from hofam_tf.model import build_hofam
+    from hofam_tf.model.hofam import build_hofam
 
     report = {"machine": {"platform": platform.platform(), "devices": [str(d) for d in jax.devices()],
                           "jax": jax.__version__, "keras": keras.__version__, "backend": keras.backend.backend()},

@@ -41,8 +41,8 @@ def main() -> None:
     import tensorflow as tf
 
     from hofam_tf.config import ModelConfig, RunConfig
-    from hofam_tf.model import build_hofam
-    from hofam_tf.predict import PredictOptions, run_predict
+    from hofam_tf.model.hofam import build_hofam
+    from hofam_tf.tasks.predict import PredictOptions, run_predict
 
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)

@@ -50,7 +50,7 @@ VARIANTS = ("hofam_pooled_threshold", "hofam_scene_threshold", "hofam_gated", "h
 
 def scene_sources(data: Path) -> dict:
     """name -> Sequence for every labelled CDnet-style scene under data/cdnet2014 and data/sbi2015."""
-    from hofam_tf.sources import discover
+    from hofam_tf.data.sources import discover
 
     out = {}
     for sub in ("cdnet2014", "sbi2015"):
@@ -88,7 +88,7 @@ def flow_key(flow) -> str:
 
 def composites(sources: dict, work: Path, flow) -> Path:
     """Composites of every scene with this flow configuration (cached by its hash)."""
-    from hofam_tf.merging import merge_sequence
+    from hofam_tf.data.merging import merge_sequence
 
     comp = work / f"composites-{flow_key(flow)}"
     for name, seq in sources.items():
@@ -100,9 +100,9 @@ def composites(sources: dict, work: Path, flow) -> Path:
 def synthetic_composites(work: Path, count: int, flow) -> list[Path]:
     """Composite folders of ``count`` synthetic scenes (textured objects over textured
     backgrounds, exact masks), merged with the same flow settings as the real ones."""
-    from hofam_tf.merging import merge_sequence
-    from hofam_tf.sources import discover
-    from hofam_tf.synthetic import write_scene
+    from hofam_tf.data.merging import merge_sequence
+    from hofam_tf.data.sources import discover
+    from hofam_tf.data.synthetic import write_scene
 
     raw, comp = work / "synthetic_raw", work / f"synthetic-{flow_key(flow)}"
     out = []
@@ -119,7 +119,7 @@ def synthetic_composites(work: Path, count: int, flow) -> list[Path]:
 def fold_records(comp: Path, sources: dict, train: list[str], val: list[str], out: Path, extra=()) -> None:
     """TFRecords of one fold: train-* from ``train`` scenes (and the ``extra`` composite folders),
     test-* from the ``val`` scenes."""
-    from hofam_tf.records import write_tfrecords
+    from hofam_tf.data.records import write_tfrecords
 
     links = out.parent / "links"
     links.mkdir(parents=True, exist_ok=True)
@@ -142,8 +142,8 @@ def scene_records_dir(comp: Path, name: str) -> Path:
 def best_thresholds_in_hindsight(run: Path, comp: Path, sources: dict, scenes: list[str]) -> dict:
     """scene -> {"threshold", "f"}: the threshold of ``validation.THRESHOLDS`` that maximises the
     scene's own F (tile resolution, ``Validator``), a diagnosis of calibration across scenes."""
-    from hofam_tf.checkpoints import load_for_inference
-    from hofam_tf.validation import Validator
+    from hofam_tf.model.checkpoints import load_for_inference
+    from hofam_tf.tasks.validation import Validator
 
     model, _ = load_for_inference(run, precision="float32")
     out = {}
@@ -158,7 +158,7 @@ def best_thresholds_in_hindsight(run: Path, comp: Path, sources: dict, scenes: l
 
 
 def score_scene(pred_dir: Path, seq, out: Path) -> float:
-    from hofam_tf.evaluate import run_score
+    from hofam_tf.tasks.evaluate import run_score
 
     metrics = run_score(pred_dir, seq.path, out, threshold=0.5, progress=False)
     return float(metrics["cdnet"]["per_sequence"][seq.path.name]["f_measure"])
@@ -167,7 +167,7 @@ def score_scene(pred_dir: Path, seq, out: Path) -> float:
 def predict_scene(seq, out: Path, method: str, ckpt=None, threshold: float = 0.5, calibrate_frames: int = 0,
                   median_gate: float = 0.0) -> float:
     """Segments one scene into ``out``; returns the threshold used (the scene's own when calibrated)."""
-    from hofam_tf.predict import PredictOptions, run_predict
+    from hofam_tf.tasks.predict import PredictOptions, run_predict
 
     opts = PredictOptions(threshold=threshold, overlay_video=False, method=method, batch_size=8,
                           calibrate_frames=calibrate_frames, median_gate=median_gate)
@@ -202,7 +202,7 @@ def main(argv=None) -> dict:
                     help="keep each fold's TFRecords (by default deleted once the fold's model is trained: "
                          "about 0.4 GB a fold; a rerun of the tag reuses its finished folds' models)")
     ap.add_argument("--synthetic", type=int, default=0,
-                    help="add this many synthetic scenes (hofam_tf.synthetic) to every fold's training set")
+                    help="add this many synthetic scenes (hofam_tf.data.synthetic) to every fold's training set")
     args = ap.parse_args(argv)
     setting = dict(SETTINGS[args.setting])
     for k in ("folds", "steps", "batch", "ngf"):
@@ -246,8 +246,8 @@ def main(argv=None) -> dict:
     run_root = work / "runs" / tag
     fold_info = []
     only = {int(i) for i in args.only_folds.split(",") if i.strip()}
-    from hofam_tf.checkpoints import stored_threshold
-    from hofam_tf.train import run_train
+    from hofam_tf.model.checkpoints import stored_threshold
+    from hofam_tf.tasks.train import run_train
 
     for i, test in enumerate(folds):
         if only and i not in only:

@@ -39,11 +39,11 @@ def main(argv=None) -> dict:
                     help="where --threshold comes from (stored in best.json)")
     args = ap.parse_args(argv)
 
-    from hofam_tf.records import write_tfrecords
-    from hofam_tf.checkpoints import BEST_NAME, CONFIG_NAME, FINAL_MODEL
+    from hofam_tf.data.records import write_tfrecords
+    from hofam_tf.model.checkpoints import BEST_NAME, CONFIG_NAME, FINAL_MODEL
     from hofam_tf.config import ModelConfig, RunConfig, TrainConfig
     from hofam_tf.files import atomic_path, write_json
-    from hofam_tf.train import run_train
+    from hofam_tf.tasks.train import run_train
 
     work = Path(args.work)
     base = RunConfig(model=ModelConfig(ngf=args.ngf),

@@ -6,7 +6,7 @@
 Writes ``OUT/hop/<frame>.png`` (the HOP image: R = Op(tau3), G = Op(tau2), B = Op(tau1)),
 ``OUT/color_tau<k>/<frame>.png`` (Middlebury colour rendering of each flow) and, with
 ``--save_flo``, ``OUT/flo/<frame>_tau<k>.flo`` in the layout ``merge.py --estimator=flo`` reads.
-The estimators, the encoding and the first-frame rule live in ``hofam_tf.flow``.
+The estimators, the encoding and the first-frame rule live in ``hofam_tf.data.flow``.
 """
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from absl import flags
 from hofam_tf.cli import run_tool
 from hofam_tf.config_flags import config_from_flags, define_config_flags
 from hofam_tf.errors import HOFAMInputError
-from hofam_tf.flow_images import write_flows
+from hofam_tf.data.flow_images import write_flows
 
 FLAGS = flags.FLAGS
 

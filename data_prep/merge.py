@@ -6,7 +6,7 @@
 DIR may be a CDnet 2014 / SBI 2015 video folder or a tree of them, a LASIESTA sequence (``NAME``
 beside ``NAME-GT``), a plain folder of frames (masks from ``--masks_dir``), or a video file.
 Each sequence folder gets a ``sequence.json`` last: a folder without one is incomplete and
-``data_prep/tfrecord.py`` refuses it. The work is ``hofam_tf.merging.merge_dataset``; every
+``data_prep/tfrecord.py`` refuses it. The work is ``hofam_tf.data.merging.merge_dataset``; every
 ``FlowConfig`` field is a flag (``hofam_tf.config_flags``).
 """
 from __future__ import annotations
@@ -17,7 +17,7 @@ from hofam_tf.cli import run_tool
 from hofam_tf.config import DEFAULT_COMPOSITES_DIR
 from hofam_tf.config_flags import config_from_flags, define_config_flags
 from hofam_tf.errors import HOFAMInputError
-from hofam_tf.merging import merge_dataset
+from hofam_tf.data.merging import merge_dataset
 
 FLAGS = flags.FLAGS
 

@@ -9,7 +9,7 @@ when complete. A sequence goes to train or to test, never both (cross-scene eval
 Sequences without masks are left out unless ``--include_unlabelled``.
 ``--input_dir`` may also be a flat folder of the original's 256x768 composites (the authors'
 ``demo_data``): sequences are then inferred from runs of consecutive frame numbers
-(``flat_sequences``). The work is ``hofam_tf.records.write_tfrecords``.
+(``flat_sequences``). The work is ``hofam_tf.data.records.write_tfrecords``.
 """
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ from absl import flags
 from hofam_tf.cli import run_tool
 from hofam_tf.config import DEFAULT_COMPOSITES_DIR, DEFAULT_RECORDS_DIR
 from hofam_tf.errors import HOFAMInputError
-from hofam_tf.records import DEFAULT_TEST_FRACTION, write_tfrecords
+from hofam_tf.data.records import DEFAULT_TEST_FRACTION, write_tfrecords
 
 FLAGS = flags.FLAGS
 

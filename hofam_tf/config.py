@@ -222,7 +222,7 @@ class ModelConfig:
 
 @dataclasses.dataclass(frozen=True)
 class LossConfig:
-    """The class-in-scale focal loss (see ``hofam_tf.losses``).
+    """The class-in-scale focal loss (see ``hofam_tf.model.losses``).
 
     mode: "cis" (default: size factor beta from instance sizes) or "tf1" (exactly what the TF1
       code computes: beta = 1, gamma = 0, probabilities clipped to [1e-7, 1 - 1e-7]).
@@ -256,7 +256,7 @@ class LossConfig:
 
 @dataclasses.dataclass(frozen=True)
 class AugmentConfig:
-    """Training-time augmentation in the tf.data pipeline (``hofam_tf.augment``), seeded by
+    """Training-time augmentation in the tf.data pipeline (``hofam_tf.data.augment``), seeded by
     ``TrainConfig.seed``. On by default: without it HOFAM memorises its training scenes.
 
     Geometry (frame, HOP and labels alike): a random square crop whose side is a fraction in
@@ -369,14 +369,14 @@ class TrainConfig:
     epsilon 1e-8, batch 1, 64,000 updates, shuffle seed 12138.
 
     val_pattern: TFRecords of scenes kept out of training; when set, the F-measure on them is
-      computed every ``val_every`` steps (``hofam_tf.validation``), written to TensorBoard, and the
+      computed every ``val_every`` steps (``hofam_tf.tasks.validation``), written to TensorBoard, and the
       best checkpoint and its threshold are kept (``best.json``). early_stop: stop after this many
       validations without improvement (0: never).
     steps_per_loop: updates run inside one tf.function call (a device-side loop, no Python
       between them); logging, NaN checks, validation and checkpoints happen at loop boundaries,
       which always fall on their exact steps (a loop ends early at the next event).
     ema_decay: keep an exponential moving average of the weights with this decay
-      (``hofam_tf.weight_average``) and validate, save and infer with it; 0 turns it off. Default
+      (``hofam_tf.model.weight_average``) and validate, save and infer with it; 0 turns it off. Default
       0.99, chosen on the leave-scenes-out benchmark (README, "Cross-scene quality").
     lr_schedule: "constant" (default, the original's) or "cosine": half a cosine from
       ``learning_rate`` at update 0 to 0 at update ``steps`` (the optimizer's update count, so a

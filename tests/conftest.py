@@ -29,8 +29,8 @@ def shared_data() -> Path:
 @pytest.fixture(scope="session")
 def cdnet_records(tmp_path_factory, shared_data):
     """CDnet baseline (3 sequences) -> composites -> TFRecords, office held out for test."""
-    from hofam_tf.merging import merge_dataset
-    from hofam_tf.records import write_tfrecords
+    from hofam_tf.data.merging import merge_dataset
+    from hofam_tf.data.records import write_tfrecords
     from hofam_tf.config import FlowConfig
 
     work = tmp_path_factory.mktemp("cdnet")
@@ -45,7 +45,7 @@ def cdnet_records(tmp_path_factory, shared_data):
 def tiny_model(tmp_path_factory):
     """A run folder with an untrained width-2 HOFAM: model.keras + config.json."""
     from hofam_tf.config import ModelConfig, RunConfig
-    from hofam_tf.model import build_hofam
+    from hofam_tf.model.hofam import build_hofam
 
     folder = tmp_path_factory.mktemp("tiny_model")
     build_hofam(ModelConfig(ngf=2)).save(folder / "model.keras")

@@ -5,12 +5,12 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from hofam_tf.augment import augment_batch, crop_boxes, geometry, motion_noise, scale_motion
+from hofam_tf.data.augment import augment_batch, crop_boxes, geometry, motion_noise, scale_motion
 from hofam_tf.config import AugmentConfig, FlowConfig, LossConfig, RunConfig
-from hofam_tf.data import build_dataset
+from hofam_tf.data.dataset import build_dataset
 from hofam_tf.errors import HOFAMInputError
-from hofam_tf.flow import LOG_SATURATION_PX, encode_hop
-from hofam_tf.losses import size_factor
+from hofam_tf.data.flow import LOG_SATURATION_PX, encode_hop
+from hofam_tf.model.losses import size_factor
 
 OFF = AugmentConfig(min_crop=1.0, max_crop=1.0, flip=0.0, brightness=0.0, contrast=0.0, colour=0.0, grey=0.0,
                     noise=0.0, blur=0.0, hop_gain=1.0, frame_drop=0.0, hop_noise=0.0, hop_spread=0)
@@ -365,7 +365,7 @@ def test_frame_drop_blanks_the_frame_only():
 
 def test_training_with_frame_drop_stays_finite(tmp_path, cdnet_records):
     from hofam_tf.config import ModelConfig, RunConfig, TrainConfig
-    from hofam_tf.train import run_train
+    from hofam_tf.tasks.train import run_train
 
     cfg = RunConfig(model=ModelConfig(ngf=2), augment=dataclasses.replace(AugmentConfig(), frame_drop=1.0),
                     train=TrainConfig(train_pattern=str(cdnet_records["records"] / "train-*.tfrecord"), steps=6,

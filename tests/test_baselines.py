@@ -7,12 +7,12 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from hofam_tf.baselines import HOP_THRESHOLD
+from hofam_tf.tasks.baselines import HOP_THRESHOLD
 from hofam_tf.config import FlowConfig
-from hofam_tf.evaluate import run_score
-from hofam_tf.flow import hop_from_grays, resize_frame, to_gray
-from hofam_tf.predict import PredictOptions, run_predict
-from hofam_tf.synthetic import make_scene
+from hofam_tf.tasks.evaluate import run_score
+from hofam_tf.data.flow import hop_from_grays, resize_frame, to_gray
+from hofam_tf.tasks.predict import PredictOptions, run_predict
+from hofam_tf.data.synthetic import make_scene
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -61,7 +61,7 @@ def test_hop_threshold_mask_matches_an_independent_threshold(tmp_path, scene):
 
 
 def test_median_rule_matches_an_independent_median(tmp_path, scene, monkeypatch):
-    import hofam_tf.baselines as baselines
+    import hofam_tf.tasks.baselines as baselines
 
     monkeypatch.setattr(baselines, "MEDIAN_STRIDE", 2)  # 14 frames: a span the scene can fill
     monkeypatch.setattr(baselines, "MEDIAN_FRAMES", 3)
@@ -112,7 +112,7 @@ def test_cli_baseline_then_score(tmp_path, scene):
 
 @pytest.mark.parametrize("count,levels", [(9, 256), (9, 3), (5, 256)])
 def test_pixel_median_is_numpys_median(count, levels):
-    from hofam_tf.baselines import pixel_median
+    from hofam_tf.tasks.baselines import pixel_median
 
     rng = np.random.default_rng(count * levels)
     images = [rng.integers(0, levels, (37, 53), dtype=np.uint8) for _ in range(count)]  # many ties with 3 levels

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from hofam_tf.composite import binarize_gt, compose, read_composite, split_composite
+from hofam_tf.data.composite import binarize_gt, compose, read_composite, split_composite
 from hofam_tf.errors import HOFAMInputError
 
 

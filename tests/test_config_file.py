@@ -83,7 +83,7 @@ def test_a_whole_number_for_a_float_field_is_a_float(tmp_path):
     import numpy as np
     import tensorflow as tf
 
-    from hofam_tf.losses import hofam_loss
+    from hofam_tf.model.losses import hofam_loss
 
     data = RunConfig().to_dict()
     data["loss"]["beta_cap"] = 12

@@ -2,7 +2,7 @@ import json
 
 import pytest
 
-from hofam_tf.demo import run_demo
+from hofam_tf.tasks.demo import run_demo
 
 
 def test_demo_pipeline_small(tmp_path):

@@ -41,7 +41,7 @@ def _record(path, drop=(), sequence="seq", frame_id="000001"):
     import numpy as np
     import tensorflow as tf
 
-    from hofam_tf.schema import encode_example
+    from hofam_tf.data.schema import encode_example
 
     rng = np.random.default_rng(0)
     labels = np.zeros((256, 256), np.uint8)
@@ -159,7 +159,7 @@ def test_tfrecord_killed_mid_write_leaves_a_set_readers_refuse(tmp_path, cdnet_r
 def test_mixed_or_incomplete_shard_sets_are_refused(tmp_path, cdnet_records):
     import shutil
 
-    from hofam_tf.data import list_tfrecords
+    from hofam_tf.data.dataset import list_tfrecords
     from hofam_tf.errors import HOFAMInputError
 
     rec = tmp_path / "rec"
@@ -243,7 +243,7 @@ def test_failed_merge_leaves_no_composites_and_no_empty_folder(tmp_path, shared_
 def test_truncated_video_is_reported_with_both_counts(tmp_path):
     import cv2
 
-    from hofam_tf.synthetic import make_scene
+    from hofam_tf.data.synthetic import make_scene
 
     path = tmp_path / "cam.avi"
     images, _ = make_scene(seed=1, frames=30)

@@ -10,9 +10,9 @@ import tensorflow as tf
 from PIL import Image
 
 from hofam_tf.config import ModelConfig, RunConfig, TrainConfig
-from hofam_tf.evaluate import run_score
-from hofam_tf.schema import KEY_FRAME, KEY_GT, KEY_HOP, KEY_LABEL, KEY_TARGET_NUM, count_instances
-from hofam_tf.train import run_train
+from hofam_tf.tasks.evaluate import run_score
+from hofam_tf.data.schema import KEY_FRAME, KEY_GT, KEY_HOP, KEY_LABEL, KEY_TARGET_NUM, count_instances
+from hofam_tf.tasks.train import run_train
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -65,7 +65,7 @@ def test_the_five_original_keys_round_trip_exactly(demo_records, shared_data):
 def _flipped_predictions(shared_data, pred_root, per_sequence: bool):
     """Masks made here from each GT tile (> 200), shifted by a few pixels and with a block of
     pixels flipped, written flat (the original's demo_result) or one folder per clip."""
-    from hofam_tf.flat_composites import flat_sequences
+    from hofam_tf.data.flat_composites import flat_sequences
 
     for meta in flat_sequences(_demo(shared_data)):
         for i, fid in enumerate(meta.frames):
@@ -110,8 +110,8 @@ def test_flat_and_sequence_layouts_of_the_same_files_score_identically(tmp_path,
     per clip with sequence.json: identical metrics.json, paper and CDnet figures alike."""
     import json
 
-    from hofam_tf.flat_composites import flat_sequences
-    from hofam_tf.sequence_meta import SequenceMeta
+    from hofam_tf.data.flat_composites import flat_sequences
+    from hofam_tf.data.sequence_meta import SequenceMeta
 
     seq_gt = tmp_path / "gt_sequences"
     for meta in flat_sequences(_demo(shared_data)):

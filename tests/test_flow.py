@@ -6,11 +6,11 @@ import pytest
 
 from hofam_tf.config import FlowConfig
 from hofam_tf.errors import HOFAMInputError
-from hofam_tf.flow import (change_weight, confirm_by_reverse, encode_hop, encode_magnitude, estimate_flow,
+from hofam_tf.data.flow import (change_weight, confirm_by_reverse, encode_hop, encode_magnitude, estimate_flow,
                            flow_to_color, hop_from_grays, iter_hop, read_flo, resize_flow, resize_frame, to_gray,
                            write_flo)
-from hofam_tf.sources import Frame
-from hofam_tf.synthetic import shift_image, texture
+from hofam_tf.data.sources import Frame
+from hofam_tf.data.synthetic import shift_image, texture
 
 
 def _moving_object(dx, dy, seed=3):
@@ -162,7 +162,7 @@ def _grays(n, seed=0, size=32):
 
 
 def test_background_channel_is_the_difference_from_the_median_of_earlier_frames(monkeypatch):
-    import hofam_tf.flow as flow_module
+    import hofam_tf.data.flow as flow_module
 
     grays = _grays(41)
     cfg = FlowConfig(taus=(1, 2, 4), background_stride=3, background_frames=5)
@@ -259,11 +259,11 @@ def test_middlebury_colours():
 def test_flows_cli_output_feeds_merge_with_flo_files(tmp_path, background):
     """flows.py --save_flo writes .flo files that merge.py --estimator=flo turns into the same HOP
     (with the background channel too: it comes from the frames, not from the flow files)."""
-    from hofam_tf.flow_images import write_flows
-    from hofam_tf.merging import merge_dataset
-    from hofam_tf.composite import read_composite
+    from hofam_tf.data.flow_images import write_flows
+    from hofam_tf.data.merging import merge_dataset
+    from hofam_tf.data.composite import read_composite
     from hofam_tf.files import read_image
-    from hofam_tf.synthetic import write_scene
+    from hofam_tf.data.synthetic import write_scene
 
     write_scene(tmp_path / "scene", seed=5, frames=8, size=128)
     cfg = FlowConfig(background_stride=background, background_frames=3)

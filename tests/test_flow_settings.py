@@ -7,11 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from hofam_tf.merging import merge_dataset
-from hofam_tf.records import write_tfrecords
+from hofam_tf.data.merging import merge_dataset
+from hofam_tf.data.records import write_tfrecords
 from hofam_tf.config import FlowConfig, ModelConfig, RunConfig, TrainConfig
 from hofam_tf.errors import HOFAMInputError
-from hofam_tf.train import run_train
+from hofam_tf.tasks.train import run_train
 
 ROOT = Path(__file__).resolve().parents[1]
 ODD = FlowConfig(taus=(2, 6, 12), encoding="log")
@@ -78,8 +78,8 @@ def test_a_recorded_flow_without_a_later_field_means_how_it_was_made():
 
 
 def test_records_without_flow_settings_cannot_join_a_background_run(tmp_path):
-    from hofam_tf.schema import DATASET_INFO
-    from hofam_tf.train import dataset_flow
+    from hofam_tf.data.schema import DATASET_INFO
+    from hofam_tf.tasks.train import dataset_flow
 
     for name, info in (("bg", {"flow": FlowConfig(background_stride=10).__dict__}), ("demo", {})):
         (tmp_path / name).mkdir()

@@ -5,7 +5,7 @@ import pytest
 import tensorflow as tf
 
 from hofam_tf.config import LossConfig
-from hofam_tf.losses import hofam_loss, size_factor
+from hofam_tf.model.losses import hofam_loss, size_factor
 
 LN2 = math.log(2.0)
 

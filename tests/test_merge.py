@@ -9,11 +9,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from hofam_tf.merging import merge_dataset, merge_sequence
-from hofam_tf.composite import read_composite
+from hofam_tf.data.merging import merge_dataset, merge_sequence
+from hofam_tf.data.composite import read_composite
 from hofam_tf.config import FlowConfig
 from hofam_tf.errors import HOFAMInputError
-from hofam_tf.sources import discover, lasiesta_to_labels
+from hofam_tf.data.sources import discover, lasiesta_to_labels
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -133,7 +133,7 @@ def test_video_file_is_unlabelled(tmp_path):
 
 
 def test_plain_frames_with_and_without_masks(tmp_path):
-    from hofam_tf.synthetic import write_scene
+    from hofam_tf.data.synthetic import write_scene
 
     write_scene(tmp_path / "data" / "s1", seed=1, frames=6, size=128)
     out = tmp_path / "out"

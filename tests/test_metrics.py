@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from hofam_tf.metrics import Scorer, byte_threshold
+from hofam_tf.tasks.metrics import Scorer, byte_threshold
 
 LABELS = np.array([[255, 255, 0, 0],
                    [255, 170, 0, 50],
@@ -73,7 +73,7 @@ def test_real_cdnet_labels(shared_data):
 
 def test_score_phase_on_cdnet_folders(tmp_path, shared_data):
     """Predictions named like the GT files, scored against a CDnet-style folder (masks only read)."""
-    from hofam_tf.evaluate import run_score
+    from hofam_tf.tasks.evaluate import run_score
 
     gt_root = shared_data / "cdnet2014" / "baseline"
     pred = tmp_path / "pred" / "pedestrians"

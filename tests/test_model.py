@@ -4,8 +4,8 @@ import keras
 
 from hofam_tf.config import ModelConfig
 from hofam_tf.errors import HOFAMInputError
-from hofam_tf.layers import HOFAMDropout, SampleLayerNorm, ToSigned
-from hofam_tf.model import build_hofam, count_params
+from hofam_tf.model.layers import HOFAMDropout, SampleLayerNorm, ToSigned
+from hofam_tf.model.hofam import build_hofam, count_params
 
 
 def _inputs(b=2, h=256, w=256, seed=0):

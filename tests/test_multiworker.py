@@ -26,7 +26,7 @@ def _free_ports(n):
 
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory, shared_data):
-    from hofam_tf.records import write_tfrecords
+    from hofam_tf.data.records import write_tfrecords
     from hofam_tf.config import AugmentConfig, ModelConfig, RunConfig, TrainConfig
 
     work = tmp_path_factory.mktemp("mw")
@@ -85,7 +85,7 @@ def test_two_workers_train_like_one_process_and_only_the_chief_writes(tmp_path, 
     env.pop("TF_CONFIG", None)
     single = subprocess.run(_cmd(setup, tmp_path / "single", 4), capture_output=True, text=True, cwd=ROOT, env=env)
     assert single.returncode == 0, single.stderr[-3000:]
-    from hofam_tf.checkpoints import load_for_inference
+    from hofam_tf.model.checkpoints import load_for_inference
 
     a = load_for_inference(run / "model.keras")[0].get_weights()
     b = load_for_inference(tmp_path / "single" / "model.keras")[0].get_weights()

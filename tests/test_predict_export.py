@@ -9,8 +9,8 @@ import pytest
 from PIL import Image
 
 from hofam_tf.errors import HOFAMInputError
-from hofam_tf.predict import PredictOptions, run_predict
-from hofam_tf.synthetic import make_scene
+from hofam_tf.tasks.predict import PredictOptions, run_predict
+from hofam_tf.data.synthetic import make_scene
 
 ROOT = Path(__file__).resolve().parents[1]
 VTEST = Path("/usr/share/doc/opencv-doc/examples/data/vtest.avi")
@@ -45,8 +45,8 @@ def test_predict_video_end_to_end(tmp_path, tiny_model):
     assert n == 11 and cap.get(cv2.CAP_PROP_FRAME_WIDTH) == 320
     assert json.loads((out / "summary.json").read_text())["frames"] == 11
     # the masks are the model's prediction: recompute one frame independently
-    from hofam_tf.checkpoints import load_for_inference
-    from hofam_tf.flow import hop_from_grays, resize_frame, to_gray
+    from hofam_tf.model.checkpoints import load_for_inference
+    from hofam_tf.data.flow import hop_from_grays, resize_frame, to_gray
 
     model, cfg = load_for_inference(tiny_model / "model.keras")
     decoded = []
@@ -83,8 +83,8 @@ def test_predict_bad_inputs_leave_no_complete_looking_output(tmp_path, tiny_mode
 
 
 def test_export_loads_with_tensorflow_alone(tmp_path, tiny_model):
-    from hofam_tf.checkpoints import load_for_inference
-    from hofam_tf.export import export_serving
+    from hofam_tf.model.checkpoints import load_for_inference
+    from hofam_tf.tasks.export import export_serving
 
     model, _ = load_for_inference(tiny_model / "model.keras")
     paths = export_serving(model, tmp_path / "serving")
@@ -127,8 +127,8 @@ def test_predict_cli_on_vtest(tmp_path, tiny_model):
 
 
 def test_precision_choice_and_same_weights_in_bfloat16(tiny_model):
-    from hofam_tf.checkpoints import load_for_inference
-    from hofam_tf.precision import cpu_has_bf16, inference_dtype
+    from hofam_tf.model.checkpoints import load_for_inference
+    from hofam_tf.model.precision import cpu_has_bf16, inference_dtype
 
     assert cpu_has_bf16("flags\t\t: fpu sse avx512f avx512_bf16\n") and cpu_has_bf16("flags : amx_bf16 amx_tile")
     assert not cpu_has_bf16("flags : fpu sse avx2 avx512f\n")
@@ -146,7 +146,7 @@ def test_precision_choice_and_same_weights_in_bfloat16(tiny_model):
 
 def test_keras_file_takes_model_overrides(tiny_model):
     """--hop_channels=r on a .keras file: the red-only graph with the file's weights."""
-    from hofam_tf.checkpoints import load_for_inference
+    from hofam_tf.model.checkpoints import load_for_inference
 
     rgb, _ = load_for_inference(tiny_model / "model.keras")
     red, cfg = load_for_inference(tiny_model / "model.keras", {"hop_channels": "r"})
@@ -162,9 +162,9 @@ def test_keras_file_takes_model_overrides(tiny_model):
 
 
 def test_scene_threshold_picks_the_masks_that_match_the_changed_pixels():
-    from hofam_tf.predict import scene_threshold
-    from hofam_tf.sources import Frame
-    from hofam_tf.validation import THRESHOLDS
+    from hofam_tf.tasks.predict import scene_threshold
+    from hofam_tf.data.sources import Frame
+    from hofam_tf.tasks.validation import THRESHOLDS
 
     h, w = 60, 80
     background = np.full((h, w, 3), 90, np.uint8)
@@ -202,7 +202,7 @@ def test_scene_threshold_picks_the_masks_that_match_the_changed_pixels():
 
 
 def test_predict_with_a_scene_threshold_replays_the_calibration_frames(tmp_path, tiny_model, monkeypatch):
-    import hofam_tf.predict as predict
+    import hofam_tf.tasks.predict as predict
 
     monkeypatch.setattr(predict, "MIN_AGREEMENT", 0.0)  # the untrained model agrees with the rule only weakly
     images, _ = make_scene(5, frames=11, size=256)
@@ -225,7 +225,7 @@ def test_predict_with_a_scene_threshold_replays_the_calibration_frames(tmp_path,
 
 
 def test_median_gate_trims_masks_to_the_dilated_changed_pixels(tmp_path, tiny_model):
-    from hofam_tf.predict import median_gate_kernel
+    from hofam_tf.tasks.predict import median_gate_kernel
 
     images, _ = make_scene(5, frames=11, size=256)
     _write_video(tmp_path / "cam.avi", [cv2.resize(i, (320, 240)) for i in images])
@@ -265,8 +265,8 @@ def test_median_gate_trims_masks_to_the_dilated_changed_pixels(tmp_path, tiny_mo
 
 
 def test_predict_cli_defaults_choose_the_threshold_unless_one_is_given(tmp_path, tiny_model):
-    from hofam_tf.checkpoints import stored_threshold
-    from hofam_tf.predict import CALIBRATE_FRAMES, MEDIAN_GATE, MIN_AGREEMENT
+    from hofam_tf.model.checkpoints import stored_threshold
+    from hofam_tf.tasks.predict import CALIBRATE_FRAMES, MEDIAN_GATE, MIN_AGREEMENT
 
     images, _ = make_scene(4, frames=8, size=256)
     _write_video(tmp_path / "cam.avi", [cv2.resize(i, (320, 240)) for i in images])
@@ -322,8 +322,8 @@ def test_export_is_float32_whatever_the_host_cpu(tmp_path, tiny_model, monkeypat
     only when asked for."""
     import json
 
-    import hofam_tf.precision as precision
-    from hofam_tf.export import export_checkpoint
+    import hofam_tf.model.precision as precision
+    from hofam_tf.tasks.export import export_checkpoint
 
     monkeypatch.setattr(precision, "cpu_has_bf16", lambda cpuinfo=None: True)
     assert precision.inference_dtype("auto") == "mixed_bfloat16"  # the mock is what auto sees

@@ -15,8 +15,8 @@ import pytest
 from PIL import Image
 
 from hofam_tf.errors import HOFAMInputError
-from hofam_tf.predict import PredictOptions, run_predict
-from hofam_tf.synthetic import make_scene
+from hofam_tf.tasks.predict import PredictOptions, run_predict
+from hofam_tf.data.synthetic import make_scene
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -114,7 +114,7 @@ def test_cdnet_naming_and_median_post_filter(tmp_path, cdnet_like, video):
         expected[:, :128] = False  # the folder's ROI.bmp, applied after the filter
         np.testing.assert_array_equal(got[f"bin{i:06d}.png"], expected)
     # CDnet's own scoring reads the output as it is
-    from hofam_tf.evaluate import run_score
+    from hofam_tf.tasks.evaluate import run_score
 
     metrics = run_score(tmp_path / "cd", cdnet_like, tmp_path / "score", progress=False)
     assert metrics["images"] == 16

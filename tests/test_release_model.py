@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from hofam_tf.checkpoints import RELEASE_DIR, load_for_inference, release_model, stored_threshold
+from hofam_tf.model.checkpoints import RELEASE_DIR, load_for_inference, release_model, stored_threshold
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -34,13 +34,13 @@ def test_predict_without_ckpt_uses_the_release_model(tmp_path, shared_data):
     # the threshold is the scene's own, chosen on the 12 frames read (--max_frames caps the calibration)
     agreement = summary["agreement_by_threshold"]
     assert summary["frames"] == 12 and summary["calibrate_frames"] == 200
-    from hofam_tf.predict import MIN_AGREEMENT
+    from hofam_tf.tasks.predict import MIN_AGREEMENT
 
     assert max(agreement.values()) >= MIN_AGREEMENT and agreement[str(summary["threshold"])] == max(agreement.values())
     # the 12th mask is the release model's output at its threshold, recomputed here independently
     import cv2
 
-    from hofam_tf.flow import hop_from_grays, resize_frame, to_gray
+    from hofam_tf.data.flow import hop_from_grays, resize_frame, to_gray
 
     frames = sorted((scene / "input").glob("*.jpg"))
     assert frames[0].name == "in000600.jpg"  # the samples start at the temporal ROI: no earlier frames

@@ -4,7 +4,7 @@ import json
 import pytest
 
 from hofam_tf.errors import HOFAMInputError
-from hofam_tf.sequence_meta import SEQUENCE_META, SequenceMeta
+from hofam_tf.data.sequence_meta import SEQUENCE_META, SequenceMeta
 
 
 def test_round_trip_and_folder_is_not_saved(tmp_path):

@@ -4,9 +4,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from hofam_tf.checkpoints import load_for_inference
+from hofam_tf.model.checkpoints import load_for_inference
 from hofam_tf.errors import HOFAMInputError
-from hofam_tf.tf1_import import convert_tf1_checkpoint, load_tf1_checkpoint
+from hofam_tf.model.tf1_import import convert_tf1_checkpoint, load_tf1_checkpoint
 
 NGF = 4
 ENC = [(2, 7, 2), (3, 5, 4), (4, 5, 8), (5, 5, 8), (6, 5, 8), (7, 3, 8), (8, 3, 16)]  # level, kernel, xngf

@@ -6,10 +6,10 @@ import pytest
 import tensorflow as tf
 from scipy import ndimage
 
-from hofam_tf.records import split_sequences, write_tfrecords
-from hofam_tf import schema
-from hofam_tf.composite import binarize_gt, read_composite
-from hofam_tf.data import build_dataset, check_tfrecords, list_tfrecords, read_examples
+from hofam_tf.data.records import split_sequences, write_tfrecords
+from hofam_tf.data import schema
+from hofam_tf.data.composite import binarize_gt, read_composite
+from hofam_tf.data.dataset import build_dataset, check_tfrecords, list_tfrecords, read_examples
 from hofam_tf.errors import HOFAMInputError
 
 

@@ -8,11 +8,11 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from hofam_tf.checkpoints import load_for_inference
+from hofam_tf.model.checkpoints import load_for_inference
 from hofam_tf.config import LossConfig, ModelConfig, RunConfig, TrainConfig
 from hofam_tf.errors import HOFAMInputError
-from hofam_tf.evaluate import run_score, run_test
-from hofam_tf.train import NaNLossError, run_train
+from hofam_tf.tasks.evaluate import run_score, run_test
+from hofam_tf.tasks.train import NaNLossError, run_train
 
 ROOT = Path(__file__).resolve().parents[1]
 PAPER_KEYS = {"recall", "precision", "f_measure", "dice", "iou", "specificity", "fpr", "fnr", "pwc",
@@ -83,7 +83,7 @@ def test_resume_continues_step_count_and_optimizer_state(tmp_path, cdnet_records
 
 
 def test_nan_loss_stops_without_checkpoint(tmp_path, cdnet_records, monkeypatch):
-    import hofam_tf.train as train_mod
+    import hofam_tf.tasks.train as train_mod
 
     def nan_loss(*args, **kwargs):
         out = train_mod.__dict__["_real_loss"](*args, **kwargs)
@@ -165,7 +165,7 @@ sys.path.insert(0, {str(ROOT)!r})
 cpu = tf.config.list_physical_devices("CPU")[0]
 tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
 from hofam_tf.config import LossConfig, ModelConfig, RunConfig, TrainConfig
-from hofam_tf.train import run_train
+from hofam_tf.tasks.train import run_train
 strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
 cfg = RunConfig(model=ModelConfig(ngf=2), train=TrainConfig(train_pattern={str(cdnet_records['records'] / 'train-*.tfrecord')!r},
                 steps=2, batch_size=4, ckpt_every=1, log_every=1, image_every=1, shuffle_buffer=8))
@@ -213,7 +213,7 @@ def test_device_loop_events_fall_on_their_exact_steps_and_resume(tmp_path, cdnet
 def test_cosine_schedule_follows_the_update_count_across_a_resume(tmp_path, cdnet_records):
     import math
 
-    from hofam_tf.train import TrainState
+    from hofam_tf.tasks.train import TrainState
 
     rec = cdnet_records["records"]
     run = tmp_path / "run"
@@ -234,7 +234,7 @@ def test_cosine_schedule_follows_the_update_count_across_a_resume(tmp_path, cdne
 def test_weight_decay_shrinks_only_the_kernels_by_lr_times_decay(tmp_path, cdnet_records):
     import keras
 
-    from hofam_tf.model import build_hofam
+    from hofam_tf.model.hofam import build_hofam
 
     rec = cdnet_records["records"]
     lr, wd = 1e-3, 50.0

@@ -4,13 +4,13 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from hofam_tf.checkpoints import load_for_inference, restore_weights, stored_threshold
+from hofam_tf.model.checkpoints import load_for_inference, restore_weights, stored_threshold
 from hofam_tf.config import LossConfig, ModelConfig, RunConfig, TrainConfig
 from hofam_tf.errors import HOFAMInputError
-from hofam_tf.metrics import Scorer
-from hofam_tf.model import build_hofam
-from hofam_tf.train import run_train
-from hofam_tf.validation import THRESHOLDS, f_by_threshold, histograms
+from hofam_tf.tasks.metrics import Scorer
+from hofam_tf.model.hofam import build_hofam
+from hofam_tf.tasks.train import run_train
+from hofam_tf.tasks.validation import THRESHOLDS, f_by_threshold, histograms
 
 
 def test_f_by_threshold_matches_the_cdnet_scorer():

@@ -4,11 +4,11 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from hofam_tf.checkpoints import load_for_inference
+from hofam_tf.model.checkpoints import load_for_inference
 from hofam_tf.config import ModelConfig, RunConfig, TrainConfig
-from hofam_tf.model import build_hofam
-from hofam_tf.train import run_train
-from hofam_tf.weight_average import WeightAverage
+from hofam_tf.model.hofam import build_hofam
+from hofam_tf.tasks.train import run_train
+from hofam_tf.model.weight_average import WeightAverage
 
 
 def _ramped(decay, t):

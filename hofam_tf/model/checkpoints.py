@@ -28,7 +28,7 @@ BEST_NAME = "best.json"
 DEFAULT_THRESHOLD = 0.5
 
 
-RELEASE_DIR = Path(__file__).resolve().parents[1] / "checkpoints" / "release"
+RELEASE_DIR = Path(__file__).resolve().parents[2] / "checkpoints" / "release"
 
 
 def release_model() -> Path:
@@ -90,10 +90,10 @@ def _is_tf1_checkpoint(prefix: Path) -> bool:
 
 def load_for_inference(ckpt: str | Path, model_overrides: dict | None = None, precision: str | None = None):
     """Any supported checkpoint -> (keras.Model, RunConfig). Dropout off unless the run was
-    configured faithful_tf1. ``precision`` ("auto", "float32", "bfloat16"; ``hofam_tf.precision``)
+    configured faithful_tf1. ``precision`` ("auto", "float32", "bfloat16"; ``hofam_tf.model.precision``)
     sets the dtype policy the model runs in; None keeps the run's own. Raises HOFAMInputError for a missing or
     incompatible checkpoint."""
-    from hofam_tf.precision import inference_dtype, with_dtype
+    from hofam_tf.model.precision import inference_dtype, with_dtype
 
     model, cfg = _load(ckpt, model_overrides)
     return (model, cfg) if precision is None else with_dtype(model, cfg, inference_dtype(precision))
@@ -102,7 +102,7 @@ def load_for_inference(ckpt: str | Path, model_overrides: dict | None = None, pr
 def _load(ckpt: str | Path, model_overrides: dict | None = None):
     import dataclasses
 
-    from hofam_tf.model import HOFAM, build_hofam
+    from hofam_tf.model.hofam import HOFAM, build_hofam
 
     path = Path(ckpt)
     overrides = model_overrides or {}
@@ -118,7 +118,7 @@ def _load(ckpt: str | Path, model_overrides: dict | None = None):
         if isinstance(model, HOFAM):  # the model carries its own configuration
             cfg = dataclasses.replace(cfg, model=model.model_config)
         if overrides:  # --hop_channels / --faithful_tf1 apply to .keras files too: same weights, new graph
-            from hofam_tf.model import rebuild_with
+            from hofam_tf.model.hofam import rebuild_with
 
             try:
                 model, cfg = rebuild_with(model, cfg, **overrides)
@@ -145,7 +145,7 @@ def _load(ckpt: str | Path, model_overrides: dict | None = None):
             raise HOFAMInputError(f"{path}: no checkpoint here (expected {path}.index, a run "
                                   "directory or a .keras file)")
         if _is_tf1_checkpoint(path):
-            from hofam_tf.tf1_import import load_tf1_checkpoint
+            from hofam_tf.model.tf1_import import load_tf1_checkpoint
 
             model = load_tf1_checkpoint(path, **overrides)
             return model, RunConfig(model=model.model_config)

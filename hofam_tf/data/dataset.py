@@ -1,4 +1,4 @@
-"""tf.data input pipelines over the TFRecords described in ``hofam_tf.schema``."""
+"""tf.data input pipelines over the TFRecords described in ``hofam_tf.data.schema``."""
 from __future__ import annotations
 
 import glob
@@ -6,10 +6,10 @@ from pathlib import Path
 
 import tensorflow as tf
 
-from hofam_tf.composite import IGNORED_LABELS
+from hofam_tf.data.composite import IGNORED_LABELS
 from hofam_tf.config import FRAME_KEY, HOP_KEY, TILE, FlowConfig, model_inputs
 from hofam_tf.errors import HOFAMInputError
-from hofam_tf.schema import DATASET_INFO, compression_of, decode_examples, parse_shard_name
+from hofam_tf.data.schema import DATASET_INFO, compression_of, decode_examples, parse_shard_name
 
 
 def list_tfrecords(pattern: str | list[str]) -> list[str]:
@@ -52,7 +52,7 @@ def check_shard_sets(files: list[str]) -> None:
 def check_required_keys(files: list[str]) -> None:
     """Reads the first record of every file and raises HOFAMInputError naming a file whose
     records lack a key the reader needs (``schema.REQUIRED_KEYS``) or that holds no Example."""
-    from hofam_tf.schema import REQUIRED_KEYS
+    from hofam_tf.data.schema import REQUIRED_KEYS
 
     for path in files:
         try:
@@ -139,7 +139,7 @@ def build_dataset(pattern, batch_size: int = 1, training: bool = True, shuffle_b
     resizes the 256x256 tiles for a model of another input size: frame and HOP bilinearly (kept as
     float bytes), mask and weight with nearest neighbour. ``augment`` (an ``AugmentConfig`` with
     ``enabled``) augments each batch with the stateless seed (``seed``, batch number), see
-    ``hofam_tf.augment``; frame and HOP then come as float32 bytes. ``flow`` (a ``FlowConfig``;
+    ``hofam_tf.data.augment``; frame and HOP then come as float32 bytes. ``flow`` (a ``FlowConfig``;
     None: the defaults) says how the records' HOP images were made, for the augmentation.
     """
     files = list_tfrecords(pattern)
@@ -155,7 +155,7 @@ def build_dataset(pattern, batch_size: int = 1, training: bool = True, shuffle_b
     def to_tuple(index, serialized):  # parses a whole batch at once (vectorised, faster than per example)
         ex = parse_examples(serialized, ignore_labels)
         if augmenting:
-            from hofam_tf.augment import augment_batch
+            from hofam_tf.data.augment import augment_batch
 
             ex = augment_batch(ex, tf.stack([tf.constant(seed, tf.int64), index]), augment, flow or FlowConfig())
         if size is not None and tuple(size) != (TILE, TILE):

@@ -1,5 +1,5 @@
 """``run_predict``: segment any video file or frame folder with any supported checkpoint, or with
-one of the classical baselines of ``hofam_tf.baselines`` (same outputs, for comparison).
+one of the classical baselines of ``hofam_tf.tasks.baselines`` (same outputs, for comparison).
 
 Streams: frames are decoded one at a time, HOP images are computed on the fly with the run's flow
 configuration (``RunConfig.flow``: estimator and tau set; DIS and Farneback only), the model runs
@@ -26,7 +26,7 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
-from hofam_tf.composite import UNKNOWN
+from hofam_tf.data.composite import UNKNOWN
 from hofam_tf.config import TILE, model_inputs
 from hofam_tf.errors import HOFAMInputError
 from hofam_tf.files import atomic_path, safe_name, write_json, write_png
@@ -88,7 +88,7 @@ class PredictOptions:
     overlay_video: bool = True
     default_fps: float = 25.0  # for frame folders, and videos that do not say
     workers: int = 2
-    method: str = "hofam"  # or a classical baseline: mog2, knn, hop (hofam_tf.baselines)
+    method: str = "hofam"  # or a classical baseline: mog2, knn, hop (hofam_tf.tasks.baselines)
     max_frames: int = 0  # stop after this many frames per sequence (0: all); live sources
     roi: str | None = None  # mask image, white = watch; None: the input's own ROI.bmp if any
     naming: str = "frame"  # "frame": masks/<frame id>.png; "cdnet": masks/binNNNNNN.png
@@ -179,7 +179,7 @@ def median_gate_kernel(radius: float, shape) -> np.ndarray | None:
 def _gate_tap(frames, opts: PredictOptions, keep: dict):
     """Passes ``frames`` through, feeding each one (scored or not) to the median rule and
     storing the dilated changed mask of each scored frame in ``keep`` under its index."""
-    from hofam_tf.baselines import MedianSegmenter
+    from hofam_tf.tasks.baselines import MedianSegmenter
 
     rule, kernel = MedianSegmenter(), None
     for fr in frames:
@@ -197,7 +197,7 @@ def _hofam_stream(model, cfg, seq, opts: PredictOptions):
     (``native_probability``), ``gate`` the median gate's mask at native size, or None."""
     import tensorflow as tf
 
-    from hofam_tf.flow import iter_hop
+    from hofam_tf.data.flow import iter_hop
 
     if cfg.flow.estimator == "flo":
         raise HOFAMInputError("predict computes flows itself: the run's flow estimator must be dis or farneback")
@@ -242,8 +242,8 @@ def scene_threshold(items: list, roi: np.ndarray | None, fallback: float) -> tup
     the objects. ``fallback`` when the best agreement is under ``MIN_AGREEMENT`` (e.g. a video that
     starts with an empty scene, where the rule's few noisy pixels would otherwise pick a threshold
     at random)."""
-    from hofam_tf.baselines import MedianSegmenter
-    from hofam_tf.validation import THRESHOLDS
+    from hofam_tf.tasks.baselines import MedianSegmenter
+    from hofam_tf.tasks.validation import THRESHOLDS
 
     rule = MedianSegmenter()
     both = np.zeros(len(THRESHOLDS))
@@ -268,9 +268,9 @@ def scene_threshold(items: list, roi: np.ndarray | None, fallback: float) -> tup
 
 
 def _classic_stream(method: str, seq, opts: PredictOptions):
-    """The same stream for a classical baseline (``hofam_tf.baselines``)."""
-    from hofam_tf.baselines import HOP_RULE_FLOW, make_segmenter
-    from hofam_tf.flow import iter_hop, resize_frame
+    """The same stream for a classical baseline (``hofam_tf.tasks.baselines``)."""
+    from hofam_tf.tasks.baselines import HOP_RULE_FLOW, make_segmenter
+    from hofam_tf.data.flow import iter_hop, resize_frame
 
     segment = make_segmenter(method)
     flow = HOP_RULE_FLOW
@@ -314,7 +314,7 @@ def predict_sequence(model, cfg, seq, output_dir: Path, opts: PredictOptions, pr
     """Segments one sequence with ``model`` (``opts.method`` "hofam") or a classical baseline
     (``model`` and ``cfg`` unused) and writes its outputs (module docstring). Ctrl-C ends the
     sequence cleanly: what was written stays complete and ``summary.json`` says ``interrupted``."""
-    from hofam_tf.viz import overlay, side_by_side, test_panel
+    from hofam_tf.tasks.viz import overlay, side_by_side, test_panel
 
     out = output_dir / safe_name(seq.name, "sequence name")
     (out / "summary.json").unlink(missing_ok=True)
@@ -402,15 +402,15 @@ def run_predict(input_path, ckpt, output_dir, opts: PredictOptions = PredictOpti
     model in ``ckpt``, or with the classical baseline ``opts.method`` (then ``ckpt`` is unused).
     Each sequence goes to ``output_dir/<sequence>/``, except that an ``output_dir`` already named
     after the only sequence is used as it is."""
-    from hofam_tf.baselines import METHODS
-    from hofam_tf.sources import discover
+    from hofam_tf.tasks.baselines import METHODS
+    from hofam_tf.data.sources import discover
 
     if opts.method not in METHODS:
         raise HOFAMInputError(f"unknown method {opts.method!r} {METHODS}")
     sequences = discover(input_path)
     model = cfg = None
     if opts.method == "hofam":
-        from hofam_tf.checkpoints import load_for_inference
+        from hofam_tf.model.checkpoints import load_for_inference
 
         model, cfg = load_for_inference(ckpt, model_overrides, precision)
     if opts.roi is not None and not Path(opts.roi).is_file():

@@ -20,7 +20,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from hofam_tf.composite import binarize_gt
+from hofam_tf.data.composite import binarize_gt
 from hofam_tf.config import FRAME_KEY, HOP_KEY, TILE
 
 KEY_FRAME = "img_raw"
@@ -129,7 +129,7 @@ def decode_examples(serialized) -> dict:
     frame, hop: uint8 [B,256,256,3]; gt: uint8 [B,256,256,1] (binarised, 0/255); labels: uint8
     [B,256,256], the full label map (img_gt when a record has only the original keys);
     target_num: int64 [B] (-1 when absent); sequence, frame_id: string [B]; labelled: int64 [B];
-    taus: int64 [B,3]. Records with only the five original keys decode too. ``hofam_tf.data``
+    taus: int64 [B,3]. Records with only the five original keys decode too. ``hofam_tf.data.dataset``
     turns these into model inputs, masks and loss weights.
     """
     import tensorflow as tf

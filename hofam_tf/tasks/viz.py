@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from hofam_tf.composite import IGNORED_LABELS, binarize_gt, is_cdnet_background, is_foreground
+from hofam_tf.data.composite import IGNORED_LABELS, binarize_gt, is_cdnet_background, is_foreground
 
 FP_COLOUR = (0, 255, 0)  # green, as in the paper's figures
 FN_COLOUR = (255, 0, 0)  # red

@@ -1,6 +1,6 @@
 """``run_demo``: the embedded default for a fresh machine with no dataset and no weights.
 
-Builds a small synthetic cross-scene set (``hofam_tf.synthetic``), runs it through the real data
+Builds a small synthetic cross-scene set (``hofam_tf.data.synthetic``), runs it through the real data
 path (DIS flows -> composite PNGs -> TFRecords, split by scene so the test scenes are unseen),
 trains a small-width model on CPU for a few minutes, and tests it on the unseen scenes.
 """
@@ -10,7 +10,7 @@ import dataclasses
 from pathlib import Path
 
 from hofam_tf.config import AugmentConfig, FlowConfig, LossConfig, ModelConfig, RunConfig, TrainConfig
-from hofam_tf.schema import DATASET_INFO
+from hofam_tf.data.schema import DATASET_INFO
 
 
 def run_demo(work_dir: str | Path, steps: int = 400, ngf: int = 8, batch_size: int = 4,
@@ -20,11 +20,11 @@ def run_demo(work_dir: str | Path, steps: int = 400, ngf: int = 8, batch_size: i
     synthetic frames, composites, TFRecords and intermediate checkpoints are deleted at the end
     unless ``keep_intermediate``; the final model (``run/model.keras``), the TensorBoard logs and
     the test outputs stay."""
-    from hofam_tf.merging import merge_dataset
-    from hofam_tf.records import write_tfrecords
-    from hofam_tf.evaluate import run_test
-    from hofam_tf.synthetic import write_scene
-    from hofam_tf.train import run_train
+    from hofam_tf.data.merging import merge_dataset
+    from hofam_tf.data.records import write_tfrecords
+    from hofam_tf.tasks.evaluate import run_test
+    from hofam_tf.data.synthetic import write_scene
+    from hofam_tf.tasks.train import run_train
 
     work = Path(work_dir)
     raw, comp, rec = work / "raw", work / "composites", work / "tfrecords"

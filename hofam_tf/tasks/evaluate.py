@@ -5,7 +5,7 @@ Output layout of both (``output_dir``):
     masks/<sequence>/<frame id>.png    0 / 255 foreground mask at the threshold
     panels/<sequence>/<frame id>.png   [frame | GT | HOP | prediction] (test only)
     errors/<sequence>/<frame id>.png   TP white, FP green, FN red, ignored grey
-    metrics.json                       see ``hofam_tf.metrics``
+    metrics.json                       see ``hofam_tf.tasks.metrics``
 """
 from __future__ import annotations
 
@@ -17,9 +17,9 @@ from tqdm import tqdm
 from hofam_tf.config import FRAME_KEY, HOP_KEY, model_inputs
 from hofam_tf.errors import HOFAMInputError
 from hofam_tf.files import read_image, safe_name, write_json, write_png
-from hofam_tf.metrics import Scorer, byte_threshold, to_json_safe
-from hofam_tf.sequence_meta import SEQUENCE_META, SequenceMeta
-from hofam_tf.viz import error_map, test_panel
+from hofam_tf.tasks.metrics import Scorer, byte_threshold, to_json_safe
+from hofam_tf.data.sequence_meta import SEQUENCE_META, SequenceMeta
+from hofam_tf.tasks.viz import error_map, test_panel
 
 METRICS_NAME = "metrics.json"
 
@@ -36,9 +36,9 @@ def run_test(ckpt, test_pattern, output_dir, threshold: float = 0.5, batch_size:
              panels: bool = True, progress: bool = True, model_overrides: dict | None = None,
              precision: str | None = None) -> dict:
     """Predicts every example of ``test_pattern`` with the model in ``ckpt``; returns metrics."""
-    from hofam_tf.checkpoints import load_for_inference
-    from hofam_tf.model import tile_probabilities
-    from hofam_tf.data import check_tfrecords, list_tfrecords, read_examples
+    from hofam_tf.model.checkpoints import load_for_inference
+    from hofam_tf.model.hofam import tile_probabilities
+    from hofam_tf.data.dataset import check_tfrecords, list_tfrecords, read_examples
 
     if batch_size < 1:
         raise HOFAMInputError(f"eval batch size must be at least 1, got {batch_size}")
@@ -83,17 +83,17 @@ def _gt_items(gt_dir: Path):
     """(sequence, its prediction sub-folder, frame id, gt file name, labels) for composites (a
     flat folder of the original's composites: sequences inferred, predictions side by side; or
     composite sequence folders with ``sequence.json``), or for any labelled sequence folders
-    ``hofam_tf.sources`` reads (CDnet/SBI, LASIESTA, frames with masks). ``labels`` are the raw
+    ``hofam_tf.data.sources`` reads (CDnet/SBI, LASIESTA, frames with masks). ``labels`` are the raw
     label bytes in every layout."""
-    from hofam_tf.composite import read_composite
-    from hofam_tf.sources import discover
+    from hofam_tf.data.composite import read_composite
+    from hofam_tf.data.sources import discover
 
     seq_dirs = [p for p in sorted(gt_dir.iterdir()) if p.is_dir()] if gt_dir.is_dir() else []
     if gt_dir.is_dir() and not seq_dirs and any(p.suffix.lower() == ".png" for p in gt_dir.iterdir()):
-        from hofam_tf.flat_composites import flat_sequences
+        from hofam_tf.data.flat_composites import flat_sequences
 
         # the original's flat folder: masks named like it. The GT tile goes to the scorer as it is,
-        # as in every other layout: the scoring rules (hofam_tf.metrics) decide which values count.
+        # as in every other layout: the scoring rules (hofam_tf.tasks.metrics) decide which values count.
         # The > 200 binarisation (meta.binarize_gt) is the original's rule for training records only.
         for meta in flat_sequences(gt_dir):
             for fid in meta.frames:

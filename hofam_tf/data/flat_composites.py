@@ -1,11 +1,11 @@
 """The original's data layout: a flat folder of 256x768 composites with no metadata (the authors'
-``demo_data``). Read by the TFRecord writer (``hofam_tf.records``) and ``--phase=score --gt_dir``."""
+``demo_data``). Read by the TFRecord writer (``hofam_tf.data.records``) and ``--phase=score --gt_dir``."""
 from __future__ import annotations
 
 from pathlib import Path
 
 from hofam_tf.errors import HOFAMInputError
-from hofam_tf.sequence_meta import SequenceMeta
+from hofam_tf.data.sequence_meta import SequenceMeta
 
 FLAT_TAUS = (1, 5, 10)  # the authors' demo HOP files fit this set (README, "Hierarchical optical flow")
 FLAT_KIND = "flat_composites"
@@ -18,13 +18,13 @@ def flat_sequences(root: Path) -> list[SequenceMeta]:
     train/test split never cuts a clip. ``binarize_gt`` is set: training records binarise the GT
     tile at > 200 (the original's rule for its records; the authors' demo GT is anti-aliased).
     Scoring does not: it reads the tile as it is and applies the metric's own rule
-    (``hofam_tf.metrics``), as for composite sequence folders. The frame interval set is
+    (``hofam_tf.tasks.metrics``), as for composite sequence folders. The frame interval set is
     unknown and recorded as (1, 5, 10)."""
     import re
 
     from PIL import Image, UnidentifiedImageError
 
-    from hofam_tf.composite import COMPOSITE_SHAPE
+    from hofam_tf.data.composite import COMPOSITE_SHAPE
 
     entries = []
     for path in sorted(p for p in root.iterdir() if p.suffix.lower() == ".png" and not p.name.startswith(".")):

@@ -14,7 +14,7 @@ import dataclasses
 
 import numpy as np
 
-from hofam_tf.composite import is_cdnet_background, is_foreground
+from hofam_tf.data.composite import is_cdnet_background, is_foreground
 from hofam_tf.config import FRAME_KEY, HOP_KEY, model_inputs
 
 # 0.05 ... 0.95, then finer near 1: the class-in-scale loss weighs foreground up to 12.5x, so a
@@ -58,7 +58,7 @@ class Validator:
     """Holds the validation examples; ``evaluate(model)`` scores a model on them."""
 
     def __init__(self, pattern, batch_size: int = 8):
-        from hofam_tf.data import read_examples
+        from hofam_tf.data.dataset import read_examples
 
         self.batches = []
         for ex in read_examples(pattern, ignore_labels=True, batch_size=batch_size):
@@ -75,7 +75,7 @@ class Validator:
     def _compiled(self, model):
         """One tf.function per model, traced once and reused at every validation."""
         if self._model is not model:
-            from hofam_tf.model import tile_probabilities
+            from hofam_tf.model.hofam import tile_probabilities
 
             self._predict, self._model = tile_probabilities(model), model
         return self._predict

@@ -18,14 +18,14 @@ import keras
 import tensorflow as tf
 from tqdm import tqdm
 
-from hofam_tf.checkpoints import BEST_NAME, BEST_SUBDIR, CKPT_SUBDIR, CONFIG_NAME, FINAL_MODEL, make_checkpoint
+from hofam_tf.model.checkpoints import BEST_NAME, BEST_SUBDIR, CKPT_SUBDIR, CONFIG_NAME, FINAL_MODEL, make_checkpoint
 from hofam_tf.config import FRAME_KEY, HOP_KEY, FlowConfig, RunConfig, TrainConfig
-from hofam_tf.data import build_dataset, check_tfrecords, list_tfrecords
+from hofam_tf.data.dataset import build_dataset, check_tfrecords, list_tfrecords
 from hofam_tf.errors import HOFAMInputError
 from hofam_tf.files import atomic_path, write_json
-from hofam_tf.losses import hofam_loss
-from hofam_tf.model import build_hofam
-from hofam_tf.weight_average import WeightAverage, averaged
+from hofam_tf.model.losses import hofam_loss
+from hofam_tf.model.hofam import build_hofam
+from hofam_tf.model.weight_average import WeightAverage, averaged
 
 
 class NaNLossError(HOFAMInputError):
@@ -46,7 +46,7 @@ def dataset_flow(files: list[str]) -> FlowConfig | None:
     no folder records them. Folders made with different settings are an error."""
     import json
 
-    from hofam_tf.schema import DATASET_INFO
+    from hofam_tf.data.schema import DATASET_INFO
 
     found: dict[str, FlowConfig] = {}
     unrecorded = []
@@ -199,7 +199,7 @@ class TrainState:
                 raise HOFAMInputError(f"{latest}: cannot resume from this checkpoint "
                                       f"({str(err).splitlines()[0][:300]})") from None
             if average is not None:
-                average.swap()  # checkpoints hold the average in `model` (see hofam_tf.weight_average)
+                average.swap()  # checkpoints hold the average in `model` (see hofam_tf.model.weight_average)
         return state
 
     def save(self) -> None:
@@ -338,7 +338,7 @@ class BestKeeper:
     """
 
     def __init__(self, run_dir: Path, cfg: RunConfig, model, state_dir: Path | None = None, average=None):
-        from hofam_tf.validation import Validator
+        from hofam_tf.tasks.validation import Validator
 
         self.run_dir, self.model, self.tc, self.average = run_dir, model, cfg.train, average
         self.validator = Validator(self.tc.val_pattern)
@@ -395,7 +395,7 @@ class BestKeeper:
         write_json(path, saved)
 
     def restore_best(self) -> None:
-        from hofam_tf.checkpoints import restore_weights
+        from hofam_tf.model.checkpoints import restore_weights
 
         restore_weights(self.model, self.best_prefix)
 

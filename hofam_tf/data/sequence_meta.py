@@ -1,7 +1,7 @@
 """``sequence.json``: what a composites folder knows about the sequence it holds.
 
-Written last by ``hofam_tf.merging`` (a folder without it is an unfinished merge), read by
-``hofam_tf.records`` (TFRecords) and ``--phase=score`` (ground truth). The original's flat
+Written last by ``hofam_tf.data.merging`` (a folder without it is an unfinished merge), read by
+``hofam_tf.data.records`` (TFRecords) and ``--phase=score`` (ground truth). The original's flat
 folders of composites have no such file; ``flat_composites`` describes them with the same type.
 """
 from __future__ import annotations

@@ -11,8 +11,8 @@ from tqdm import tqdm
 from hofam_tf.config import FlowConfig
 from hofam_tf.errors import HOFAMInputError
 from hofam_tf.files import write_png
-from hofam_tf.flow import background_difference, encode_hop, flow_to_color, flows_from_grays, iter_gray_windows, write_flo
-from hofam_tf.sources import discover
+from hofam_tf.data.flow import background_difference, encode_hop, flow_to_color, flows_from_grays, iter_gray_windows, write_flo
+from hofam_tf.data.sources import discover
 
 
 def write_flows(input_path, output_dir, cfg: FlowConfig, save_flo: bool = False, progress: bool = True) -> int:

@@ -294,7 +294,7 @@ def flow_to_color(flow: np.ndarray, max_magnitude: float | None = None) -> np.nd
 
 # ----------------------------------------------------------------------------- streaming
 def iter_gray_windows(frames, cfg: FlowConfig):
-    """For every scored ``hofam_tf.sources.Frame`` yields ``(frame, frame_tile, grays)``:
+    """For every scored ``hofam_tf.data.sources.Frame`` yields ``(frame, frame_tile, grays)``:
     ``frame_tile`` uint8 [256,256,3] is the resized RGB frame and ``grays`` holds exactly the grey
     tiles ``hop_from_grays(grays, frame.index, cfg)`` needs: the tau references and the
     background's frames. Only the last ``cfg.history`` grey frames are kept, so memory does not grow
@@ -319,7 +319,7 @@ def iter_gray_windows(frames, cfg: FlowConfig):
 
 
 def iter_hop(frames, cfg: FlowConfig, workers: int = 2, max_pending: int = 16):
-    """Streams HOP images for a sequence of ``hofam_tf.sources.Frame`` objects, in order.
+    """Streams HOP images for a sequence of ``hofam_tf.data.sources.Frame`` objects, in order.
 
     Yields ``(frame, frame_tile, hop)`` for every scored frame (see ``iter_gray_windows``),
     ``hop`` uint8 [256,256,3]. Flows run on ``workers`` threads (OpenCV releases the GIL).

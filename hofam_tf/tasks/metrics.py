@@ -22,7 +22,7 @@ from collections import defaultdict
 
 import numpy as np
 
-from hofam_tf.composite import is_cdnet_background, is_foreground, is_paper_background
+from hofam_tf.data.composite import is_cdnet_background, is_foreground, is_paper_background
 
 
 def _div(a: float, b: float) -> float:

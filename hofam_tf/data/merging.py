@@ -2,8 +2,8 @@
 
 The library side of ``data_prep/merge.py``. A dataset folder may be a CDnet 2014 / SBI 2015 video
 folder or a tree of them, a LASIESTA sequence, a plain folder of frames (masks from
-``masks_dir``) or a video file (``hofam_tf.sources``). Each sequence folder gets its
-``sequence.json`` (``hofam_tf.sequence_meta``) last, and the folder appears under its final name
+``masks_dir``) or a video file (``hofam_tf.data.sources``). Each sequence folder gets its
+``sequence.json`` (``hofam_tf.data.sequence_meta``) last, and the folder appears under its final name
 only when complete.
 """
 from __future__ import annotations
@@ -19,14 +19,14 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from hofam_tf.composite import UNKNOWN, compose
+from hofam_tf.data.composite import UNKNOWN, compose
 from hofam_tf.config import TILE, FlowConfig
 from hofam_tf.errors import HOFAMInputError
 from hofam_tf.files import safe_name, write_png
-from hofam_tf.flow import (background_difference, encode_hop, iter_gray_windows, iter_hop, read_flo, resize_flow,
+from hofam_tf.data.flow import (background_difference, encode_hop, iter_gray_windows, iter_hop, read_flo, resize_flow,
                            resize_labels)
-from hofam_tf.sequence_meta import SequenceMeta
-from hofam_tf.sources import Sequence, discover, warn
+from hofam_tf.data.sequence_meta import SequenceMeta
+from hofam_tf.data.sources import Sequence, discover, warn
 
 
 def _hop_from_flo(seq: Sequence, cfg: FlowConfig, flo_dir: Path):

@@ -14,7 +14,7 @@ import dataclasses
 import keras
 
 from hofam_tf.config import FRAME_KEY, HOP_KEY, TILE, ModelConfig, model_inputs
-from hofam_tf.layers import HOFAMDropout, SampleLayerNorm, ToSigned
+from hofam_tf.model.layers import HOFAMDropout, SampleLayerNorm, ToSigned
 
 ENCODER_KERNELS = (7, 7, 5, 5, 5, 5, 3, 3)
 ENCODER_WIDTHS = (1, 2, 4, 8, 8, 8, 8, 16)  # x ngf

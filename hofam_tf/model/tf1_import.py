@@ -55,7 +55,7 @@ def detect_ngf(variables: dict[str, np.ndarray], prefix="checkpoint") -> int:
 
 def _targets(model) -> dict[str, tuple]:
     """checkpoint name candidates -> (keras variable) for every model weight."""
-    from hofam_tf.layers import SampleLayerNorm
+    from hofam_tf.model.layers import SampleLayerNorm
 
     table = {}
     for layer in model.layers:
@@ -107,7 +107,7 @@ def load_tf1_checkpoint(prefix: str | Path, cfg: ModelConfig | None = None, **ov
     from the checkpoint; a ``cfg`` with another ngf is an error. Without ``cfg``, a default
     ModelConfig of the checkpoint's width with ``overrides`` (e.g. hop_channels="r") is used;
     the model's ``model_config`` is the config used."""
-    from hofam_tf.model import build_hofam
+    from hofam_tf.model.hofam import build_hofam
 
     variables = read_tf1_variables(prefix)
     ngf = detect_ngf(variables, str(prefix))

@@ -5,7 +5,7 @@ float bytes, mask and weight float [B,H,W,1]) and a stateless seed, and returns 
 with frame and HOP as float32 bytes in [0, 255]. Every random draw is a ``tf.random.stateless_*``
 call on a seed split from the batch seed, so the same seed gives the same batch in any process.
 
-The class-in-scale weight beta (``hofam_tf.losses.size_factor``) is computed in the loss from the
+The class-in-scale weight beta (``hofam_tf.model.losses.size_factor``) is computed in the loss from the
 augmented mask: the foreground area N_fg is measured after the crop, and the instance count
 ``target_num`` (8-connected components, counted when the TFRecord was written) is kept. When the
 crop keeps every object, mean instance area = N_fg / target_num is exactly the zoomed objects'
@@ -16,7 +16,7 @@ leaves no foreground gets the cap, as in the loss for any empty mask.
 
 Zooming in by 1/s and the HOP gain both multiply the motion an object shows. With
 ``AugmentConfig.hop_scaling`` "motion" (default) the HOP is decoded to displacement through the
-records' encoding (``FlowConfig.encoding``, ``hofam_tf.flow.encode_magnitude``), multiplied, and
+records' encoding (``FlowConfig.encoding``, ``hofam_tf.data.flow.encode_magnitude``), multiplied, and
 encoded again (``scale_motion``); "grey" multiplies the grey levels, as earlier versions did.
 Training passes the run's flow settings, which come from the records' dataset.json; records that
 record none (the authors' demo composites, their own HOP) are scaled as if made with them.
@@ -35,7 +35,7 @@ from __future__ import annotations
 import tensorflow as tf
 
 from hofam_tf.config import FRAME_KEY, HOP_KEY, AugmentConfig, FlowConfig
-from hofam_tf.flow import log_span
+from hofam_tf.data.flow import log_span
 
 def _uniform(seed, batch, low=0.0, high=1.0):
     return tf.random.stateless_uniform([batch], seed, minval=low, maxval=high)

@@ -44,7 +44,7 @@ def export_checkpoint(ckpt: str | Path, out_dir: str | Path, precision: str = EX
     """Loads any supported checkpoint in ``precision`` ("float32" by default; "bfloat16" or
     "auto" only when asked for) and exports it; see ``export_serving``. The choice is written
     into ``export.json``."""
-    from hofam_tf.checkpoints import load_for_inference
+    from hofam_tf.model.checkpoints import load_for_inference
 
     model, cfg = load_for_inference(ckpt, model_overrides, precision)
     return export_serving(model, out_dir, meta={"checkpoint": str(ckpt), "precision": precision,

@@ -68,7 +68,7 @@ class MedianSegmenter:
 
     def changed(self, t: int) -> np.ndarray:
         """Boolean mask of the frame at position ``t``, the last one observed."""
-        from hofam_tf.flow import reference_index
+        from hofam_tf.data.flow import reference_index
 
         first = min(self.seen)
         earlier = [self.seen[min(k for k in self.seen if k >= max(reference_index(t, MEDIAN_STRIDE * j), first))]

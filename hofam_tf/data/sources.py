@@ -1,6 +1,6 @@
 """Readers for the input datasets: CDnet 2014 / SBI 2015 folders, LASIESTA, plain frame folders
 (with optional masks) and video files. Each yields frames in order with their label maps in the
-CDnet scheme (see ``hofam_tf.composite``).
+CDnet scheme (see ``hofam_tf.data.composite``).
 
 Label mappings (also in the README):
 - CDnet / SBI: ground truth kept as is (0, 50, 85, 170, 255); pixels where ``ROI.bmp`` (read as
@@ -25,7 +25,7 @@ from typing import Iterator, Optional
 import cv2
 import numpy as np
 
-from hofam_tf.composite import CDNET_VALUES, MOVING, OUTSIDE_ROI, STATIC, UNKNOWN
+from hofam_tf.data.composite import CDNET_VALUES, MOVING, OUTSIDE_ROI, STATIC, UNKNOWN
 from hofam_tf.errors import HOFAMInputError
 from hofam_tf.files import IMAGE_SUFFIXES, list_images, read_image, read_image_raw
 

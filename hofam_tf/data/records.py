@@ -17,13 +17,13 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from hofam_tf.composite import binarize_gt, read_composite
+from hofam_tf.data.composite import binarize_gt, read_composite
 from hofam_tf.config import FlowConfig
 from hofam_tf.errors import HOFAMInputError
 from hofam_tf.files import atomic_path, write_json
-from hofam_tf.flat_composites import FLAT_KIND, flat_sequences
-from hofam_tf.schema import DATASET_INFO, encode_example, parse_shard_name, shard_name
-from hofam_tf.sequence_meta import SequenceMeta
+from hofam_tf.data.flat_composites import FLAT_KIND, flat_sequences
+from hofam_tf.data.schema import DATASET_INFO, encode_example, parse_shard_name, shard_name
+from hofam_tf.data.sequence_meta import SequenceMeta
 
 DEFAULT_TEST_FRACTION = 0.25  # a quarter of the sequences (at least one) form the unseen test split
 

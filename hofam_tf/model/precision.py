@@ -11,7 +11,7 @@ from __future__ import annotations
 from hofam_tf.errors import HOFAMInputError
 
 INFERENCE_PRECISIONS = ("auto", "float32", "bfloat16")
-RUN_PRECISION = "auto"  # test / predict: they run where they are launched (export: hofam_tf.export)
+RUN_PRECISION = "auto"  # test / predict: they run where they are launched (export: hofam_tf.tasks.export)
 _BF16_FLAGS = ("avx512_bf16", "amx_bf16")
 
 
@@ -45,6 +45,6 @@ def inference_dtype(choice: str = "auto") -> str:
 
 def with_dtype(model, cfg, dtype: str):
     """The same weights in a model built with another dtype policy -> (model, cfg)."""
-    from hofam_tf.model import rebuild_with
+    from hofam_tf.model.hofam import rebuild_with
 
     return rebuild_with(model, cfg, dtype=dtype)
