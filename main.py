@@ -24,9 +24,11 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 from absl import app, flags, logging
 
 from hofam_tf.tasks.baselines import METHODS
-from hofam_tf.cli import guarded, parse_flags
+from hofam_tf.cli import grouped_help, guarded, parse_flags
 from hofam_tf.config import DEFAULT_RECORDS_DIR, DEFAULT_RUN_DIR, RunConfig
-from hofam_tf.config_flags import config_from_flags, define_config_flags, given
+from hofam_tf.config_flags import IMAGE_SIZE_FLAG, config_from_flags, define_config_flags, given
+from hofam_tf.config_flags import fields as config_fields
+from hofam_tf.config_flags import sections as config_sections
 from hofam_tf.errors import HOFAMInputError
 from hofam_tf.tasks.predict import PredictOptions
 from hofam_tf.model.precision import RUN_PRECISION
@@ -89,9 +91,8 @@ def _require(*names):
 def _model_overrides() -> dict:
     """Inference-time options a user may change on a trained model."""
     out = {}
-    for name in ("hop_channels",):
-        if FLAGS[name].present:
-            out[name] = FLAGS[name].value
+    if FLAGS["hop_channels"].present:
+        out["hop_channels"] = FLAGS.hop_channels
     if FLAGS["faithful_tf1"].present:
         out["faithful_tf1"] = FLAGS.faithful_tf1
     return out
@@ -264,5 +265,39 @@ def main(argv):
     return 0
 
 
+# The flags each phase reads, grouped for its --help (``--helpfull`` lists every flag).
+_MODEL_OVERRIDES = ["hop_channels", "faithful_tf1"]
+PHASE_FLAGS = {
+    "train": {"run": ["ckpt_dir", "config"],
+              **{f"{section} (config.json: {section})": [name for _, _, name, _ in config_fields((section,))]
+                 + ([IMAGE_SIZE_FLAG] if section == "model" else []) for section in config_sections()}},
+    "test": {"what to test": ["ckpt", "test_pattern", "output_dir"],
+             "decision": ["threshold"],
+             "running the model": ["eval_batch_size", "inference_precision", *_MODEL_OVERRIDES],
+             "outputs": ["panels"]},
+    "score": {"what to score": ["pred_dir", "gt_dir", "output_dir"], "decision": ["threshold"]},
+    "predict": {"input and output": ["input", "output_dir", "ckpt", "method", "max_frames", "roi", "naming"],
+                "decision and post-processing": ["threshold", "calibrate_frames", "median_gate", "post"],
+                "outputs": ["overlay_video", "side_by_side", "panels"],
+                "running the model": ["eval_batch_size", "inference_precision", *_MODEL_OVERRIDES]},
+    "convert": {"TF1 checkpoint -> .keras": ["ckpt", "output_path", *_MODEL_OVERRIDES]},
+    "export": {"checkpoint -> SavedModel + .keras": ["ckpt", "output_dir", "inference_precision",
+                                                       *_MODEL_OVERRIDES]},
+    "demo": {"demo": ["output_dir", "demo_steps"]},
+}
+
+
+def phase_help(argv: list[str]) -> str:
+    """--help: the flags of the phase on the command line, grouped; without --phase, the phases."""
+    phase = next((a.split("=", 1)[1] for a in argv[1:] if a.startswith("--phase=")), None)
+    if phase is None and "--phase" in argv[1:-1]:
+        phase = argv[argv.index("--phase") + 1]
+    if phase not in PHASE_FLAGS:
+        return (__doc__ + "\nphases: " + ", ".join(PHASE_FLAGS) + " (default demo)\n"
+                "python main.py --phase=PHASE --help lists the flags PHASE reads; --helpfull lists every flag.\n")
+    return grouped_help(f"python main.py --phase={phase} [flags]   (--helpfull: every flag of every phase)",
+                        PHASE_FLAGS[phase])
+
+
 if __name__ == "__main__":
-    app.run(guarded(main), flags_parser=parse_flags)
+    app.run(guarded(main), flags_parser=lambda argv: parse_flags(argv, phase_help))

@@ -37,11 +37,39 @@ def _fail(message: str) -> None:
     sys.exit(2)
 
 
-def parse_flags(argv: list[str]) -> list[str]:
-    """absl flag parsing with this project's conventions: a bad flag or value is one ``error:``
-    line and exit code 2 (absl's own parser exits 1); ``--help`` prints the usage and exits 0."""
+HELP_ARGS = ("help", "helpshort", "h", "?")
+
+
+def _asks_for_help(argv: list[str]) -> bool:
+    return any(a.startswith("-") and a.lstrip("-").split("=")[0] in HELP_ARGS for a in argv[1:])
+
+
+def grouped_help(title: str, groups: dict[str, list[str]], flag_values=None) -> str:
+    """The usage text of the flags ``groups`` names (group title -> flag names), in that order:
+    each flag with its help and default, as absl prints them."""
     from absl import flags
 
+    fv = flag_values or flags.FLAGS
+    lines = [title]
+    for group, names in groups.items():
+        lines.append(f"\n{group}:")
+        for name in names:
+            flag = fv[name]
+            lines.append(f"  --{name}: {flag.help}")
+            lines.append(f"    (default: {flag.default_as_str or 'none'})")
+    return "\n".join(lines) + "\n"
+
+
+def parse_flags(argv: list[str], phase_help: Callable[[list[str]], str] | None = None) -> list[str]:
+    """absl flag parsing with this project's conventions: a bad flag or value is one ``error:``
+    line and exit code 2 (absl's own parser exits 1); ``--help`` prints the usage and exits 0.
+    ``phase_help(argv)``, when given, supplies the text of ``--help`` (``--helpfull`` keeps
+    absl's list of every flag)."""
+    from absl import flags
+
+    if phase_help is not None and _asks_for_help(argv):
+        print(phase_help(argv), end="")
+        sys.exit(0)
     try:
         return flags.FLAGS(argv)
     except flags.Error as err:
