@@ -1,6 +1,6 @@
 """Model cost on this machine, printed as JSON.
 
-    python -m bench.bench_model [--ngf 64] [--size 256] [--batches 1,8] [--precision float32]
+    python -m bench.bench_model [--ngf 64] [--size 256] [--batches 1,8] [--precision float32] [--remapper off|on]
                                 [--xla] [--steps 3]
 
 Figures: parameters (total, fusion, trainable in the default and the faithful_tf1 model),
@@ -160,11 +160,16 @@ def main() -> None:
     ap.add_argument("--batches", default="1,8")
     ap.add_argument("--precision", default="float32", choices=["float32", "mixed_bfloat16", "mixed_float16"])
     ap.add_argument("--xla", action="store_true")
+    ap.add_argument("--remapper", choices=["off", "on"], default="off",
+                    help="Grappler's remapper: off as in every phase (hofam_tf.model.graph_options), or on")
     ap.add_argument("--steps", type=int, default=3)
     ap.add_argument("--one_batch", type=int, default=None, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.one_batch is not None:
-        print(json.dumps(measure(args.ngf, args.size, args.one_batch, args.precision, args.xla, args.steps)))
+        from hofam_tf.model.graph_options import graph_options
+
+        with graph_options({"remapping": args.remapper == "on"}):
+            print(json.dumps(measure(args.ngf, args.size, args.one_batch, args.precision, args.xla, args.steps)))
         return
 
     import tensorflow as tf
@@ -177,6 +182,7 @@ def main() -> None:
         "machine": {"cpus": os.cpu_count(), "platform": platform.platform(),
                     "gpus": [d.name for d in tf.config.list_physical_devices("GPU")]},
         "ngf": args.ngf, "size": args.size, "precision": args.precision, "xla": args.xla,
+        "remapper": args.remapper,
         "parameters": {**count_params(model),
                        "trainable_default": int(sum(v.numpy().size for v in model.trainable_weights)),
                        "trainable_faithful_tf1": int(sum(v.numpy().size for v in faithful.trainable_weights))},
@@ -186,7 +192,7 @@ def main() -> None:
     del model, faithful
     for b in (int(v) for v in args.batches.split(",")):
         cmd = [sys.executable, __file__, f"--ngf={args.ngf}", f"--size={args.size}", f"--precision={args.precision}",
-               f"--steps={args.steps}", f"--one_batch={b}"] + (["--xla"] if args.xla else [])
+               f"--steps={args.steps}", f"--one_batch={b}", f"--remapper={args.remapper}"] + (["--xla"] if args.xla else [])
         proc = subprocess.run(cmd, capture_output=True, text=True)
         if proc.returncode != 0:
             result["runs"].append({"batch": b, "error": proc.stderr[-500:]})

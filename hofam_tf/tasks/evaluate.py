@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
+from hofam_tf.model.graph_options import graph_options
 from hofam_tf.config import FRAME_KEY, HOP_KEY, model_inputs
 from hofam_tf.errors import HOFAMInputError
 from hofam_tf.files import read_image, safe_name, write_json, write_png
@@ -32,6 +33,7 @@ def _write_outputs(out: Path, seq: str, fid: str, frame, hop, labels, prob, thre
         write_png(out / "panels" / seq / f"{fid}.png", test_panel(frame, labels, hop, prob))
 
 
+@graph_options()
 def run_test(ckpt, test_pattern, output_dir, threshold: float = 0.5, batch_size: int = 8,
              panels: bool = True, progress: bool = True, model_overrides: dict | None = None,
              precision: str | None = None) -> dict:

@@ -26,6 +26,7 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
+from hofam_tf.model.graph_options import graph_options
 from hofam_tf.data.composite import UNKNOWN
 from hofam_tf.config import TILE, model_inputs
 from hofam_tf.errors import HOFAMInputError
@@ -396,6 +397,7 @@ def predict_sequence(model, cfg, seq, output_dir: Path, opts: PredictOptions, pr
     return summary
 
 
+@graph_options()
 def run_predict(input_path, ckpt, output_dir, opts: PredictOptions = PredictOptions(),
                 model_overrides: dict | None = None, progress: bool = True, precision: str | None = None) -> dict:
     """Segments every sequence found at ``input_path`` (a video file or a frame folder) with the

@@ -23,6 +23,7 @@ from hofam_tf.config import FRAME_KEY, HOP_KEY, FlowConfig, RunConfig, TrainConf
 from hofam_tf.data.dataset import build_dataset, check_tfrecords, list_tfrecords
 from hofam_tf.errors import HOFAMInputError
 from hofam_tf.files import atomic_path, write_json
+from hofam_tf.model.graph_options import graph_options
 from hofam_tf.model.losses import hofam_loss
 from hofam_tf.model.hofam import build_hofam
 from hofam_tf.model.weight_average import WeightAverage, averaged
@@ -118,7 +119,15 @@ def run_train(cfg: RunConfig, run_dir: str | Path, progress: bool = True,
     process had been interrupted; the next call resumes. ``strategy`` overrides
     ``choose_strategy()``. The flow settings are adopted from the records' dataset.json
     (``adopt_flow``); ``explicit_flow`` names the FlowConfig fields the user set, which must agree.
+    Runs under ``graph_options()`` (Grappler's remapper off, see ``hofam_tf.model.graph_options``).
     """
+    with graph_options():
+        return _run_train(cfg, run_dir, progress, stop_after, strategy, explicit_flow)
+
+
+def _run_train(cfg: RunConfig, run_dir: str | Path, progress: bool = True,
+               stop_after: int | None = None, strategy: tf.distribute.Strategy | None = None,
+               explicit_flow: frozenset = frozenset()) -> dict:
     run_dir = Path(run_dir)
     tc = cfg.train
     strategy = strategy or choose_strategy()  # first: collective ops must be set up before any other TF op
