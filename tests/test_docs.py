@@ -1,0 +1,166 @@
+"""The docs check: the README is short and maps the docs, and every command in README.md and
+docs/*.md names a program that exists and flags it accepts.
+
+- ``python main.py ...``: absl parses the command's flags (unknown flags and bad values fail), and
+  each flag belongs to the phase (``main.PHASE_FLAGS``, the lists ``--phase=X --help`` prints).
+- ``python data_prep/X.py``, ``python -m bench.X``, ``python docs/X.py``: every flag the command
+  gives appears in the tool's own ``--help``.
+- ``pip install -e ".[extras]"``: the extras exist in setup.py; ``pytest -m EXPR``: the markers exist.
+- ``python docs/make_figure.py`` runs for real (the README's picture comes from it).
+"""
+import json
+import re
+import shlex
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+TOPICS = ("data", "flows", "training", "quality", "prediction", "performance", "faithfulness", "serving")
+
+
+def commands() -> list[tuple[str, list[str]]]:
+    """(file name, argv) of every command line in the ```bash blocks (continuations joined, env
+    assignments and trailing comments dropped, ``[--opt]`` brackets opened)."""
+    found = []
+    for path in DOCS:
+        for block in re.findall(r"```bash\n(.*?)```", path.read_text(), flags=re.S):
+            for line in block.replace("\\\n", " ").splitlines():
+                line = line.strip()
+                if not line or line.startswith("#"):
+                    continue
+                for part in line.split("&&"):
+                    argv = shlex.split(re.sub(r"\[(--[^\]]*)\]", r"\1", part), comments=True)
+                    while argv and re.fullmatch(r"[A-Z_]+=.*", argv[0]):
+                        argv.pop(0)
+                    if argv:
+                        found.append((path.name, argv))
+    return found
+
+
+def _flag_names(argv: list[str]) -> list[str]:
+    return [a[2:].split("=", 1)[0] for a in argv if a.startswith("--") and len(a) > 2]
+
+
+def _help(cmd: list[str]) -> str:
+    proc = subprocess.run([sys.executable, *cmd, "--help"], capture_output=True, text=True, cwd=ROOT)
+    assert proc.returncode == 0, f"{' '.join(cmd)} --help failed: {proc.stderr[-1500:]}"
+    return proc.stdout + proc.stderr
+
+
+def test_readme_is_short_and_maps_every_topic():
+    readme = (ROOT / "README.md").read_text()
+    assert len(readme.splitlines()) <= 250
+    for topic in TOPICS:
+        assert (ROOT / "docs" / f"{topic}.md").is_file(), topic
+        assert f"(docs/{topic}.md)" in readme, f"README does not link docs/{topic}.md"
+    for link in re.findall(r"\]\((docs/[^)#]+)", readme):
+        assert (ROOT / link).exists(), link
+
+
+def test_no_paragraph_of_the_readme_is_repeated_in_a_doc():
+    def paragraphs(text):
+        return {re.sub(r"\s+", " ", p).strip() for p in re.split(r"\n\s*\n", text)
+                if len(p) > 120 and not p.lstrip().startswith(("|", "```"))}
+
+    readme = paragraphs((ROOT / "README.md").read_text())
+    for doc in DOCS[1:]:
+        assert not readme & paragraphs(doc.read_text()), doc.name
+
+
+def test_the_scan_finds_the_commands():
+    found = commands()
+    programs = {argv[1] if argv[0] == "python" else argv[0] for _, argv in found}
+    assert {"main.py", "data_prep/merge.py", "-m", "install"} <= programs | {argv[1] for _, argv in found}
+    assert len(found) >= 30
+
+
+def test_main_commands_parse_and_use_their_phases_flags():
+    mains = [argv[2:] for _, argv in commands() if argv[:2] == ["python", "main.py"]]
+    assert len(mains) >= 15
+    code = f"""
+import json, sys
+sys.argv = ["main.py"]
+sys.path.insert(0, {str(ROOT)!r})
+import main
+from absl import flags
+errors = []
+for args in json.loads(sys.stdin.read()):
+    flags.FLAGS.unparse_flags()
+    try:
+        flags.FLAGS(["main.py", *args])
+    except flags.Error as err:
+        errors.append(f"{{args}}: {{err}}")
+        continue
+    phase = flags.FLAGS.phase
+    allowed = {{n for names in main.PHASE_FLAGS[phase].values() for n in names}} | {{"phase"}}
+    for a in args:
+        name = a[2:].split("=", 1)[0]
+        name = name[2:] if name.startswith("no") and name[2:] in allowed else name
+        if name not in allowed:
+            errors.append(f"{{args}}: --{{name}} is not a flag of --phase={{phase}}")
+print(json.dumps(errors))
+"""
+    proc = subprocess.run([sys.executable, "-c", code], input=json.dumps(mains), capture_output=True, text=True,
+                          cwd=ROOT)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert json.loads(proc.stdout.strip().splitlines()[-1]) == []
+
+
+def test_the_main_check_catches_a_wrong_flag():
+    """The check above can fail: a training flag on predict is refused."""
+    sys.path.insert(0, str(ROOT))
+    try:
+        import main
+    finally:
+        sys.path.remove(str(ROOT))
+    predict = {n for names in main.PHASE_FLAGS["predict"].values() for n in names}
+    assert "steps" not in predict and "median_gate" in predict
+
+
+def test_tool_commands_use_flags_their_help_lists():
+    tools: dict[tuple, set] = {}
+    for _, argv in commands():
+        if argv[0] != "python" or argv[1] in ("main.py",) or argv[1:3] == ["-m", "pytest"]:
+            continue
+        cmd = tuple(argv[1:3]) if argv[1] == "-m" else (argv[1],)
+        tools.setdefault(cmd, set()).update(_flag_names(argv))
+    assert ("data_prep/merge.py",) in tools and ("-m", "bench.bench_quality") in tools
+    for cmd, names in tools.items():
+        if cmd == ("-m", "bench.bench_model_jax"):  # needs JAX, absent from the CPU environment
+            continue
+        text = _help(list(cmd))
+        for name in names:
+            assert re.search(rf"--(\[no\])?{re.escape(name)}\b", text), f"{' '.join(cmd)}: --{name} not in its --help"
+
+
+def test_install_and_pytest_commands_name_what_exists():
+    setup = (ROOT / "setup.py").read_text()
+    markers = set(re.findall(r"^\s+(\w+):", (ROOT / "pytest.ini").read_text(), flags=re.M))
+    seen = 0
+    for _, argv in commands():
+        if argv[:2] == ["pip", "install"]:
+            extras = re.findall(r"\[([^\]]+)\]", " ".join(argv))
+            assert extras, argv
+            for name in ",".join(extras).split(","):
+                assert f'"{name}":' in setup, f"setup.py has no extra {name}"
+            seen += 1
+        if argv[1:3] == ["-m", "pytest"] and "-m" in argv[3:]:
+            expr = argv[argv.index("-m", 3) + 1]
+            assert set(re.findall(r"\w+", expr)) - {"not", "and", "or"} <= markers
+            seen += 1
+    assert seen >= 2
+
+
+def test_make_figure_runs(tmp_path, shared_data):
+    out = tmp_path / "figure.png"
+    proc = subprocess.run([sys.executable, "docs/make_figure.py", f"--input={shared_data}/cdnet2014/baseline/highway",
+                           "--frame=12", f"--out={out}"], capture_output=True, text=True, cwd=ROOT)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    from PIL import Image
+
+    img = Image.open(out)
+    assert img.size[1] == 256 and img.size[0] > 4 * 256
