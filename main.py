@@ -20,6 +20,10 @@ import json
 import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+# OpenCV and FFmpeg log their own lines for a refused or stalled stream; predict says what is
+# wrong in one error: or warning: line
+os.environ.setdefault("OPENCV_LOG_LEVEL", "ERROR")
+os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
 
 from absl import app, flags, logging
 
@@ -75,6 +79,16 @@ flags.DEFINE_integer("calibrate_frames", PredictOptions.calibrate_frames,
 flags.DEFINE_float("median_gate", PredictOptions.median_gate,
                    "predict: keep a HOFAM mask's pixel only within this radius (tile pixels, scaled to the frame) of "
                    "a pixel the median-background rule marks changed: trims flow halos (0: off).")
+flags.DEFINE_integer("reconnect", PredictOptions.reconnect,
+                     "predict: reconnection attempts when a camera or stream drops or stalls (waits doubling from "
+                     "--reconnect_backoff up to 30 s; frames are numbered on without a gap). 0: end cleanly where it "
+                     "dropped.")
+flags.DEFINE_float("reconnect_backoff", PredictOptions.reconnect_backoff,
+                   "predict: seconds before the first reconnection attempt (then doubling).")
+flags.DEFINE_float("open_timeout", PredictOptions.open_timeout,
+                   "predict: seconds to open a stream URL before it is an error.")
+flags.DEFINE_float("read_timeout", PredictOptions.read_timeout,
+                   "predict: seconds without a frame before a stream counts as dropped.")
 flags.DEFINE_string("output_path", None, "convert: the .keras file to write.")
 # demo
 flags.DEFINE_integer("demo_steps", 400, "demo: training steps.")
@@ -219,7 +233,9 @@ def phase_predict() -> None:
                           overlay_video=FLAGS.overlay_video, method=FLAGS.method,
                           max_frames=FLAGS.max_frames, roi=FLAGS.roi, naming=FLAGS.naming, post=FLAGS.post,
                           side_by_side=FLAGS.side_by_side, calibrate_frames=_calibrate_frames(),
-                          median_gate=FLAGS.median_gate)
+                          median_gate=FLAGS.median_gate, reconnect=FLAGS.reconnect,
+                          reconnect_backoff=FLAGS.reconnect_backoff, open_timeout=FLAGS.open_timeout,
+                          read_timeout=FLAGS.read_timeout)
     result = run_predict(FLAGS.input, FLAGS.ckpt, FLAGS.output_dir, opts, _model_overrides(),
                          precision=FLAGS.inference_precision or RUN_PRECISION)
     print(json.dumps(result, indent=2))
@@ -277,6 +293,7 @@ PHASE_FLAGS = {
              "outputs": ["panels"]},
     "score": {"what to score": ["pred_dir", "gt_dir", "output_dir"], "decision": ["threshold"]},
     "predict": {"input and output": ["input", "output_dir", "ckpt", "method", "max_frames", "roi", "naming"],
+                "live sources": ["reconnect", "reconnect_backoff", "open_timeout", "read_timeout"],
                 "decision and post-processing": ["threshold", "calibrate_frames", "median_gate", "post"],
                 "outputs": ["overlay_video", "side_by_side", "panels"],
                 "running the model": ["eval_batch_size", "inference_precision", *_MODEL_OVERRIDES]},

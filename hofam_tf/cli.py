@@ -16,8 +16,7 @@ def guarded(main: Callable[[list], int | None]) -> Callable[[list], None]:
         except HOFAMInputError as err:
             _fail(str(err))
         except OSError as err:  # unwritable output folder, full disk, ...
-            where = err.filename or ""
-            _fail(f"{where}: {err.strerror or err}" if where else str(err))
+            _fail(os_error_message(err))
         except Exception as err:  # noqa: BLE001 - TensorFlow's I/O errors, by class name below
             if type(err).__name__ in _TF_IO_ERRORS:
                 _fail(str(err).splitlines()[0] if str(err) else type(err).__name__)
@@ -27,13 +26,26 @@ def guarded(main: Callable[[list], int | None]) -> Callable[[list], None]:
     return wrapper
 
 
+def os_error_message(err: OSError) -> str:
+    """One line for an OSError: the path and what is wrong; a full disk names the folder."""
+    import errno
+    from pathlib import Path
+
+    where = err.filename or ""
+    if err.errno == errno.ENOSPC and where:
+        return f"{Path(where).parent}: no space left on device while writing {Path(where).name}"
+    return f"{where}: {err.strerror or err}" if where else str(err)
+
+
 # tf.errors classes that mean bad input or an unusable path, not a bug in this program
 _TF_IO_ERRORS = {"PermissionDeniedError", "NotFoundError", "DataLossError", "FailedPreconditionError",
                  "AlreadyExistsError", "ResourceExhaustedError"}
 
 
 def _fail(message: str) -> None:
-    print(f"error: {message}", file=sys.stderr)
+    from hofam_tf.messages import error_line
+
+    error_line(message)
     sys.exit(2)
 
 

@@ -28,7 +28,7 @@ def test_data_bound_tests_skip_without_the_samples_and_fail_when_required(tmp_pa
     proc = _run("-m", "pytest", "-q", "-p", "no:cacheprovider", "tests/test_flat_composites.py",
                 env={"HOFAM_SHARED_DATA": str(missing), "HOFAM_REQUIRE_DATA": "0"})
     assert proc.returncode == 0, proc.stdout[-2000:]
-    assert "6 skipped" in proc.stdout
+    assert "7 skipped" in proc.stdout
     proc = _run("-m", "pytest", "-q", "-rs", "-p", "no:cacheprovider", "tests/test_flat_composites.py",
                 "-k", "round_trip", env={"HOFAM_SHARED_DATA": str(missing), "HOFAM_REQUIRE_DATA": "0"})
     assert "HOFAM_SHARED_DATA" in proc.stdout and str(missing) in proc.stdout

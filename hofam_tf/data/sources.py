@@ -32,6 +32,44 @@ from hofam_tf.files import IMAGE_SUFFIXES, list_images, read_image, read_image_r
 VIDEO_SUFFIXES = (".avi", ".mp4", ".mov", ".mkv", ".webm", ".mpg", ".mpeg", ".m4v", ".wmv")
 
 
+@dataclasses.dataclass(frozen=True)
+class CapturePolicy:
+    """How cameras, streams and damaged files are read (``Sequence.iter_frames``).
+
+    open_timeout: seconds to open a stream URL before it is an error (cameras fail at once);
+    read_timeout: seconds without a frame before a stream counts as dropped;
+    reconnect: attempts after a camera or stream drops (0: end cleanly where it dropped). The
+    waits double from ``backoff`` up to ``max_backoff`` seconds; a successful reconnection resets
+    them, and frames are numbered on without a gap. Ten attempts wait at most about 3.5 minutes:
+    long enough for a camera or a network link to restart, short enough to notice one that is gone;
+    skip_unreadable: a frame file that cannot be decoded (garbage, truncated) or a damaged packet
+    of a video is skipped with a ``warning:`` line instead of being an error. The frames after it
+    get consecutive positions (``Frame.index``), as if the bad frame were not there, so the flow
+    and median history are not poisoned; ``max_bad_frames`` consecutive failures end a video.
+    """
+
+    open_timeout: float = 10.0
+    read_timeout: float = 10.0
+    reconnect: int = 10
+    backoff: float = 0.5
+    max_backoff: float = 30.0
+    skip_unreadable: bool = False
+    max_bad_frames: int = 25
+
+    def __post_init__(self) -> None:
+        if self.open_timeout <= 0 or self.read_timeout <= 0:
+            raise HOFAMInputError(f"open and read timeouts must be positive seconds, got {self.open_timeout} "
+                                  f"and {self.read_timeout}")
+        if self.reconnect < 0:
+            raise HOFAMInputError(f"reconnect must be 0 (off) or a number of attempts, got {self.reconnect}")
+        if self.backoff < 0 or self.max_backoff < self.backoff:
+            raise HOFAMInputError(f"reconnect backoff must satisfy 0 <= backoff <= max_backoff, got "
+                                  f"{self.backoff} and {self.max_backoff}")
+
+
+STRICT = CapturePolicy()  # data preparation: a bad frame is an error, files are read to the end
+
+
 @dataclasses.dataclass
 class Frame:
     """One frame of a sequence. rgb uint8 [H,W,3] at native size; labels uint8 [H,W] or None."""
@@ -57,22 +95,39 @@ class Sequence:
     scored: list = dataclasses.field(default_factory=list)  # parallel: inside the temporal ROI
     roi_path: Optional[Path] = None
     url: Optional[str] = None  # kind "stream": a camera index ("0") or a URL OpenCV can open
+    # what happened while reading (skipped frames, reconnections, why a stream ended), for summaries
+    events: list = dataclasses.field(default_factory=list)
+    # the frame rate a camera or stream announced when ``iter_frames`` opened it (None: unknown)
+    fps: Optional[float] = None
 
-    def iter_frames(self, lookback: int = 0) -> Iterator[Frame]:
-        """Frames in order, starting ``lookback`` frames before the first scored one."""
+    def iter_frames(self, lookback: int = 0, capture: CapturePolicy = STRICT) -> Iterator[Frame]:
+        """Frames in order, starting ``lookback`` frames before the first scored one. ``capture``
+        says how live sources and unreadable frames are handled; what happens is logged in
+        ``events``."""
         if self.kind == "video":
-            yield from _iter_video(self.path)
+            yield from _iter_video(self.path, None, capture, self.events)
             return
-        if self.kind == "stream":
-            yield from _iter_video(int(self.url) if self.url.isdigit() else self.url, self.url)
+        if self.kind == "stream":  # opened once: many cameras take one client at a time
+            yield from _iter_video(int(self.url) if self.url.isdigit() else self.url, self.url, capture, self.events,
+                                   on_open=lambda cap: setattr(self, "fps", cap.get(cv2.CAP_PROP_FPS) or None))
             return
         first = next((i for i, s in enumerate(self.scored) if s), len(self.scored))
         last = max((i for i, s in enumerate(self.scored) if s), default=-1)
         roi = _read_roi(self.roi_path) if self.roi_path else None
         shape = None
-        for i in range(max(first - lookback, 0), last + 1):
+        start = max(first - lookback, 0)
+        skipped = 0
+        for i in range(start, last + 1):
             path = self.frame_paths[i]
-            rgb = read_image(path, "RGB")
+            try:
+                rgb = read_image(path, "RGB")
+            except HOFAMInputError as err:
+                if not capture.skip_unreadable:
+                    raise
+                warn(f"{err}: frame skipped")
+                self.events.append({"event": "skipped_frame", "frame": frame_id_of(path), "file": str(path)})
+                skipped += 1
+                continue
             if shape is None:
                 shape = rgb.shape
             elif rgb.shape != shape:
@@ -83,7 +138,7 @@ class Sequence:
             labels = None
             if self.scored[i] and self.labelled:
                 labels = self._labels(i, rgb.shape[:2], roi)
-            yield Frame(i, frame_id_of(path), rgb, labels, self.scored[i])
+            yield Frame(i - skipped, frame_id_of(path), rgb, labels, self.scored[i])
 
     def iter_labels(self) -> Iterator[tuple[int, str, np.ndarray]]:
         """(index, frame id, labels) of every scored frame, reading only the masks (and ROI).
@@ -130,9 +185,9 @@ class Sequence:
 
 def warn(message: str) -> None:
     """A non-fatal problem with the input, on the console (stderr) where the user sees it."""
-    import sys
+    from hofam_tf.messages import warn as _warn
 
-    print(f"warning: {message}", file=sys.stderr, flush=True)
+    _warn(message)
 
 
 def frame_number(path: Path) -> Optional[int]:
@@ -226,28 +281,94 @@ def _frames(path: Path, name: str, masks_dir: Optional[Path], kind: str = "frame
     return Sequence(name, kind, path, True, frames, masks, [True] * len(frames))
 
 
-def _iter_video(path, label: str | None = None) -> Iterator[Frame]:
-    """Decodes a video file, a camera (int index) or a stream URL frame by frame."""
-    cap = cv2.VideoCapture(path if isinstance(path, int) else str(path))
+def open_capture(source, label: str | None, capture: CapturePolicy = STRICT) -> "cv2.VideoCapture":
+    """Opens a video file, a camera (int index) or a stream URL (within ``capture.open_timeout``,
+    reads then time out after ``capture.read_timeout``). Raises HOFAMInputError naming it."""
+    if isinstance(source, str) and is_stream(source):
+        ms = [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, int(capture.open_timeout * 1000),
+              cv2.CAP_PROP_READ_TIMEOUT_MSEC, int(capture.read_timeout * 1000)]
+        cap = cv2.VideoCapture(source, cv2.CAP_FFMPEG, ms)
+    else:
+        cap = cv2.VideoCapture(source if isinstance(source, int) else str(source))
     if not cap.isOpened():
-        what = "cannot open the camera or stream" if label else "cannot open video (not a video, or no decoder for it)"
-        raise HOFAMInputError(f"{label or path}: {what}")
-    path = label or path
+        cap.release()
+        if label:
+            raise HOFAMInputError(f"{label}: cannot open the camera or stream (no such device, refused, or no "
+                                  f"answer within {capture.open_timeout:g} s)")
+        raise HOFAMInputError(f"{source}: cannot open video (not a video, or no decoder for it)")
+    return cap
+
+
+def _iter_video(path, label: str | None = None, capture: CapturePolicy = STRICT,
+                events: list | None = None, on_open=None) -> Iterator[Frame]:
+    """Decodes a video file, a camera (int index) or a stream URL frame by frame. A live source
+    (``label`` given) that drops is reopened per ``capture.reconnect``; a file's undecodable
+    packets are skipped when ``capture.skip_unreadable``. ``events`` receives what happened."""
+    events = [] if events is None else events
+    cap = open_capture(path, label, capture)
+    if on_open is not None:
+        on_open(cap)
+    name = label or path
     announced = int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) if not label else 0
-    index = 0
+    index = position = 0  # frames yielded (the history position); frames the source has produced
+    bad = 0
     try:
         while True:
             ok, bgr = cap.read()
-            if not ok:
+            if ok:
+                bad = 0
+                yield Frame(index, f"{position:06d}", cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), None, True, True)
+                index += 1
+                position += 1
+                continue
+            if not label:  # a file: a damaged packet, or the end
+                if (capture.skip_unreadable and index > 0 and position < announced
+                        and bad < capture.max_bad_frames):
+                    bad += 1
+                    warn(f"{name}: frame {position} could not be decoded (damaged packet): frame skipped")
+                    events.append({"event": "skipped_frame", "frame": f"{position:06d}", "file": str(name)})
+                    position += 1
+                    continue
                 break
-            yield Frame(index, f"{index:06d}", cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), None, True, True)
-            index += 1
+            cap.release()
+            if not capture.reconnect:
+                events.append({"event": "end", "after_frame": index,
+                               "reason": "the stream ended or dropped (reconnect off)"})
+                break
+            cap = _reconnect(path, label, capture, index, events)
+            if cap is None:
+                break
     finally:
-        cap.release()
+        if cap is not None:
+            cap.release()
     if index == 0:
-        raise HOFAMInputError(f"{path}: no frame could be decoded")
-    if announced > 0 and index < announced:
-        warn(f"{path}: decoded {index} of the {announced} frames its header announces (truncated or damaged file)")
+        raise HOFAMInputError(f"{name}: no frame could be decoded")
+    if not label and announced > 0 and position < announced:
+        warn(f"{name}: decoded {index} of the {announced} frames its header announces (truncated or damaged file)")
+
+
+def _reconnect(source, label: str, capture: CapturePolicy, index: int, events: list):
+    """Reopens a dropped live source with doubling waits; the capture, or None after
+    ``capture.reconnect`` failed attempts (logged in ``events``)."""
+    import time
+
+    t0, delay = time.monotonic(), capture.backoff
+    for attempt in range(1, capture.reconnect + 1):
+        warn(f"{label}: stream dropped after {index} frames; reconnecting in {delay:g} s "
+             f"(attempt {attempt} of {capture.reconnect})")
+        time.sleep(delay)
+        try:
+            cap = open_capture(source, label, capture)
+        except HOFAMInputError:
+            delay = min(max(2 * delay, 0.1), capture.max_backoff)
+            continue
+        events.append({"event": "reconnect", "after_frame": index, "attempts": attempt,
+                       "gap_seconds": round(time.monotonic() - t0, 3)})
+        return cap
+    events.append({"event": "end", "after_frame": index,
+                   "reason": f"the stream dropped and {capture.reconnect} reconnection attempts failed"})
+    warn(f"{label}: gave up after {capture.reconnect} reconnection attempts; ending with the {index} frames read")
+    return None
 
 
 def discover(dataset_dir: str | Path, masks_dir: str | Path | None = None) -> list[Sequence]:

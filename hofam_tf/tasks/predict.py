@@ -28,9 +28,11 @@ from tqdm import tqdm
 
 from hofam_tf.model.graph_options import graph_options
 from hofam_tf.data.composite import UNKNOWN
+from hofam_tf.data.sources import CapturePolicy
 from hofam_tf.config import TILE, model_inputs
 from hofam_tf.errors import HOFAMInputError
 from hofam_tf.files import atomic_path, safe_name, write_json, write_png
+from hofam_tf.locks import folder_lock
 
 
 NAMINGS = ("frame", "cdnet")
@@ -53,7 +55,7 @@ def mask_name(frame, naming: str) -> str:
     (CDnet's comparator naming; ``in000600.jpg`` -> ``bin000600.png``); frames of a video or
     stream, which have no name, count from 1 as CDnet's frames do."""
     if naming == "cdnet":
-        number = int(frame.frame_id) if frame.frame_id.isdigit() and not frame.from_stream else frame.index + 1
+        number = int(frame.frame_id) + (1 if frame.from_stream else 0) if frame.frame_id.isdigit() else frame.index + 1
         return f"bin{number:06d}.png"
     return f"{frame.frame_id}.png"
 
@@ -79,6 +81,21 @@ MEDIAN_GATE = 1.5
 # below this best agreement (Dice) the calibration frames say nothing about the threshold: nothing
 # moved in them, or the rule and the model see different things (the benchmark's lowest: 0.13)
 MIN_AGREEMENT = 0.1
+# The frames held for the scene-adaptive threshold are bounded in bytes whatever the resolution:
+# a 768x576 frame costs 2.4 MB (the frame, its median-gate mask, the 256x256 tile, HOP and
+# probability), so all 200 are held (0.45 GiB); 1920x1080 costs 8.9 MB (119 frames held); a
+# 3840x2160 (4K) frame costs 33.8 MB, so 4K video calibrates on its first 31 frames (1 GiB).
+# See ``calibration_frames``.
+CALIBRATION_BYTES = 1 << 30
+
+
+def calibration_frames(opts: "PredictOptions", shape) -> int:
+    """How many frames of size ``shape`` (H, W, 3) the scene-adaptive threshold holds: at most
+    ``calibrate_frames``, ``max_frames`` when set, and ``calibration_bytes`` (at least one frame)."""
+    n = min(opts.calibrate_frames, opts.max_frames) if opts.max_frames else opts.calibrate_frames
+    h, w = shape[:2]
+    per_frame = h * w * 3 + h * w + 2 * TILE * TILE * 3 + TILE * TILE * 4  # frame, gate, tile + HOP, probability
+    return max(1, min(n, opts.calibration_bytes // per_frame)) if n else 0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -100,6 +117,19 @@ class PredictOptions:
     calibrate_frames: int = CALIBRATE_FRAMES
     # median gate (HOFAM only; 0: off): see ``median_gate_kernel``
     median_gate: float = MEDIAN_GATE
+    # live sources (hofam_tf.data.sources.CapturePolicy): attempts after a drop (0: end cleanly),
+    # the first wait between them (doubling), and the open / read timeouts in seconds
+    reconnect: int = CapturePolicy.reconnect
+    reconnect_backoff: float = CapturePolicy.backoff
+    open_timeout: float = CapturePolicy.open_timeout
+    read_timeout: float = CapturePolicy.read_timeout
+    # the most bytes of frames held for the scene-adaptive threshold (see ``calibration_frames``)
+    calibration_bytes: int = CALIBRATION_BYTES
+
+    def capture(self) -> CapturePolicy:
+        """How predict reads its sources: unreadable frames are skipped, never fatal."""
+        return CapturePolicy(open_timeout=self.open_timeout, read_timeout=self.read_timeout,
+                             reconnect=self.reconnect, backoff=self.reconnect_backoff, skip_unreadable=True)
 
     def __post_init__(self) -> None:
         if self.max_frames < 0:
@@ -115,10 +145,14 @@ class PredictOptions:
             raise HOFAMInputError(f"median_gate must be a radius of 0 (off) to 32 tile pixels, got {self.median_gate}")
         if not 0.0 <= self.threshold <= 1.0:
             raise HOFAMInputError(f"threshold must be in [0, 1], got {self.threshold}")
+        if self.calibration_bytes < 0:
+            raise HOFAMInputError(f"calibration_bytes must be 0 or more, got {self.calibration_bytes}")
+        self.capture()  # checks the timeouts and the reconnect settings
 
 
 class _VideoSink:
-    """MP4 writer that only appears under its final name when closed successfully."""
+    """MP4 writer that only appears under its final name when closed successfully. ``fps`` is a
+    number, or a callable asked when the first frame arrives."""
 
     def __init__(self, path: Path, fps: float):
         self.path, self.fps = path, fps
@@ -129,7 +163,8 @@ class _VideoSink:
     def write(self, rgb: np.ndarray) -> None:
         if self.writer is None:
             h, w = rgb.shape[:2]
-            self.writer = cv2.VideoWriter(str(self.tmp), cv2.VideoWriter_fourcc(*"mp4v"), self.fps, (w, h))
+            fps = self.fps() if callable(self.fps) else self.fps
+            self.writer = cv2.VideoWriter(str(self.tmp), cv2.VideoWriter_fourcc(*"mp4v"), fps, (w, h))
             if not self.writer.isOpened():
                 raise HOFAMInputError(f"{self.path}: cannot open an MP4 writer")
         self.writer.write(cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
@@ -146,11 +181,12 @@ class _VideoSink:
                 pass
 
 
-def _video_fps(path: Path, default: float) -> float:
+def _video_fps(path, opts: "PredictOptions") -> float:
+    """The frame rate a video file announces, else ``opts.default_fps``."""
     cap = cv2.VideoCapture(str(path))
     fps = cap.get(cv2.CAP_PROP_FPS) if cap.isOpened() else 0
     cap.release()
-    return float(fps) if fps and 1 <= fps <= 240 else default
+    return float(fps) if fps and 1 <= fps <= 240 else opts.default_fps
 
 
 def native_probability(prob: np.ndarray, shape) -> np.ndarray:
@@ -218,7 +254,7 @@ def _hofam_stream(model, cfg, seq, opts: PredictOptions):
         return done
 
     keep: dict = {}
-    frames = seq.iter_frames(lookback=cfg.flow.history)
+    frames = seq.iter_frames(lookback=cfg.flow.history, capture=opts.capture())
     if opts.median_gate:
         frames = _gate_tap(frames, opts, keep)
     for item in iter_hop(frames, cfg.flow, workers=opts.workers):
@@ -277,12 +313,13 @@ def _classic_stream(method: str, seq, opts: PredictOptions):
     flow = HOP_RULE_FLOW
     if segment.needs_all_frames:
         blank = np.zeros((TILE, TILE, 3), np.uint8)
-        for fr in seq.iter_frames(lookback=flow.history):
+        for fr in seq.iter_frames(lookback=flow.history, capture=opts.capture()):
             fg = segment(fr.rgb, None)
             if fr.scored:
                 yield fr, resize_frame(fr.rgb), blank, fg, None
     else:
-        for fr, tile, hop in iter_hop(seq.iter_frames(lookback=flow.history), flow, workers=opts.workers):
+        for fr, tile, hop in iter_hop(seq.iter_frames(lookback=flow.history, capture=opts.capture()), flow,
+                                      workers=opts.workers):
             yield fr, tile, hop, segment(fr.rgb, hop), None
 
 
@@ -321,9 +358,12 @@ def predict_sequence(model, cfg, seq, output_dir: Path, opts: PredictOptions, pr
     (out / "summary.json").unlink(missing_ok=True)
     stream = (_hofam_stream(model, cfg, seq, opts) if opts.method == "hofam"
               else _classic_stream(opts.method, seq, opts))
-    # a camera is opened once only (a second open can fail while it is busy): default fps there
-    asks_fps = seq.kind == "video" or (seq.kind == "stream" and not seq.url.isdigit())
-    fps = _video_fps(seq.url or seq.path, opts.default_fps) if asks_fps else opts.default_fps
+    # a camera or stream is opened once only (many take one client at a time): its frame rate is
+    # read when the stream opens it, before the first frame reaches a video writer
+    if seq.kind == "video":
+        fps = _video_fps(seq.path, opts)
+    else:
+        fps = lambda: seq.fps if seq.fps and 1 <= seq.fps <= 240 else opts.default_fps  # noqa: E731
     sinks = {}
     if opts.overlay_video:
         sinks["overlay"] = _VideoSink(out / "overlay.mp4", fps)
@@ -342,8 +382,9 @@ def predict_sequence(model, cfg, seq, output_dir: Path, opts: PredictOptions, pr
         if opts.calibrate_frames and opts.method == "hofam":  # the first frames are kept, then replayed
             import itertools
 
-            n = min(opts.calibrate_frames, opts.max_frames) if opts.max_frames else opts.calibrate_frames
-            head = list(itertools.islice(stream, n))
+            first = next(stream, None)
+            n = calibration_frames(opts, first[0].rgb.shape) if first is not None else 0
+            head = ([first] if first is not None else []) + list(itertools.islice(stream, max(n - 1, 0)))
             if head and roi_path is not None:
                 roi = read_roi(roi_path, head[0][0].rgb.shape[:2])
             threshold, agreement = scene_threshold(head, roi, opts.threshold)
@@ -392,7 +433,12 @@ def predict_sequence(model, cfg, seq, output_dir: Path, opts: PredictOptions, pr
                "masks": str(out / "masks"), "threshold": threshold, "post": opts.post,
                "calibrate_frames": opts.calibrate_frames, "agreement_by_threshold": agreement,
                "median_gate": opts.median_gate if opts.method == "hofam" else 0.0,
-               "roi": str(roi_path) if roi_path is not None else None, "naming": opts.naming}
+               "roi": str(roi_path) if roi_path is not None else None, "naming": opts.naming,
+               "skipped_frames": sum(e["event"] == "skipped_frame" for e in seq.events),
+               "reconnects": sum(e["event"] == "reconnect" for e in seq.events),
+               "ended": next((e["reason"] for e in seq.events if e["event"] == "end"),
+                             "interrupted" if interrupted else "end of input"),
+               "events": seq.events}
     write_json(out / "summary.json", summary)
     return summary
 
@@ -425,17 +471,18 @@ def run_predict(input_path, ckpt, output_dir, opts: PredictOptions = PredictOpti
     root_created = not root.exists()
     results = []
     try:
-        for seq in sequences:
-            out = root / safe_name(seq.name, "sequence name")
-            created = not out.exists()
-            try:
-                results.append(predict_sequence(model, cfg, seq, root, opts, progress))
-            except Exception:
-                if created:  # a sequence that failed leaves nothing that looks like a result
-                    shutil.rmtree(out, ignore_errors=True)
-                raise
-            if results[-1]["interrupted"]:
-                break  # Ctrl-C: the sequence in hand was closed cleanly; do not start the next one
+        with folder_lock(root, "predict"):  # a second predict into the same folder is refused
+            for seq in sequences:
+                out = root / safe_name(seq.name, "sequence name")
+                created = not out.exists()
+                try:
+                    results.append(predict_sequence(model, cfg, seq, root, opts, progress))
+                except Exception:
+                    if created:  # a sequence that failed leaves nothing that looks like a result
+                        shutil.rmtree(out, ignore_errors=True)
+                    raise
+                if results[-1]["interrupted"]:
+                    break  # Ctrl-C: the sequence in hand was closed cleanly; do not start the next one
     finally:
         if root_created and root.is_dir() and not any(root.iterdir()):
             root.rmdir()

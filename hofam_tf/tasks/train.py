@@ -23,6 +23,7 @@ from hofam_tf.config import FRAME_KEY, HOP_KEY, FlowConfig, RunConfig, TrainConf
 from hofam_tf.data.dataset import build_dataset, check_tfrecords, list_tfrecords
 from hofam_tf.errors import HOFAMInputError
 from hofam_tf.files import atomic_path, write_json
+from hofam_tf.locks import folder_lock
 from hofam_tf.model.graph_options import graph_options
 from hofam_tf.model.losses import hofam_loss
 from hofam_tf.model.hofam import build_hofam
@@ -134,20 +135,18 @@ def _run_train(cfg: RunConfig, run_dir: str | Path, progress: bool = True,
     chief = is_chief(strategy)
     files = list_tfrecords(tc.train_pattern)
     cfg = adopt_flow(cfg, files, explicit_flow)  # predict recomputes HOP images with these
-    if chief:
-        cfg = prepare_run_dir(run_dir, cfg)
-        write_dir = run_dir
-    else:  # other workers of a multi-worker run write only to a temporary folder they remove
-        import tempfile
+    if chief:  # one training at a time writes a run directory (a second is refused)
+        with folder_lock(run_dir, "train"):
+            cfg = prepare_run_dir(run_dir, cfg)
+            return _train(cfg, run_dir, run_dir, files, strategy, chief, progress, stop_after)
+    import shutil
+    import tempfile
 
-        write_dir = Path(tempfile.mkdtemp(prefix="hofam-worker-"))
+    write_dir = Path(tempfile.mkdtemp(prefix="hofam-worker-"))  # other workers write only here
     try:
         return _train(cfg, run_dir, write_dir, files, strategy, chief, progress, stop_after)
     finally:
-        if not chief:
-            import shutil
-
-            shutil.rmtree(write_dir, ignore_errors=True)
+        shutil.rmtree(write_dir, ignore_errors=True)
 
 
 def is_chief(strategy) -> bool:
@@ -212,9 +211,26 @@ class TrainState:
         return state
 
     def save(self) -> None:
-        """A checkpoint at the current step (its `model` holds the weights to infer with)."""
-        with averaged(self.average):
-            self.manager.save(checkpoint_number=int(self.step.numpy()))
+        """A checkpoint at the current step (its `model` holds the weights to infer with). A full
+        disk is a HOFAMInputError naming the folder and the checkpoint; the partial files are
+        removed, and the previous complete checkpoint stays the one a re-run resumes from."""
+        number = int(self.step.numpy())
+        try:
+            with averaged(self.average):
+                self.manager.save(checkpoint_number=number)
+        except tf.errors.OpError as err:
+            if "No space left on device" not in str(err):
+                raise
+            import shutil
+
+            folder = Path(self.manager.directory)
+            for partial in folder.glob(f"ckpt-{number}_temp*"):
+                shutil.rmtree(partial, ignore_errors=True)
+            for partial in folder.glob(f"ckpt-{number}.*"):
+                partial.unlink(missing_ok=True)
+            raise HOFAMInputError(f"{folder}: no space left on device while writing checkpoint {number}; "
+                                  "free some space and run the same command again to resume from the last "
+                                  "complete checkpoint") from None
 
 
 def make_train_loop(state: TrainState, cfg: RunConfig, strategy):
