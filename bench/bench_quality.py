@@ -4,8 +4,10 @@ Each fold trains HOFAM on the other scenes (one of them held out for validation:
 checkpoint and threshold), then segments its whole unseen scenes with ``--phase=predict``'s code
 at native resolution and scores them by CDnet rules with ``--phase=score``'s code. The classical
 baselines (OpenCV MOG2, KNN, thresholded HOP) segment the same scenes through the same path.
-Prints JSON: F per scene and method, the means, HOFAM / best baseline, and the scenes where
-HOFAM is below MOG2. "hofam" uses each fold's own validated threshold (what a user with one run
+Prints JSON: F per scene and method, the means over all scenes and per scene group
+(``SCENE_GROUPS``: surveillance, dynamic_background), HOFAM / best baseline, and the scenes where
+HOFAM is below MOG2. Every labelled scene of ``--data`` takes part (21 in ``../shared/data``);
+``--groups surveillance`` keeps the 12 CDnet 2014 / SBI 2015 scenes. "hofam" uses each fold's own validated threshold (what a user with one run
 gets); "hofam_pooled_threshold" uses the cross-validated threshold, the one with the best
 validation F averaged over all folds' validation scenes (validation data only), as the release
 model does. ``--val_scenes N`` holds N scenes per fold out for validation.
@@ -48,17 +50,38 @@ EXTRA_BASELINES = ("median",)  # reported beside them (mean_f, per_scene_f, hofa
 VARIANTS = ("hofam_pooled_threshold", "hofam_scene_threshold", "hofam_gated", "hofam_scene_threshold_gated")
 
 
-def scene_sources(data: Path) -> dict:
-    """name -> Sequence for every labelled CDnet-style scene under data/cdnet2014 and data/sbi2015."""
+# The scene groups of ../shared/data, by top folder (its README): the surveillance scenes of CDnet
+# 2014 and SBI 2015, and UCSD's dynamic backgrounds (water, waves, a waterfall, rain, snow, birds;
+# greyscale, short). Quality is reported per group as well as over all scenes.
+SCENE_GROUPS = {"cdnet2014": "surveillance", "sbi2015": "surveillance", "ucsd": "dynamic_background"}
+
+
+def scene_sources(data: Path, groups=None) -> dict:
+    """name -> Sequence for every labelled CDnet-style scene under the group folders of ``data``
+    (``SCENE_GROUPS``; ``groups``: only those groups)."""
     from hofam_tf.data.sources import discover
 
     out = {}
-    for sub in ("cdnet2014", "sbi2015"):
-        if (data / sub).is_dir():
+    for sub, group in SCENE_GROUPS.items():
+        if (data / sub).is_dir() and (not groups or group in groups):
             for seq in discover(data / sub):
                 if seq.kind == "cdnet" and seq.labelled:
                     out[seq.path.name] = seq
     return out
+
+
+def scene_group(seq, data: Path) -> str:
+    """The group of a scene found by ``scene_sources`` under ``data``."""
+    return SCENE_GROUPS[Path(seq.path).resolve().relative_to(Path(data).resolve()).parts[0]]
+
+
+def group_arg(text: str) -> list[str]:
+    """--groups: comma-separated names of SCENE_GROUPS' groups (empty: all)."""
+    names = [g for g in text.split(",") if g]
+    unknown = set(names) - set(SCENE_GROUPS.values())
+    if unknown:
+        raise SystemExit(f"--groups: unknown {sorted(unknown)}; the groups are {sorted(set(SCENE_GROUPS.values()))}")
+    return names
 
 
 def make_folds(names: list[str], k: int, seed: int = 0) -> list[list[str]]:
@@ -192,6 +215,8 @@ def main(argv=None) -> dict:
     ap.add_argument("--precision", default="float32")
     ap.add_argument("--tag", default="", help="name of this variant's folder under --work")
     ap.add_argument("--scenes", default="", help="comma-separated scene names (default: every scene)")
+    ap.add_argument("--groups", default="", help="comma-separated scene groups: surveillance, dynamic_background "
+                                                 "(default: every labelled scene of --data)")
     ap.add_argument("--calibrate_frames", type=int, default=0,
                     help="also segment each unseen scene with the scene-adaptive threshold chosen on its first N "
                          "frames (predict's --calibrate_frames; 0: not)")
@@ -218,7 +243,7 @@ def main(argv=None) -> dict:
                                        val_every=setting["val_every"]))
     cfg = apply_overrides(base, args.sets)
     work = Path(args.work)
-    sources = scene_sources(Path(args.data))
+    sources = scene_sources(Path(args.data), group_arg(args.groups))
     if args.scenes:
         sources = {n: sources[n] for n in args.scenes.split(",") if n}
     if len(sources) < 3:
@@ -324,12 +349,26 @@ def main(argv=None) -> dict:
         return sorted(n for n, s in scores.items() if method in s and "mog2" in s and s[method] < s["mog2"])
 
     best_base = max((means[m] for m in BASELINES if means.get(m) is not None), default=None)
+    groups = {n: scene_group(sources[n], Path(args.data)) for n in names}
+
+    def by_group(method):
+        out = {}
+        for g in sorted(set(groups.values())):
+            vals = [s[method] for n, s in scores.items() if groups[n] == g and method in s and "hofam" in s]
+            out[g] = sum(vals) / len(vals) if vals else None
+        return out
+
     report = {
         "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version()},
         "setting": args.setting, "folds": setting["folds"], "steps": setting["steps"], "batch": setting["batch"],
         "ngf": setting["ngf"], "overrides": args.sets, "synthetic_scenes": args.synthetic, "tag": tag,
         "per_scene_f": {n: s for n, s in scores.items() if "hofam" in s},
         "mean_f": means,
+        "scene_groups": groups,
+        "mean_f_by_group": {m: by_group(m) for m in methods},
+        "scenes_below_mog2_by_group": {
+            m: {g: [n for n in below_mog2(m) if groups[n] == g] for g in sorted(set(groups.values()))}
+            for m in ["hofam", *VARIANTS] if m in methods},
         "hofam_over_best_baseline": (means["hofam"] / best_base) if best_base and means["hofam"] else None,
         "hofam_over_median": (means["hofam"] / means["median"]) if means.get("median") and means["hofam"] else None,
         "pooled_threshold": pooled,

@@ -1,12 +1,13 @@
 """Trains the release model shipped in ``checkpoints/release`` (README, "Release model").
 
-Data: all 12 real scenes of ``../shared/data`` (3 CDnet 2014, 9 SBI 2015; DIS HOP computed here)
-plus the authors' demo composites (LASIESTA, their own HOP). No scene is held out: the number of
+Data: every labelled scene of ``../shared/data`` (3 CDnet 2014, 9 SBI 2015, 9 UCSD; DIS HOP computed
+here; ``--groups surveillance`` keeps the 12 CDnet 2014 / SBI 2015 scenes, as the shipped model
+was trained) plus the authors' demo composites (LASIESTA, their own HOP). No scene is held out: the number of
 steps and the threshold come from the leave-scenes-out benchmark (``bench/bench_quality.py``),
 whose folds chose them on validation scenes; they are passed here as ``--steps`` and
 ``--threshold``. Writes ``config.json``, ``model.keras`` and ``best.json`` (threshold, recipe).
 
-    python -m bench.train_release --steps 600 --threshold 0.97     # the shipped model
+    python -m bench.train_release --steps 600 --threshold 0.97 --groups surveillance   # the shipped model
 """
 from __future__ import annotations
 
@@ -20,7 +21,7 @@ from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from bench.bench_quality import ROOT, apply_overrides, composites, scene_sources  # noqa: E402
+from bench.bench_quality import ROOT, apply_overrides, composites, group_arg, scene_sources  # noqa: E402
 
 
 def main(argv=None) -> dict:
@@ -34,6 +35,8 @@ def main(argv=None) -> dict:
     ap.add_argument("--batch", type=int, default=8)
     ap.add_argument("--seed", type=int, default=12138)
     ap.add_argument("--set", action="append", default=[], dest="sets")
+    ap.add_argument("--groups", default="", help="scene groups to train on (bench.bench_quality.SCENE_GROUPS; "
+                                                 "default: every labelled scene of --data)")
     ap.add_argument("--threshold_from", default="leave-scenes-out benchmark (python -m bench.bench_quality): the "
                     "cross-validated threshold, best mean validation F over the folds' validation scenes",
                     help="where --threshold comes from (stored in best.json)")
@@ -51,9 +54,9 @@ def main(argv=None) -> dict:
                                        seed=args.seed, shuffle_buffer=2000, ckpt_every=args.steps, log_every=50,
                                        image_every=0))
     cfg = apply_overrides(base, args.sets)
-    sources = scene_sources(Path(args.data))
+    sources = scene_sources(Path(args.data), group_arg(args.groups))
     if not sources:
-        raise SystemExit(f"{args.data}: no labelled scenes under cdnet2014/ or sbi2015/")
+        raise SystemExit(f"{args.data}: no labelled scenes under cdnet2014/, sbi2015/ or ucsd/")
     comp = composites(sources, work, cfg.flow)
     real_rec, demo_rec = work / f"records_real_{comp.name}", work / "records_demo"  # keyed by the flow settings
     for folder, src in ((real_rec, comp), (demo_rec, Path(args.data) / "hofam_demo")):
@@ -73,6 +76,7 @@ def main(argv=None) -> dict:
     saved = dataclasses.replace(saved, train=dataclasses.replace(saved.train, train_pattern=""))
     saved.save(out / CONFIG_NAME)
     info = {"threshold": args.threshold, "steps": result["steps"], "recipe": args.sets, "ngf": args.ngf,
+            "groups": group_arg(args.groups) or "all",
             "batch": args.batch, "seed": args.seed, "training_scenes": sorted(sources) + ["hofam_demo"],
             "threshold_from": args.threshold_from,
             "train_seconds": time.time() - t0, "final_loss": result.get("last_loss")}

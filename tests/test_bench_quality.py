@@ -11,13 +11,13 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def test_leave_scenes_out_benchmark_tiny(tmp_path, shared_data):
     proc = subprocess.run([sys.executable, "-m", "bench.bench_quality", f"--data={shared_data}",
-                           f"--work={tmp_path}", "--scenes=highway,office,pedestrians", "--folds=3", "--steps=2",
+                           f"--work={tmp_path}", "--scenes=highway,office,rain", "--folds=3", "--steps=2",
                            "--ngf=2", "--batch=2", "--set", "train.val_every=1", "--tag=t",
                            "--calibrate_frames=20", "--median_gate=1.5"],
                           capture_output=True, text=True, cwd=ROOT)
     assert proc.returncode == 0, proc.stderr[-3000:]
     report = json.loads(proc.stdout)
-    assert set(report["per_scene_f"]) == {"highway", "office", "pedestrians"}
+    assert set(report["per_scene_f"]) == {"highway", "office", "rain"}  # rain: UCSD, greyscale, 14 frames
     for scene, fs in report["per_scene_f"].items():
         assert set(fs) == {"hofam", "hofam_pooled_threshold", "hofam_scene_threshold", "hofam_gated",
                            "hofam_scene_threshold_gated", "mog2", "knn", "hop", "median"}
@@ -50,13 +50,13 @@ def test_leave_scenes_out_benchmark_tiny(tmp_path, shared_data):
     assert not list((tmp_path / "runs" / "t").glob("fold*/records"))
     assert len(list((tmp_path / "runs" / "t").glob("fold*/run/model.keras"))) == 3
     # hindsight diagnosis: a threshold of the grid, F within [0, 1], for every unseen scene
-    assert set(report["best_threshold_in_hindsight"]) == {"highway", "office", "pedestrians"}
+    assert set(report["best_threshold_in_hindsight"]) == {"highway", "office", "rain"}
     assert all(0 <= h["f"] <= 1 for h in report["best_threshold_in_hindsight"].values())
     # ... scored on records of this run's own composites (a cache shared by flow settings would
     # hand a run the HOP images of another one)
     (comp,) = tmp_path.glob("composites-*")
-    for scene in ("highway", "office", "pedestrians"):
-        name = f"baseline_{scene}"
+    for scene in ("highway", "office", "rain"):
+        name = scene if scene == "rain" else f"baseline_{scene}"
         link = tmp_path / f"scene_records-{comp.name.removeprefix('composites-')}" / name / "links" / name
         assert link.resolve() == (comp / name).resolve()
     # the pooled threshold is the best of the validation F summed over the folds
@@ -71,3 +71,12 @@ def test_leave_scenes_out_benchmark_tiny(tmp_path, shared_data):
     assert report["scenes_below_mog2_gated"] == sorted(
         n for n, v in report["per_scene_f"].items() if v["hofam_gated"] < v["mog2"])
     assert report["hofam_over_median"] == pytest.approx(means["hofam"] / means["median"])  # beside, not in, the target
+    # per scene group: UCSD's rain is a dynamic background, the CDnet scenes surveillance
+    assert report["scene_groups"] == {"highway": "surveillance", "office": "surveillance", "rain": "dynamic_background"}
+    per = report["per_scene_f"]
+    for method in ("hofam", "mog2", "hofam_scene_threshold_gated"):
+        by = report["mean_f_by_group"][method]
+        assert by["surveillance"] == pytest.approx((per["highway"][method] + per["office"][method]) / 2)
+        assert by["dynamic_background"] == pytest.approx(per["rain"][method])
+    assert report["scenes_below_mog2_by_group"]["hofam"]["dynamic_background"] == (
+        ["rain"] if per["rain"]["hofam"] < per["rain"]["mog2"] else [])
