@@ -256,8 +256,10 @@ def test_a_second_predict_on_the_same_output_folder_is_refused(tmp_path, shared_
     assert len(list((tmp_path / "out" / "input" / "masks").iterdir())) == 51
 
 
-def _demo_records(tmp_path, shared_data) -> str:
-    rec = tmp_path / "rec"
+@pytest.fixture(scope="module")
+def demo_pattern(tmp_path_factory, shared_data) -> str:
+    """--train_pattern of TFRecords of the authors' demo composites, made once for this module."""
+    rec = tmp_path_factory.mktemp("demo_records")
     proc = _run(ROOT / "data_prep" / "tfrecord.py", f"--input_dir={shared_data / 'hofam_demo'}", f"--output_dir={rec}")
     assert proc.returncode == 0, proc.stderr[-2000:]
     return f"--train_pattern={rec}/train-*.tfrecord"
@@ -268,8 +270,8 @@ def _train(pattern, run_dir, steps):
                 "--ckpt_every=2", "--image_every=0", "--batch_size=2")
 
 
-def test_a_second_train_on_the_same_run_directory_is_refused(tmp_path, shared_data):
-    pattern = _demo_records(tmp_path, shared_data)
+def test_a_second_train_on_the_same_run_directory_is_refused(tmp_path, demo_pattern):
+    pattern = demo_pattern
     owner = _sleeper()
     try:
         _lock(tmp_path / "run", owner.pid)
@@ -307,8 +309,8 @@ def _fill(folder: Path, leave: int) -> Path:
     return filler
 
 
-def test_a_full_disk_stops_training_cleanly_and_it_resumes_once_space_is_freed(tmp_path, small_disk, shared_data):
-    pattern = _demo_records(tmp_path, shared_data)
+def test_a_full_disk_stops_training_cleanly_and_it_resumes_once_space_is_freed(small_disk, demo_pattern):
+    pattern = demo_pattern
     run = small_disk / "run"
     first = _train(pattern, run, 2)
     assert first.returncode == 0, first.stderr[-2000:]
@@ -324,3 +326,24 @@ def test_a_full_disk_stops_training_cleanly_and_it_resumes_once_space_is_freed(t
     assert again.returncode == 0, again.stderr[-2000:]
     result = json.loads(again.stdout[again.stdout.index("{"):again.stdout.rindex("}") + 1])
     assert result["resumed_from"] == 2 and result["steps"] == 4
+
+
+def test_the_calibration_buffer_is_bounded_in_bytes_whatever_the_resolution(tmp_path, shared_data):
+    """The frames held for the scene-adaptive threshold are capped by bytes: 200 at 768x576,
+    119 at 1080p, 31 at 4K under the default 1 GiB; a run with a small cap holds what the cap
+    allows, and summary.json says how many it held."""
+    from hofam_tf.tasks.predict import CALIBRATION_BYTES, PredictOptions, calibration_frames, run_predict
+
+    opts = PredictOptions()
+    assert CALIBRATION_BYTES == 1 << 30
+    assert [calibration_frames(opts, s) for s in ((576, 768, 3), (1080, 1920, 3), (2160, 3840, 3))] == [200, 119, 31]
+    for shape in ((576, 768, 3), (1080, 1920, 3), (2160, 3840, 3), (4320, 7680, 3)):
+        h, w = shape[:2]
+        held = calibration_frames(opts, shape) * (4 * h * w + 2 * 256 * 256 * 3 + 256 * 256 * 4)
+        assert held <= CALIBRATION_BYTES or calibration_frames(opts, shape) == 1
+    per_frame = 4 * 240 * 320 + 2 * 256 * 256 * 3 + 256 * 256 * 4  # highway is 320x240
+    small = PredictOptions(calibration_bytes=7 * per_frame + 100, calibrate_frames=200, threshold=0.9)
+    result = run_predict(shared_data.joinpath(*HIGHWAY), ROOT / "checkpoints" / "release", tmp_path / "out", small,
+                         progress=False, precision="float32")
+    (summary,) = result["sequences"]
+    assert summary["calibration_frames_held"] == 7 and summary["frames"] == 51

@@ -375,7 +375,7 @@ def predict_sequence(model, cfg, seq, output_dir: Path, opts: PredictOptions, pr
     total = seq.count_scored()
     if opts.max_frames:
         total = min(total, opts.max_frames) if total else opts.max_frames
-    threshold, agreement = opts.threshold, None
+    threshold, agreement, held = opts.threshold, None, 0
     bar = tqdm(total=total, desc=seq.name, unit="frame", disable=not progress)
     stop = _StopOnCtrlC()
     try:
@@ -385,6 +385,7 @@ def predict_sequence(model, cfg, seq, output_dir: Path, opts: PredictOptions, pr
             first = next(stream, None)
             n = calibration_frames(opts, first[0].rgb.shape) if first is not None else 0
             head = ([first] if first is not None else []) + list(itertools.islice(stream, max(n - 1, 0)))
+            held = len(head)
             if head and roi_path is not None:
                 roi = read_roi(roi_path, head[0][0].rgb.shape[:2])
             threshold, agreement = scene_threshold(head, roi, opts.threshold)
@@ -431,7 +432,8 @@ def predict_sequence(model, cfg, seq, output_dir: Path, opts: PredictOptions, pr
                "overlay_video": str(out / "overlay.mp4") if "overlay" in sinks and ok else None,
                "side_by_side_video": str(out / "side_by_side.mp4") if "side_by_side" in sinks and ok else None,
                "masks": str(out / "masks"), "threshold": threshold, "post": opts.post,
-               "calibrate_frames": opts.calibrate_frames, "agreement_by_threshold": agreement,
+               "calibrate_frames": opts.calibrate_frames, "calibration_frames_held": held,
+               "agreement_by_threshold": agreement,
                "median_gate": opts.median_gate if opts.method == "hofam" else 0.0,
                "roi": str(roi_path) if roi_path is not None else None, "naming": opts.naming,
                "skipped_frames": sum(e["event"] == "skipped_frame" for e in seq.events),
