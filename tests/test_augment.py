@@ -320,6 +320,7 @@ def test_bad_settings_are_refused():
         AugmentConfig(hop_spread=-1)
 
 
+@pytest.mark.slow
 def test_training_pipeline_augments_real_records(cdnet_records):
     pattern = str(cdnet_records["records"] / "train-*.tfrecord")
     plain = next(iter(build_dataset(pattern, 4, training=True, seed=3, with_target_num=True)))
@@ -363,6 +364,7 @@ def test_frame_drop_blanks_the_frame_only():
         assert same[b] or kept[b].std() > 60
 
 
+@pytest.mark.slow
 def test_training_with_frame_drop_stays_finite(tmp_path, cdnet_records):
     from hofam_tf.config import ModelConfig, RunConfig, TrainConfig
     from hofam_tf.tasks.train import run_train

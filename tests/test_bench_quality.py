@@ -9,6 +9,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 
 
+@pytest.mark.slow
 def test_leave_scenes_out_benchmark_tiny(tmp_path, shared_data):
     proc = subprocess.run([sys.executable, "-m", "bench.bench_quality", f"--data={shared_data}",
                            f"--work={tmp_path}", "--scenes=highway,office,rain", "--folds=3", "--steps=2",

@@ -5,11 +5,14 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from hofam_tf.config import RunConfig
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
+@pytest.mark.slow
 def test_config_file_with_flag_overrides(tmp_path, cdnet_records):
     base = RunConfig()
     base = dataclasses.replace(base, model=dataclasses.replace(base.model, ngf=2),

@@ -1,4 +1,5 @@
 """The customer's commands exactly as written, with the default folders connecting them."""
+import pytest
 import json
 import os
 import subprocess
@@ -15,6 +16,7 @@ def _run(cwd, *args):
     return proc.stdout
 
 
+@pytest.mark.slow
 def test_merge_tfrecord_train_test_with_default_folders(tmp_path, shared_data):
     out = _run(tmp_path, ROOT / "data_prep" / "merge.py", f"--dataset_dir={shared_data / 'cdnet2014'}")
     assert "data/composites" in out and (tmp_path / "data" / "composites" / "baseline_office" / "sequence.json").exists()

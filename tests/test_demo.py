@@ -5,6 +5,7 @@ import pytest
 from hofam_tf.tasks.demo import run_demo
 
 
+@pytest.mark.slow
 def test_demo_pipeline_small(tmp_path):
     result = run_demo(tmp_path, steps=3, ngf=2, batch_size=2, train_scenes=2, test_scenes=1, frames=12,
                       progress=False)

@@ -156,6 +156,7 @@ def test_install_and_pytest_commands_name_what_exists():
     assert seen >= 2
 
 
+@pytest.mark.slow
 def test_make_figure_runs(tmp_path, shared_data):
     out = tmp_path / "figure.png"
     proc = subprocess.run([sys.executable, "docs/make_figure.py", f"--input={shared_data}/cdnet2014/baseline/highway",
@@ -167,6 +168,7 @@ def test_make_figure_runs(tmp_path, shared_data):
     assert img.size[1] == 256 and img.size[0] > 4 * 256
 
 
+@pytest.mark.slow
 def test_readme_user_commands_run_on_real_footage(tmp_path, shared_data):
     """The README's "segment your own video" command, and its score command on the masks it
     wrote, run as written with the placeholders replaced: my_video.mp4 by a real clip (CDnet's

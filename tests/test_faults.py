@@ -23,6 +23,7 @@ def _error_line(proc) -> str:
     return lines[0]
 
 
+@pytest.mark.slow
 def test_data_bound_tests_skip_without_the_samples_and_fail_when_required(tmp_path):
     missing = tmp_path / "nowhere"
     proc = _run("-m", "pytest", "-q", "-p", "no:cacheprovider", "tests/test_flat_composites.py",
@@ -95,6 +96,7 @@ def test_flags_errors_exit_2_and_help_exits_0():
     assert proc.returncode == 0
 
 
+@pytest.mark.slow
 def test_unwritable_output_is_one_error_line_in_every_tool(tmp_path, tiny_model, shared_data):
     blocker = tmp_path / "a_file"
     blocker.write_text("not a folder")
@@ -116,6 +118,7 @@ def test_unwritable_output_is_one_error_line_in_every_tool(tmp_path, tiny_model,
 
 @pytest.mark.parametrize("sequence,frame_id", [("../../x", "ok"), ("seq", "../../../y"), ("/abs", "f"),
                                                ("", ""), ("seq", "a\x00b")])
+@pytest.mark.slow
 def test_names_from_records_never_escape_the_output_folder(tmp_path, tiny_model, sequence, frame_id):
     rec = _record(tmp_path / "evil.tfrecord", sequence=sequence, frame_id=frame_id)
     out = tmp_path / "deep" / "er" / "out"
@@ -128,6 +131,7 @@ def test_names_from_records_never_escape_the_output_folder(tmp_path, tiny_model,
         assert "unsafe" in _error_line(proc)
 
 
+@pytest.mark.slow
 def test_tfrecord_killed_mid_write_leaves_a_set_readers_refuse(tmp_path, cdnet_records):
     import signal
     import time
@@ -184,6 +188,7 @@ def test_tfrecord_refuses_a_folder_it_did_not_write(tmp_path, cdnet_records):
     assert (out / "notes.txt").read_text() == "keep me"
 
 
+@pytest.mark.slow
 def test_same_seed_same_bytes_in_two_processes(tmp_path, cdnet_records):
     digests = []
     for i in range(2):
@@ -195,6 +200,7 @@ def test_same_seed_same_bytes_in_two_processes(tmp_path, cdnet_records):
     assert digests[0].keys() == digests[1].keys() and digests[0] == digests[1]
 
 
+@pytest.mark.slow
 def test_same_seed_same_first_step_loss_in_two_processes(tmp_path, cdnet_records):
     import json
 

@@ -134,6 +134,7 @@ def test_flat_and_sequence_layouts_of_the_same_files_score_identically(tmp_path,
     assert flat["images"] == 29 and flat["paper"]["images_counted"] == 29
 
 
+@pytest.mark.slow
 def test_training_on_records_with_only_the_original_keys(tmp_path, shared_data):
     """The original's own TFRecords carry five keys only; training reads them."""
     path = tmp_path / "orig.tfrecord"

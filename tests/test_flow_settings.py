@@ -30,6 +30,7 @@ def _cfg(pattern):
                                                                  ckpt_every=1, log_every=1, image_every=0))
 
 
+@pytest.mark.slow
 def test_dataset_json_records_the_flow_and_training_adopts_it(tmp_path, odd_records):
     rec, info = odd_records
     assert FlowConfig.from_dict(info["flow"]) == ODD

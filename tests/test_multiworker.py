@@ -68,6 +68,7 @@ def _result(stdout):
     return json.loads(stdout[stdout.index("{"):stdout.rindex("}") + 1])
 
 
+@pytest.mark.slow
 def test_two_workers_train_like_one_process_and_only_the_chief_writes(tmp_path, setup):
     tmpdirs = [tmp_path / "tmp0", tmp_path / "tmp1"]
     for d in tmpdirs:
@@ -93,6 +94,7 @@ def test_two_workers_train_like_one_process_and_only_the_chief_writes(tmp_path, 
     assert _result(single.stdout)["weights_checksum"] == pytest.approx(results[0]["weights_checksum"], rel=1e-5)
 
 
+@pytest.mark.slow
 def test_killed_worker_then_restart_resumes_to_the_same_step(tmp_path, setup):
     tmpdirs = [tmp_path / "tmp0", tmp_path / "tmp1"]
     for d in tmpdirs:

@@ -82,6 +82,7 @@ def test_predict_bad_inputs_leave_no_complete_looking_output(tmp_path, tiny_mode
     assert not list((tmp_path / "out2").rglob(".tmp-*"))
 
 
+@pytest.mark.slow
 def test_export_loads_with_tensorflow_alone(tmp_path, tiny_model):
     from hofam_tf.model.checkpoints import load_for_inference
     from hofam_tf.tasks.export import export_serving
@@ -224,6 +225,7 @@ def test_predict_with_a_scene_threshold_replays_the_calibration_frames(tmp_path,
         PredictOptions(calibrate_frames=-1)
 
 
+@pytest.mark.slow
 def test_median_gate_trims_masks_to_the_dilated_changed_pixels(tmp_path, tiny_model):
     from hofam_tf.tasks.predict import median_gate_kernel
 
@@ -264,6 +266,7 @@ def test_median_gate_trims_masks_to_the_dilated_changed_pixels(tmp_path, tiny_mo
         PredictOptions(median_gate=-1)
 
 
+@pytest.mark.slow
 def test_predict_cli_defaults_choose_the_threshold_unless_one_is_given(tmp_path, tiny_model):
     from hofam_tf.model.checkpoints import stored_threshold
     from hofam_tf.tasks.predict import CALIBRATE_FRAMES, MEDIAN_GATE, MIN_AGREEMENT
@@ -316,6 +319,7 @@ def _graph_dtypes(saved_model_dir) -> set:
     return found
 
 
+@pytest.mark.slow
 def test_export_is_float32_whatever_the_host_cpu(tmp_path, tiny_model, monkeypatch):
     """On a host with native bf16 (mocked), auto picks bf16 for predict, but the default export
     holds only float32 variables and constants, and says so in export.json; bf16 is exported

@@ -107,6 +107,7 @@ class _Server:
         self.httpd.shutdown()
 
 
+@pytest.mark.slow
 def test_a_stream_that_drops_and_stalls_is_reconnected_and_numbered_on(tmp_path, clip):
     """The first connection is cut after about 15 frames, the second stalls after about 10
     more, the third serves the whole clip: predict reconnects twice, names the 60 masks
@@ -148,6 +149,7 @@ def test_with_reconnect_off_a_dropped_stream_ends_cleanly(tmp_path, clip):
     assert (out / "overlay.mp4").is_file() and not list(out.rglob(".tmp-*"))
 
 
+@pytest.mark.slow
 def test_a_garbage_frame_in_a_folder_is_skipped_and_does_not_poison_the_history(tmp_path, shared_data):
     src = shared_data.joinpath(*HIGHWAY)
     bad, clean = tmp_path / "bad" / "input", tmp_path / "clean" / "input"
@@ -170,6 +172,7 @@ def test_a_garbage_frame_in_a_folder_is_skipped_and_does_not_poison_the_history(
         np.testing.assert_array_equal(np.asarray(Image.open(p)), np.asarray(Image.open(bad_masks / p.name)))
 
 
+@pytest.mark.slow
 def test_a_damaged_packet_in_a_video_is_skipped(tmp_path, clip):
     """Frame 20's JPEG is overwritten with garbage: it is skipped with one warning, and the masks
     of the other 50 frames equal a run on the video written without frame 20."""
@@ -235,6 +238,7 @@ def _lock(folder: Path, pid: int):
                                                    "started": "2026-01-01T00:00:00"}))
 
 
+@pytest.mark.slow
 def test_a_second_predict_on_the_same_output_folder_is_refused(tmp_path, shared_data):
     owner = _sleeper()
     try:
@@ -270,6 +274,7 @@ def _train(pattern, run_dir, steps):
                 "--ckpt_every=2", "--image_every=0", "--batch_size=2")
 
 
+@pytest.mark.slow
 def test_a_second_train_on_the_same_run_directory_is_refused(tmp_path, demo_pattern):
     pattern = demo_pattern
     owner = _sleeper()
@@ -309,6 +314,7 @@ def _fill(folder: Path, leave: int) -> Path:
     return filler
 
 
+@pytest.mark.slow
 def test_a_full_disk_stops_training_cleanly_and_it_resumes_once_space_is_freed(small_disk, demo_pattern):
     pattern = demo_pattern
     run = small_disk / "run"

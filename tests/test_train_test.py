@@ -59,6 +59,7 @@ def test_train_then_test_end_to_end(tmp_path, cdnet_records):
         metrics["cdnet"]["per_sequence"]["baseline_office"]["counts"]
 
 
+@pytest.mark.slow
 def test_resume_continues_step_count_and_optimizer_state(tmp_path, cdnet_records):
     rec = cdnet_records["records"]
     run = tmp_path / "run"
@@ -82,6 +83,7 @@ def test_resume_continues_step_count_and_optimizer_state(tmp_path, cdnet_records
         run_train(other, run, progress=False)
 
 
+@pytest.mark.slow
 def test_nan_loss_stops_without_checkpoint(tmp_path, cdnet_records, monkeypatch):
     import hofam_tf.tasks.train as train_mod
 
@@ -96,6 +98,7 @@ def test_nan_loss_stops_without_checkpoint(tmp_path, cdnet_records, monkeypatch)
     assert tf.train.latest_checkpoint(str(tmp_path / "run" / "ckpt")) is None
 
 
+@pytest.mark.slow
 def test_bad_checkpoints(tmp_path, cdnet_records):
     with pytest.raises(HOFAMInputError, match="no checkpoint here"):
         load_for_inference(tmp_path / "nothing")
@@ -120,6 +123,7 @@ def _main(*args):
                           cwd=ROOT, timeout=300)
 
 
+@pytest.mark.slow
 def test_main_bad_input_exits_nonzero(tmp_path):
     proc = _main("--phase=train", f"--train_pattern={tmp_path}/none-*.tfrecord", f"--ckpt_dir={tmp_path}/r")
     assert proc.returncode == 2 and "matches no file" in proc.stderr
@@ -131,6 +135,7 @@ def test_main_bad_input_exits_nonzero(tmp_path):
     assert proc.returncode == 2 and "--pred_dir" in proc.stderr
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("dtype,xla", [("mixed_bfloat16", False), ("float32", True)])
 def test_mixed_precision_and_xla_train(tmp_path, cdnet_records, dtype, xla):
     import keras
@@ -144,6 +149,7 @@ def test_mixed_precision_and_xla_train(tmp_path, cdnet_records, dtype, xla):
     assert model.get_layer("g_e2_conv").compute_dtype == ("bfloat16" if dtype == "mixed_bfloat16" else "float32")
 
 
+@pytest.mark.slow
 def test_truncated_training_shard_is_named(tmp_path, cdnet_records):
     import shutil
 
@@ -157,6 +163,7 @@ def test_truncated_training_shard_is_named(tmp_path, cdnet_records):
         run_train(cfg, tmp_path / "run", progress=False)
 
 
+@pytest.mark.slow
 def test_training_under_mirrored_strategy_with_two_replicas(tmp_path, cdnet_records):
     """The distributed step (strategy.run + reduce + Keras optimizer) on two logical CPUs."""
     code = f"""
@@ -179,6 +186,7 @@ print(json.dumps({{"replicas": strategy.num_replicas_in_sync, "steps": r["steps"
     assert tf.train.latest_checkpoint(str(tmp_path / "run" / "ckpt")).endswith("ckpt-2")
 
 
+@pytest.mark.slow
 def test_model_larger_than_the_tiles_trains_and_tests(tmp_path, cdnet_records):
     rec = cdnet_records["records"]
     cfg = dataclasses.replace(_cfg(rec, steps=1), model=ModelConfig(ngf=2, height=512, width=256))
@@ -190,6 +198,7 @@ def test_model_larger_than_the_tiles_trains_and_tests(tmp_path, cdnet_records):
     assert np.asarray(Image.open(tmp_path / "out" / "masks" / "baseline_office" / "000600.png")).shape == (256, 256)
 
 
+@pytest.mark.slow
 def test_device_loop_events_fall_on_their_exact_steps_and_resume(tmp_path, cdnet_records):
     """steps_per_loop=3 with checkpoints every 2 and logs every 5: loops end at every event, so
     checkpoints land on 2, 4, ... and an interrupted run resumes at its exact step."""
@@ -210,6 +219,7 @@ def test_device_loop_events_fall_on_their_exact_steps_and_resume(tmp_path, cdnet
     assert int(final.get_tensor(iters[0])) == 7
 
 
+@pytest.mark.slow
 def test_cosine_schedule_follows_the_update_count_across_a_resume(tmp_path, cdnet_records):
     import math
 
@@ -231,6 +241,7 @@ def test_cosine_schedule_follows_the_update_count_across_a_resume(tmp_path, cdne
         TrainConfig(lr_schedule="step")
 
 
+@pytest.mark.slow
 def test_weight_decay_shrinks_only_the_kernels_by_lr_times_decay(tmp_path, cdnet_records):
     import keras
 

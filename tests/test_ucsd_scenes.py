@@ -56,6 +56,7 @@ def test_ucsd_ground_truth_scores_perfectly_against_itself(tmp_path, shared_data
     assert metrics["images"] == 14 + 101  # skiing's temporal ROI holds 101 of its 111 frames
 
 
+@pytest.mark.slow
 def test_the_shortest_ucsd_scene_goes_through_merge_records_and_predict(tmp_path, shared_data):
     rain = shared_data / "ucsd" / "rain"
     comp, rec, out = tmp_path / "comp", tmp_path / "rec", tmp_path / "out"

@@ -42,6 +42,7 @@ def _cfg(records, steps, **train):
                                        shuffle_buffer=20, val_pattern=str(records / "test-*.tfrecord"), **train))
 
 
+@pytest.mark.slow
 def test_validation_keeps_the_best_checkpoint_and_its_threshold(tmp_path, cdnet_records):
     run = tmp_path / "run"
     result = run_train(_cfg(cdnet_records["records"], 6, val_every=2, learning_rate=1e-2), run, progress=False)
@@ -64,6 +65,7 @@ def test_validation_keeps_the_best_checkpoint_and_its_threshold(tmp_path, cdnet_
     assert b"val/f_measure" in events
 
 
+@pytest.mark.slow
 def test_early_stop_after_validations_without_improvement(tmp_path, cdnet_records):
     run = tmp_path / "run"
     # a learning rate too small to change a prediction: F never improves after the first check

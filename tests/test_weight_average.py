@@ -1,5 +1,6 @@
 import dataclasses
 
+import pytest
 import keras
 import numpy as np
 import tensorflow as tf
@@ -43,6 +44,7 @@ def _restore(cfg, prefix):
     return model, [s.numpy() for s in avg.shadows]
 
 
+@pytest.mark.slow
 def test_training_with_an_average_resumes_exactly_and_infers_with_the_average(tmp_path, cdnet_records):
     """Stopped after every update and resumed: the raw weights stored at each step, averaged by
     hand from the seeded initial weights, give the checkpoint's and model.keras's weights."""

@@ -311,22 +311,25 @@ def _iter_video(path, label: str | None = None, capture: CapturePolicy = STRICT,
     name = label or path
     announced = int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) if not label else 0
     index = position = 0  # frames yielded (the history position); frames the source has produced
-    bad = 0
+    pending: list[int] = []  # positions that failed since the last good frame (a damaged packet, or the end)
+    skipped = 0
     try:
         while True:
             ok, bgr = cap.read()
             if ok:
-                bad = 0
+                for p in pending:  # a good frame after them: they were damaged packets, skipped
+                    warn(f"{name}: frame {p} could not be decoded (damaged packet): frame skipped")
+                    events.append({"event": "skipped_frame", "frame": f"{p:06d}", "file": str(name)})
+                skipped += len(pending)
+                pending = []
                 yield Frame(index, f"{position:06d}", cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), None, True, True)
                 index += 1
                 position += 1
                 continue
-            if not label:  # a file: a damaged packet, or the end
+            if not label:  # a file: a damaged packet (a good frame follows), or the end
                 if (capture.skip_unreadable and index > 0 and position < announced
-                        and bad < capture.max_bad_frames):
-                    bad += 1
-                    warn(f"{name}: frame {position} could not be decoded (damaged packet): frame skipped")
-                    events.append({"event": "skipped_frame", "frame": f"{position:06d}", "file": str(name)})
+                        and len(pending) < capture.max_bad_frames):
+                    pending.append(position)
                     position += 1
                     continue
                 break
@@ -343,7 +346,7 @@ def _iter_video(path, label: str | None = None, capture: CapturePolicy = STRICT,
             cap.release()
     if index == 0:
         raise HOFAMInputError(f"{name}: no frame could be decoded")
-    if not label and announced > 0 and position < announced:
+    if not label and announced > 0 and index + skipped < announced:  # failures up to the end: truncated
         warn(f"{name}: decoded {index} of the {announced} frames its header announces (truncated or damaged file)")
 
 
