@@ -79,6 +79,9 @@ flags.DEFINE_integer("calibrate_frames", PredictOptions.calibrate_frames,
 flags.DEFINE_float("median_gate", PredictOptions.median_gate,
                    "predict: keep a HOFAM mask's pixel only within this radius (tile pixels, scaled to the frame) of "
                    "a pixel the median-background rule marks changed: trims flow halos (0: off).")
+flags.DEFINE_bool("gate_fill", PredictOptions.gate_fill,
+                  "predict: with the median gate, also keep the mask's pixels that the gated mask encloses (fills "
+                  "the holes the gate cuts into plain surfaces; off by default, opt-in: not validated as a default).")
 flags.DEFINE_integer("reconnect", PredictOptions.reconnect,
                      "predict: reconnection attempts when a camera or stream drops or stalls (waits doubling from "
                      "--reconnect_backoff up to 30 s; frames are numbered on without a gap). 0: end cleanly where it "
@@ -233,7 +236,7 @@ def phase_predict() -> None:
                           overlay_video=FLAGS.overlay_video, method=FLAGS.method,
                           max_frames=FLAGS.max_frames, roi=FLAGS.roi, naming=FLAGS.naming, post=FLAGS.post,
                           side_by_side=FLAGS.side_by_side, calibrate_frames=_calibrate_frames(),
-                          median_gate=FLAGS.median_gate, reconnect=FLAGS.reconnect,
+                          median_gate=FLAGS.median_gate, gate_fill=FLAGS.gate_fill, reconnect=FLAGS.reconnect,
                           reconnect_backoff=FLAGS.reconnect_backoff, open_timeout=FLAGS.open_timeout,
                           read_timeout=FLAGS.read_timeout)
     result = run_predict(FLAGS.input, FLAGS.ckpt, FLAGS.output_dir, opts, _model_overrides(),
@@ -294,7 +297,7 @@ PHASE_FLAGS = {
     "score": {"what to score": ["pred_dir", "gt_dir", "output_dir"], "decision": ["threshold"]},
     "predict": {"input and output": ["input", "output_dir", "ckpt", "method", "max_frames", "roi", "naming"],
                 "live sources": ["reconnect", "reconnect_backoff", "open_timeout", "read_timeout"],
-                "decision and post-processing": ["threshold", "calibrate_frames", "median_gate", "post"],
+                "decision and post-processing": ["threshold", "calibrate_frames", "median_gate", "gate_fill", "post"],
                 "outputs": ["overlay_video", "side_by_side", "panels"],
                 "running the model": ["eval_batch_size", "inference_precision", *_MODEL_OVERRIDES]},
     "convert": {"TF1 checkpoint -> .keras": ["ckpt", "output_path", *_MODEL_OVERRIDES]},

@@ -47,7 +47,8 @@ BASELINES = ("mog2", "knn", "hop")  # the target's baselines: HOFAM's mean over 
 EXTRA_BASELINES = ("median",)  # reported beside them (mean_f, per_scene_f, hofam_over_median)
 # HOFAM's columns besides "hofam" (the per-run threshold): each gets <name>_over_best_baseline and
 # scenes_below_mog2_<name without "hofam_"> (None and [] when the run did not make it)
-VARIANTS = ("hofam_pooled_threshold", "hofam_scene_threshold", "hofam_gated", "hofam_scene_threshold_gated")
+VARIANTS = ("hofam_pooled_threshold", "hofam_scene_threshold", "hofam_gated", "hofam_scene_threshold_gated",
+            "hofam_scene_threshold_gated_fill")
 
 
 # The scene groups of ../shared/data, by top folder (its README): the surveillance scenes of CDnet
@@ -188,12 +189,12 @@ def score_scene(pred_dir: Path, seq, out: Path) -> float:
 
 
 def predict_scene(seq, out: Path, method: str, ckpt=None, threshold: float = 0.5, calibrate_frames: int = 0,
-                  median_gate: float = 0.0) -> float:
+                  median_gate: float = 0.0, gate_fill: bool = False) -> float:
     """Segments one scene into ``out``; returns the threshold used (the scene's own when calibrated)."""
     from hofam_tf.tasks.predict import PredictOptions, run_predict
 
     opts = PredictOptions(threshold=threshold, overlay_video=False, method=method, batch_size=8,
-                          calibrate_frames=calibrate_frames, median_gate=median_gate)
+                          calibrate_frames=calibrate_frames, median_gate=median_gate, gate_fill=gate_fill)
     return run_predict(seq.path, ckpt, out, opts, progress=False)["sequences"][0]["threshold"]
 
 
@@ -223,6 +224,9 @@ def main(argv=None) -> dict:
     ap.add_argument("--median_gate", type=float, default=0.0,
                     help="also segment each unseen scene with predict's --median_gate=R (and, with "
                          "--calibrate_frames, with both); 0: not")
+    ap.add_argument("--gate_fill", action="store_true",
+                    help="with --calibrate_frames and --median_gate, also the column hofam_scene_threshold_gated_fill: "
+                         "predict's --gate_fill (the gate's holes filled)")
     ap.add_argument("--keep_records", action="store_true",
                     help="keep each fold's TFRecords (by default deleted once the fold's model is trained: "
                          "about 0.4 GB a fold; a rerun of the tag reuses its finished folds' models)")
@@ -314,6 +318,11 @@ def main(argv=None) -> dict:
                                   args.calibrate_frames, args.median_gate)
                     scores[n]["hofam_scene_threshold_gated"] = score_scene(
                         fdir / "pred_scene_gated", sources[n], fdir / "scores_scene_gated" / n)
+                    if args.gate_fill:
+                        predict_scene(sources[n], fdir / "pred_scene_gated_fill", "hofam", fdir / "run", threshold,
+                                      args.calibrate_frames, args.median_gate, gate_fill=True)
+                        scores[n]["hofam_scene_threshold_gated_fill"] = score_scene(
+                            fdir / "pred_scene_gated_fill", sources[n], fdir / "scores_scene_gated_fill" / n)
         hindsight.update(best_thresholds_in_hindsight(fdir / "run", comp, sources, test))
         best = json.loads((fdir / "run" / "best.json").read_text())
         history = best.get("history", [])

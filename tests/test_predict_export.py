@@ -225,6 +225,23 @@ def test_predict_with_a_scene_threshold_replays_the_calibration_frames(tmp_path,
         PredictOptions(calibrate_frames=-1)
 
 
+def test_gate_fill_restores_a_hollow_object_and_still_trims_its_halo():
+    """A solid object whose plain surface the median rule does not mark (only its outline), with
+    a halo strip the model adds beside it: the pixel gate leaves a ring; --gate_fill restores the
+    inside and keeps the halo trimmed."""
+    from hofam_tf.tasks.predict import apply_gate
+
+    yy, xx = np.mgrid[:64, :64]
+    body = (yy - 32) ** 2 + (xx - 24) ** 2 <= 12 ** 2
+    halo = (np.abs(yy - 32) <= 4) & (xx > 36) & (xx < 56)  # attached to the body, outside it
+    fg = body | halo
+    outline = body & ~((yy - 32) ** 2 + (xx - 24) ** 2 <= 10 ** 2)  # the rule's changes: the edge
+    pixel, filled = apply_gate(fg, outline), apply_gate(fg, outline, fill=True)
+    np.testing.assert_array_equal(pixel, outline)  # hollow
+    np.testing.assert_array_equal(filled, body)  # solid again, halo still cut
+    assert not apply_gate(fg, np.zeros_like(fg), fill=True).any()
+
+
 @pytest.mark.slow
 def test_median_gate_trims_masks_to_the_dilated_changed_pixels(tmp_path, tiny_model):
     from hofam_tf.tasks.predict import median_gate_kernel
@@ -259,7 +276,14 @@ def test_median_gate_trims_masks_to_the_dilated_changed_pixels(tmp_path, tiny_mo
     for p, g, want in zip(plain, gated, expected):
         np.testing.assert_array_equal(g, p & want)
     summary = json.loads((tmp_path / "gated" / "cam" / "summary.json").read_text())
-    assert summary["median_gate"] == 1.5
+    assert summary["median_gate"] == 1.5 and summary["gate_fill"] is False
+    # --gate_fill: the gated mask with the holes it encloses filled, computed here with scipy
+    from scipy.ndimage import binary_fill_holes
+
+    filled = masks("filled", threshold=0.5, median_gate=1.5, gate_fill=True)
+    for p, g, f in zip(plain, gated, filled):
+        np.testing.assert_array_equal(f, p & binary_fill_holes(g))
+    assert json.loads((tmp_path / "filled" / "cam" / "summary.json").read_text())["gate_fill"] is True
     assert median_gate_kernel(0, (240, 320)) is None
     assert median_gate_kernel(1.5, (1080, 1920)).shape == (23, 23)  # 1.5 x 1920/256 = 11.25 -> radius 11
     with pytest.raises(HOFAMInputError, match="median_gate"):

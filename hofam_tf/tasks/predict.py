@@ -117,6 +117,8 @@ class PredictOptions:
     calibrate_frames: int = CALIBRATE_FRAMES
     # median gate (HOFAM only; 0: off): see ``median_gate_kernel``
     median_gate: float = MEDIAN_GATE
+    # fill the holes the gate cuts into objects (see ``apply_gate``); off by default
+    gate_fill: bool = False
     # live sources (hofam_tf.data.sources.CapturePolicy): attempts after a drop (0: end cleanly),
     # the first wait between them (doubling), and the open / read timeouts in seconds
     reconnect: int = CapturePolicy.reconnect
@@ -211,6 +213,21 @@ def median_gate_kernel(radius: float, shape) -> np.ndarray | None:
         return None
     r = int(round(radius * max(shape[:2]) / TILE))
     return cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * r + 1, 2 * r + 1))
+
+
+def apply_gate(fg: np.ndarray, gate: np.ndarray, fill: bool = False) -> np.ndarray:
+    """HOFAM's mask ``fg`` (bool [H,W]) trimmed by the median gate's mask ``gate``. With ``fill``,
+    the pixels of ``fg`` that the trimmed mask encloses are kept too: the median rule marks the
+    edges and texture of an object, not the inside of a plain surface (a shirt, a car roof), so
+    the pixel gate alone can leave an object hollow where the model's own mask was solid; filling
+    the holes restores those interiors and still trims the halos around objects, which no trimmed
+    pixel encloses."""
+    gated = fg & gate
+    if not fill or not gated.any():
+        return gated
+    from scipy.ndimage import binary_fill_holes
+
+    return fg & binary_fill_holes(gated)
 
 
 def _gate_tap(frames, opts: PredictOptions, keep: dict):
@@ -394,7 +411,7 @@ def predict_sequence(model, cfg, seq, output_dir: Path, opts: PredictOptions, pr
             native = native_probability(prob, fr.rgb.shape)
             fg = native >= threshold
             if gate is not None:
-                fg &= gate
+                fg = apply_gate(fg, gate, opts.gate_fill)
             if kernel:
                 fg = cv2.medianBlur(fg.astype(np.uint8) * 255, kernel) > 127
             if roi_path is not None:
@@ -435,6 +452,7 @@ def predict_sequence(model, cfg, seq, output_dir: Path, opts: PredictOptions, pr
                "calibrate_frames": opts.calibrate_frames, "calibration_frames_held": held,
                "agreement_by_threshold": agreement,
                "median_gate": opts.median_gate if opts.method == "hofam" else 0.0,
+               "gate_fill": bool(opts.gate_fill and opts.median_gate and opts.method == "hofam"),
                "roi": str(roi_path) if roi_path is not None else None, "naming": opts.naming,
                "skipped_frames": sum(e["event"] == "skipped_frame" for e in seq.events),
                "reconnects": sum(e["event"] == "reconnect" for e in seq.events),
