@@ -8,7 +8,7 @@ A loopback HTTP server plays a real clip (default: CDnet 2014 ``baseline/highway
 --input=<that URL> --max_frames=N`` runs on it as a user would run it on a camera: the shipped
 model (or ``--ckpt``), predict's defaults (scene-adaptive threshold, median gate, masks and
 overlay.mp4 written). The child's resident memory (``VmRSS``) is sampled with the number of masks
-written; the report gives RSS at 1k, 5k, 10k and 20k frames (the samples nearest), the growth
+written; the report gives RSS at 1k, 5k, 10k and 20k frames (the samples nearest, with their frame counts), the growth
 after warm-up (from the 1,000th frame to the end; the target is under 50 MB), the peak, and the
 frame rate.
 """
@@ -125,8 +125,11 @@ def main(argv=None) -> dict:
         tmp.cleanup()
 
     def at(n):
-        near = [s for s in samples if s[0] >= n]
-        return round(near[0][1], 1) if near else None
+        """[frames written, RSS MB] of the sample nearest to n frames (sampled every --every s)."""
+        if not samples:
+            return None
+        near = min(samples, key=lambda s: abs(s[0] - n))
+        return [near[0], round(near[1], 1)]
 
     after = [s[1] for s in samples if s[0] >= 1000]
     report = {
