@@ -408,4 +408,7 @@ def main(argv=None) -> dict:
 
 
 if __name__ == "__main__":
-    main()
+    from hofam_tf.model.graph_options import graph_options
+
+    with graph_options():  # the hindsight diagnosis runs the model outside predict and train too
+        main()
