@@ -26,7 +26,8 @@ from hofam_tf.files import safe_name, write_png
 from hofam_tf.data.flow import (background_difference, encode_hop, iter_gray_windows, iter_hop, read_flo, resize_flow,
                            resize_labels)
 from hofam_tf.data.sequence_meta import SequenceMeta
-from hofam_tf.data.sources import Sequence, discover, warn
+from hofam_tf.data.sources import Sequence, discover
+from hofam_tf.messages import warn
 
 
 def _hop_from_flo(seq: Sequence, cfg: FlowConfig, flo_dir: Path):

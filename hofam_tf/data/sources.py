@@ -28,6 +28,7 @@ import numpy as np
 from hofam_tf.data.composite import CDNET_VALUES, MOVING, OUTSIDE_ROI, STATIC, UNKNOWN
 from hofam_tf.errors import HOFAMInputError
 from hofam_tf.files import IMAGE_SUFFIXES, list_images, read_image, read_image_raw
+from hofam_tf.messages import warn
 
 VIDEO_SUFFIXES = (".avi", ".mp4", ".mov", ".mkv", ".webm", ".mpg", ".mpeg", ".m4v", ".wmv")
 
@@ -97,18 +98,17 @@ class Sequence:
     url: Optional[str] = None  # kind "stream": a camera index ("0") or a URL OpenCV can open
     # what happened while reading (skipped frames, reconnections, why a stream ended), for summaries
     events: list = dataclasses.field(default_factory=list)
-    # the frame rate a camera or stream announced when ``iter_frames`` opened it (None: unknown)
+    # the frame rate a video, camera or stream announced when ``iter_frames`` opened it (None: unknown)
     fps: Optional[float] = None
 
     def iter_frames(self, lookback: int = 0, capture: CapturePolicy = STRICT) -> Iterator[Frame]:
         """Frames in order, starting ``lookback`` frames before the first scored one. ``capture``
         says how live sources and unreadable frames are handled; what happens is logged in
         ``events``."""
-        if self.kind == "video":
-            yield from _iter_video(self.path, None, capture, self.events)
-            return
-        if self.kind == "stream":  # opened once: many cameras take one client at a time
-            yield from _iter_video(int(self.url) if self.url.isdigit() else self.url, self.url, capture, self.events,
+        if self.kind in ("video", "stream"):  # opened once: many cameras take one client at a time
+            source, label = (self.path, None) if self.kind == "video" else \
+                (int(self.url) if self.url.isdigit() else self.url, self.url)
+            yield from _iter_video(source, label, capture, self.events,
                                    on_open=lambda cap: setattr(self, "fps", cap.get(cv2.CAP_PROP_FPS) or None))
             return
         first = next((i for i, s in enumerate(self.scored) if s), len(self.scored))
@@ -181,13 +181,6 @@ class Sequence:
                 )
             labels[roi == 0] = OUTSIDE_ROI
         return labels
-
-
-def warn(message: str) -> None:
-    """A non-fatal problem with the input, on the console (stderr) where the user sees it."""
-    from hofam_tf.messages import warn as _warn
-
-    _warn(message)
 
 
 def frame_number(path: Path) -> Optional[int]:

@@ -46,9 +46,15 @@ def export_checkpoint(ckpt: str | Path, out_dir: str | Path, precision: str = EX
     into ``export.json``."""
     from hofam_tf.model.checkpoints import load_for_inference
 
-    model, cfg = load_for_inference(ckpt, model_overrides, precision)
-    return export_serving(model, out_dir, meta={"checkpoint": str(ckpt), "precision": precision,
-                                                "dtype_policy": cfg.model.dtype})
+    model, _ = load_for_inference(ckpt, model_overrides, precision)
+    return export_serving(model, out_dir, meta={"checkpoint": str(ckpt), "precision": precision})
+
+
+def layer_policy(model: keras.Model) -> str:
+    """The dtype policy the model's weighted layers compute in (a functional model's own policy stays
+    float32 whatever its layers use)."""
+    names = {layer.dtype_policy.name for layer in model.layers if layer.weights}
+    return names.pop() if len(names) == 1 else ",".join(sorted(names))
 
 
 def export_serving(model: keras.Model, out_dir: str | Path, meta: dict | None = None) -> dict:
@@ -77,7 +83,7 @@ def export_serving(model: keras.Model, out_dir: str | Path, meta: dict | None = 
         archive.write_out(str(tmp), verbose=False)
     with atomic_path(out / "hofam_prob.keras") as tmp:
         prob.save(tmp)
-    info = {"dtype_policy": model.dtype_policy.name, **(meta or {}), "input_size": [int(h), int(w)],
+    info = {**(meta or {}), "dtype_policy": layer_policy(model), "input_size": [int(h), int(w)],
             "endpoints": {"serve": "float32 bytes in [0, 255]", "serve_uint8": "uint8"},
             "output": "foreground probability [B, H, W, 1], float32"}
     write_json(out / EXPORT_META, info)

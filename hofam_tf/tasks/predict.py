@@ -183,14 +183,6 @@ class _VideoSink:
                 pass
 
 
-def _video_fps(path, opts: "PredictOptions") -> float:
-    """The frame rate a video file announces, else ``opts.default_fps``."""
-    cap = cv2.VideoCapture(str(path))
-    fps = cap.get(cv2.CAP_PROP_FPS) if cap.isOpened() else 0
-    cap.release()
-    return float(fps) if fps and 1 <= fps <= 240 else opts.default_fps
-
-
 def native_probability(prob: np.ndarray, shape) -> np.ndarray:
     """``prob`` (the model's output size) bilinearly resized to a frame of ``shape``. The streams
     keep the model-size map until a frame is written, so the frames held for the scene-adaptive
@@ -375,12 +367,9 @@ def predict_sequence(model, cfg, seq, output_dir: Path, opts: PredictOptions, pr
     (out / "summary.json").unlink(missing_ok=True)
     stream = (_hofam_stream(model, cfg, seq, opts) if opts.method == "hofam"
               else _classic_stream(opts.method, seq, opts))
-    # a camera or stream is opened once only (many take one client at a time): its frame rate is
-    # read when the stream opens it, before the first frame reaches a video writer
-    if seq.kind == "video":
-        fps = _video_fps(seq.path, opts)
-    else:
-        fps = lambda: seq.fps if seq.fps and 1 <= seq.fps <= 240 else opts.default_fps  # noqa: E731
+    # a video, camera or stream is opened once only (many cameras take one client at a time): its
+    # frame rate is read when the frame stream opens it, before the first frame reaches a writer
+    fps = lambda: seq.fps if seq.fps and 1 <= seq.fps <= 240 else opts.default_fps  # noqa: E731
     sinks = {}
     if opts.overlay_video:
         sinks["overlay"] = _VideoSink(out / "overlay.mp4", fps)
