@@ -14,13 +14,14 @@ def test_leave_scenes_out_benchmark_tiny(tmp_path, shared_data):
     proc = subprocess.run([sys.executable, "-m", "bench.bench_quality", f"--data={shared_data}",
                            f"--work={tmp_path}", "--scenes=highway,office,rain", "--folds=3", "--steps=2",
                            "--ngf=2", "--batch=2", "--set", "train.val_every=1", "--tag=t",
-                           "--calibrate_frames=20", "--median_gate=1.5"],
+                           "--calibrate_frames=20", "--median_gate=1.5",
+                           "--post_grid=plain,calibrated_gate1.5_fill"],
                           capture_output=True, text=True, cwd=ROOT)
     assert proc.returncode == 0, proc.stderr[-3000:]
     report = json.loads(proc.stdout)
     assert set(report["per_scene_f"]) == {"highway", "office", "rain"}  # rain: UCSD, greyscale, 14 frames
     for scene, fs in report["per_scene_f"].items():
-        assert set(fs) == {"hofam", "hofam_pooled_threshold", "hofam_scene_threshold", "hofam_gated",
+        assert set(fs) == {"hofam", "hofam_nested", "hofam_pooled_threshold", "hofam_scene_threshold", "hofam_gated",
                            "hofam_scene_threshold_gated", "mog2", "knn", "hop", "median"}
         assert all(0 <= v <= 1 for v in fs.values())
         fold = next(f for f in report["fold_details"] if scene in f["test"])
@@ -47,6 +48,24 @@ def test_leave_scenes_out_benchmark_tiny(tmp_path, shared_data):
             gated = json.loads((fdir / f"scores_{kind}" / scene / "metrics.json").read_text())
             column = "hofam_gated" if kind == "gated" else "hofam_scene_threshold_gated"
             assert fs[column] == pytest.approx(gated["cdnet"]["per_sequence"][scene]["f_measure"])
+        # nested protocol: the post-processing was chosen on the fold's own validation scene only
+        post = fold["post"]
+        assert post["chosen_on"] == fold["val"] and not set(post["chosen_on"]) & set(fold["test"])
+        assert all(set(fv) == set(fold["val"]) for fv in post["validation_f"].values())
+        assert {p.name for p in (fdir / "val_post").glob("*/*") if p.is_dir()} == set(fold["val"])
+        mean_val = {k: sum(fv.values()) / len(fv) for k, fv in post["validation_f"].items()}
+        assert mean_val[post["chosen"]] == max(mean_val.values())
+        for key, fv in post["validation_f"].items():  # each validation F is the scorer's on its masks
+            for v, f in fv.items():
+                m = json.loads((fdir / "val_post_scores" / key / v / "metrics.json").read_text())
+                assert f == pytest.approx(m["cdnet"]["per_sequence"][v]["f_measure"])
+        summary = json.loads((fdir / "pred_nested" / scene / "summary.json").read_text())
+        cal, gate, fill = {"plain": (0, 0.0, False), "calibrated_gate1.5_fill": (200, 1.5, True)}[post["chosen"]]
+        assert (summary["calibrate_frames"], summary["median_gate"], summary["gate_fill"]) == (cal, gate, fill)
+        nested = json.loads((fdir / "scores_nested" / scene / "metrics.json").read_text())
+        assert fs["hofam_nested"] == pytest.approx(nested["cdnet"]["per_sequence"][scene]["f_measure"])
+    assert report["protocol"]["validation_only"] == ["hofam", "hofam_nested"]
+    assert report["protocol"]["nested_choices"] == {str(f["fold"]): f["post"]["chosen"] for f in report["fold_details"]}
     # each fold's training records are gone once its model is trained (--keep_records keeps them)
     assert not list((tmp_path / "runs" / "t").glob("fold*/records"))
     assert len(list((tmp_path / "runs" / "t").glob("fold*/run/model.keras"))) == 3
@@ -81,3 +100,14 @@ def test_leave_scenes_out_benchmark_tiny(tmp_path, shared_data):
         assert by["dynamic_background"] == pytest.approx(per["rain"][method])
     assert report["scenes_below_mog2_by_group"]["hofam"]["dynamic_background"] == (
         ["rain"] if per["rain"]["hofam"] < per["rain"]["mog2"] else [])
+
+
+def test_the_nested_choice_refuses_reported_scenes_and_prefers_the_simpler_entry_on_a_tie():
+    from bench.bench_quality import choose_post
+
+    val_f = {"plain": {"a": 0.5, "b": 0.7}, "gate": {"a": 0.7, "b": 0.5}, "fill": {"a": 0.6, "b": 0.4}}
+    assert choose_post(val_f, test=["c"]) == "plain"  # tie at 0.6: the earlier entry
+    val_f["fill"]["b"] = 0.9
+    assert choose_post(val_f, test=["c"]) == "fill"
+    with pytest.raises(ValueError, match="reported scenes"):
+        choose_post(val_f, test=["b", "c"])
