@@ -9,7 +9,8 @@
     python main.py --phase=score --pred_dir=P --gt_dir=G --output_dir=O [--threshold=T]
     python main.py --phase=predict --input=video.avi --ckpt=checkpoints/run1 --output_dir=out [--method=mog2]
     python main.py --phase=convert --ckpt=.../pix2pix.model-15999 --output_path=hofam.keras
-    python main.py --phase=export --ckpt=checkpoints/run1 --output_dir=serving
+    python main.py --phase=export --ckpt=checkpoints/run1 --output_dir=serving [--format=onnx]
+    python main.py --phase=predict --input=video.avi --ckpt=serving --runtime=onnxruntime --output_dir=out
 
 Flags live here only; each phase builds config objects and makes one library call.
 Bad input exits with code 2 and one ``error: ...`` line naming the file.
@@ -39,7 +40,7 @@ from hofam_tf.model.precision import RUN_PRECISION
 
 FLAGS = flags.FLAGS
 flags.DEFINE_enum("phase", "demo", ["train", "test", "score", "demo", "predict", "convert", "export"],  # = PHASES
-                  "What to run. convert: TF1 checkpoint -> .keras; export: SavedModel for serving.")
+                  "What to run. convert: TF1 checkpoint -> .keras; export: SavedModel or ONNX for serving.")
 # every RunConfig field is a flag (name, default and help from hofam_tf.config): --ngf, --steps,
 # --batch_size, --train_pattern, --val_pattern, --taus, --hop_encoding, --precision, --augment, ...
 define_config_flags()
@@ -59,6 +60,11 @@ flags.DEFINE_float("threshold", None, "Foreground iff probability >= threshold (
 flags.DEFINE_enum("method", "hofam", list(METHODS),
                   "predict: HOFAM, or a classical baseline (OpenCV MOG2 / KNN, thresholded HOP, difference from a "
                   "median of earlier frames).")
+flags.DEFINE_string("format", "saved_model", "export: saved_model (SavedModel + .keras), onnx (model.onnx; the onnx "
+                    "extra), or both comma-separated.")
+flags.DEFINE_enum("runtime", "tf", ["tf", "onnxruntime"],  # = hofam_tf.tasks.runtimes.RUNTIMES
+                  "predict: run the model in TensorFlow (any checkpoint), or in ONNX Runtime (--ckpt: an export "
+                  "folder made with --format=onnx; the onnx extra).")
 flags.DEFINE_bool("panels", None, "Write the 4-tile panels (default: on for test, off for predict).")
 flags.DEFINE_integer("eval_batch_size", 8, "Batch size for test / predict.")
 flags.DEFINE_string("pred_dir", None, "score: folder of predicted masks <sequence>/<name>.png.")
@@ -238,7 +244,7 @@ def phase_predict() -> None:
                           side_by_side=FLAGS.side_by_side, calibrate_frames=_calibrate_frames(),
                           median_gate=FLAGS.median_gate, gate_fill=FLAGS.gate_fill, reconnect=FLAGS.reconnect,
                           reconnect_backoff=FLAGS.reconnect_backoff, open_timeout=FLAGS.open_timeout,
-                          read_timeout=FLAGS.read_timeout)
+                          read_timeout=FLAGS.read_timeout, runtime=FLAGS.runtime)
     result = run_predict(FLAGS.input, FLAGS.ckpt, FLAGS.output_dir, opts, _model_overrides(),
                          precision=FLAGS.inference_precision or RUN_PRECISION)
     print(json.dumps(result, indent=2))
@@ -254,10 +260,10 @@ def phase_convert() -> None:
 
 def phase_export() -> None:
     _require("ckpt", "output_dir")
-    from hofam_tf.tasks.export import EXPORT_PRECISION, export_checkpoint
+    from hofam_tf.tasks.export import EXPORT_PRECISION, export_checkpoint, format_arg
 
     print(json.dumps(export_checkpoint(FLAGS.ckpt, FLAGS.output_dir, FLAGS.inference_precision or EXPORT_PRECISION,
-                                       _model_overrides()), indent=2))
+                                       _model_overrides(), format_arg(FLAGS.format)), indent=2))
 
 
 def phase_demo() -> None:
@@ -299,9 +305,9 @@ PHASE_FLAGS = {
                 "live sources": ["reconnect", "reconnect_backoff", "open_timeout", "read_timeout"],
                 "decision and post-processing": ["threshold", "calibrate_frames", "median_gate", "gate_fill", "post"],
                 "outputs": ["overlay_video", "side_by_side", "panels"],
-                "running the model": ["eval_batch_size", "inference_precision", *_MODEL_OVERRIDES]},
+                "running the model": ["runtime", "eval_batch_size", "inference_precision", *_MODEL_OVERRIDES]},
     "convert": {"TF1 checkpoint -> .keras": ["ckpt", "output_path", *_MODEL_OVERRIDES]},
-    "export": {"checkpoint -> SavedModel + .keras": ["ckpt", "output_dir", "inference_precision",
+    "export": {"checkpoint -> SavedModel + .keras, or ONNX": ["ckpt", "output_dir", "format", "inference_precision",
                                                        *_MODEL_OVERRIDES]},
     "demo": {"demo": ["output_dir", "demo_steps"]},
 }

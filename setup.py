@@ -10,6 +10,8 @@ BASE = [
     "scipy>=1.11",
 ]
 TF_PIN = "2.21.0"
+# optional: --phase=export --format=onnx and --phase=predict --runtime=onnxruntime (the tests use them)
+ONNX = ["tf2onnx>=1.17", "onnxruntime>=1.20", "onnx>=1.16"]
 
 setup(
     name="hofam-tf",
@@ -22,7 +24,8 @@ setup(
         # Exactly one of cpu / gpu: tensorflow and tensorflow-cpu must never share an environment.
         "cpu": [f"tensorflow-cpu=={TF_PIN}", "keras>=3.10,<4", "tensorboard>=2.20"],
         "gpu": [f"tensorflow[and-cuda]=={TF_PIN}", "keras>=3.10,<4", "tensorboard>=2.20"],
-        "test": ["pytest>=8"],
+        "test": ["pytest>=8", *ONNX],
+        "onnx": ONNX,
     },
     entry_points={
         "console_scripts": [

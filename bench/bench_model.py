@@ -12,6 +12,14 @@ GPU memory too), the machine's measured matmul peak in float32 and bfloat16 with
 achieved FLOP/s as a fraction of the peak of the precision it ran in (training counted as 3x the
 forward FLOPs), and the input pipeline's examples/s on real records (augmented, batch 8) beside
 the model's training frames/s.
+
+    python -m bench.bench_model --runtimes tf,onnxruntime [--ckpt checkpoints/release] [--frames 64]
+
+compares the runtimes predict can run a trained model in (``hofam_tf.tasks.runtimes``) on real
+frames and their HOP images (CDnet 2014 ``pedestrians`` from ``../shared/data``, else vtest.avi):
+frames/s at ``--batches``' last batch size for TensorFlow in float32, TensorFlow in bfloat16 where
+the CPU has it, and ONNX Runtime on the model exported with ``--format=onnx``, each with the
+fraction of mask pixels (at the model's validated threshold) equal to TensorFlow float32's.
 """
 from __future__ import annotations
 
@@ -27,6 +35,13 @@ from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 ROOT = Path(__file__).resolve().parents[1]
+
+
+def _cpu_name() -> str:
+    try:
+        return next(line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name"))
+    except (OSError, StopIteration):
+        return platform.processor()
 
 
 def flops_per_frame(model) -> int:
@@ -153,6 +168,67 @@ def measure(ngf: int, size: int, batch: int, precision: str, xla: bool, steps: i
     return out
 
 
+def real_tiles(count: int, flow) -> tuple:
+    """``count`` real frame tiles and their HOP images (uint8 [N, 256, 256, 3] each)."""
+    import numpy as np
+
+    from hofam_tf.data.flow import iter_hop
+    from hofam_tf.data.sources import discover
+
+    scene = ROOT.parent / "shared" / "data" / "cdnet2014" / "baseline" / "pedestrians" / "input"
+    source = scene if scene.is_dir() else Path("/usr/share/doc/opencv-doc/examples/data/vtest.avi")
+    seq = discover(source)[0]
+    tiles, hops = [], []
+    for _, tile, hop in iter_hop(seq.iter_frames(lookback=flow.history), flow):
+        tiles.append(tile)
+        hops.append(hop)
+        if len(tiles) == count:
+            break
+    return np.stack(tiles), np.stack(hops), str(source)
+
+
+def runtime_rows(ckpt: str, runtimes: list[str], batch: int, frames: int) -> dict:
+    """Frames/s and mask agreement with TF float32 of each runtime on real frames."""
+    import tempfile
+
+    import numpy as np
+
+    from hofam_tf.model.checkpoints import load_for_inference, stored_threshold
+    from hofam_tf.model.graph_options import graph_options
+    from hofam_tf.model.precision import inference_dtype
+    from hofam_tf.tasks.export import export_checkpoint
+    from hofam_tf.tasks.runtimes import OnnxRunner, TFRunner
+
+    threshold = stored_threshold(ckpt)
+    model, cfg = load_for_inference(ckpt, precision="float32")
+    tiles, hops, source = real_tiles(frames, cfg.flow)
+
+    def run(runner):
+        runner(tiles[:batch], hops[:batch])  # trace / warm up
+        t = time.perf_counter()
+        probs = [runner(tiles[i:i + batch], hops[i:i + batch]) for i in range(0, len(tiles), batch)]
+        return len(tiles) / (time.perf_counter() - t), np.concatenate(probs)
+
+    rows = []
+    with graph_options():
+        fps, ref = run(TFRunner(model))
+        rows.append({"runtime": "tf", "precision": "float32", "frames_per_s": fps, "mask_agreement": 1.0})
+        if "tf" in runtimes and inference_dtype("auto") != "float32":
+            fast, _ = load_for_inference(ckpt, precision="bfloat16")
+            fps, p = run(TFRunner(fast))
+            rows.append({"runtime": "tf", "precision": "bfloat16", "frames_per_s": fps,
+                         "mask_agreement": float(((p >= threshold) == (ref >= threshold)).mean())})
+        if "onnxruntime" in runtimes:
+            with tempfile.TemporaryDirectory() as tmp:
+                export_checkpoint(ckpt, tmp, formats=("onnx",))
+                fps, p = run(OnnxRunner(Path(tmp) / "model.onnx"))
+            rows.append({"runtime": "onnxruntime", "precision": "float32", "frames_per_s": fps,
+                         "mask_agreement": float(((p >= threshold) == (ref >= threshold)).mean()),
+                         "max_probability_difference": float(np.abs(p - ref).max())})
+    return {"checkpoint": str(ckpt), "frames": len(tiles), "source": source, "batch": batch,
+            "threshold": threshold, "foreground_fraction": float((ref >= threshold).mean()), "runtimes": rows}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--ngf", type=int, default=64)
@@ -164,7 +240,16 @@ def main() -> None:
                     help="Grappler's remapper: off as in every phase (hofam_tf.model.graph_options), or on")
     ap.add_argument("--steps", type=int, default=3)
     ap.add_argument("--one_batch", type=int, default=None, help=argparse.SUPPRESS)
+    ap.add_argument("--runtimes", default="", help="compare these runtimes (tf, onnxruntime) on a trained model "
+                                                   "instead of measuring the model's cost")
+    ap.add_argument("--ckpt", default=str(ROOT / "checkpoints" / "release"), help="the model --runtimes runs")
+    ap.add_argument("--frames", type=int, default=64, help="real frames --runtimes runs")
     args = ap.parse_args()
+    if args.runtimes:
+        result = runtime_rows(args.ckpt, args.runtimes.split(","), int(args.batches.split(",")[-1]), args.frames)
+        result["machine"] = {"cpus": os.cpu_count(), "platform": platform.platform(), "cpu": _cpu_name()}
+        print(json.dumps(result, indent=2))
+        return
     if args.one_batch is not None:
         from hofam_tf.model.graph_options import graph_options
 

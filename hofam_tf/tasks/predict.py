@@ -29,7 +29,7 @@ from tqdm import tqdm
 from hofam_tf.model.graph_options import graph_options
 from hofam_tf.data.composite import UNKNOWN
 from hofam_tf.data.sources import CapturePolicy
-from hofam_tf.config import TILE, model_inputs
+from hofam_tf.config import TILE
 from hofam_tf.errors import HOFAMInputError
 from hofam_tf.files import atomic_path, safe_name, write_json, write_png
 from hofam_tf.locks import folder_lock
@@ -119,6 +119,8 @@ class PredictOptions:
     median_gate: float = MEDIAN_GATE
     # fill the holes the gate cuts into objects (see ``apply_gate``); off by default
     gate_fill: bool = False
+    # what runs the model (hofam_tf.tasks.runtimes): "tf", or "onnxruntime" on an export folder
+    runtime: str = "tf"
     # live sources (hofam_tf.data.sources.CapturePolicy): attempts after a drop (0: end cleanly),
     # the first wait between them (doubling), and the open / read timeouts in seconds
     reconnect: int = CapturePolicy.reconnect
@@ -149,6 +151,10 @@ class PredictOptions:
             raise HOFAMInputError(f"threshold must be in [0, 1], got {self.threshold}")
         if self.calibration_bytes < 0:
             raise HOFAMInputError(f"calibration_bytes must be 0 or more, got {self.calibration_bytes}")
+        from hofam_tf.tasks.runtimes import RUNTIMES
+
+        if self.runtime not in RUNTIMES:
+            raise HOFAMInputError(f"unknown runtime {self.runtime!r}; the runtimes are {', '.join(RUNTIMES)}")
         self.capture()  # checks the timeouts and the reconnect settings
 
 
@@ -239,16 +245,13 @@ def _gate_tap(frames, opts: PredictOptions, keep: dict):
 
 def _hofam_stream(model, cfg, seq, opts: PredictOptions):
     """Yields ``(frame, frame_tile, hop, probability, gate)`` for every scored frame, running the
-    model in batches of ``opts.batch_size``: the probability at the model's size
+    model (a ``runtimes`` runner) in batches of ``opts.batch_size``: the probability at the model's size
     (``native_probability``), ``gate`` the median gate's mask at native size, or None."""
-    import tensorflow as tf
-
     from hofam_tf.data.flow import iter_hop
 
     if cfg.flow.estimator == "flo":
         raise HOFAMInputError("predict computes flows itself: the run's flow estimator must be dis or farneback")
-    h_model, w_model = model.inputs[0].shape[1:3]
-    fn = tf.function(lambda x: tf.sigmoid(model(x, training=False)))
+    h_model, w_model = model.size
     batch: list = []
 
     def flush():
@@ -257,7 +260,7 @@ def _hofam_stream(model, cfg, seq, opts: PredictOptions):
         if (h_model, w_model) != (TILE, TILE):
             frames = np.stack([cv2.resize(f, (w_model, h_model), interpolation=cv2.INTER_LINEAR) for f in frames])
             hops = np.stack([cv2.resize(f, (w_model, h_model), interpolation=cv2.INTER_LINEAR) for f in hops])
-        prob = fn(model_inputs(frames, hops)).numpy()[..., 0]
+        prob = model(frames, hops)
         done = [(fr, tile, hop, p, keep.pop(fr.index, None)) for (fr, tile, hop), p in zip(batch, prob)]
         batch.clear()
         return done
@@ -442,6 +445,7 @@ def predict_sequence(model, cfg, seq, output_dir: Path, opts: PredictOptions, pr
                "agreement_by_threshold": agreement,
                "median_gate": opts.median_gate if opts.method == "hofam" else 0.0,
                "gate_fill": bool(opts.gate_fill and opts.median_gate and opts.method == "hofam"),
+               "runtime": opts.runtime if opts.method == "hofam" else None,
                "roi": str(roi_path) if roi_path is not None else None, "naming": opts.naming,
                "skipped_frames": sum(e["event"] == "skipped_frame" for e in seq.events),
                "reconnects": sum(e["event"] == "reconnect" for e in seq.events),
@@ -467,9 +471,9 @@ def run_predict(input_path, ckpt, output_dir, opts: PredictOptions = PredictOpti
     sequences = discover(input_path)
     model = cfg = None
     if opts.method == "hofam":
-        from hofam_tf.model.checkpoints import load_for_inference
+        from hofam_tf.tasks.runtimes import load_runner
 
-        model, cfg = load_for_inference(ckpt, model_overrides, precision)
+        model, cfg = load_runner(ckpt, opts.runtime, model_overrides, precision)
     if opts.roi is not None and not Path(opts.roi).is_file():
         raise HOFAMInputError(f"{opts.roi}: ROI mask not found")
     import shutil

@@ -1,0 +1,94 @@
+"""The runtimes ``--phase=predict`` runs HOFAM in (``--runtime``).
+
+- ``tf`` (default): TensorFlow, on any checkpoint ``hofam_tf.model.checkpoints`` loads, in the
+  precision asked for (bf16 where the CPU has it, ``hofam_tf.model.precision``).
+- ``onnxruntime``: ONNX Runtime on the ``model.onnx`` of an export folder
+  (``--phase=export --format=onnx``), whose ``config.json`` gives the flow settings and
+  ``best.json`` the threshold. An optional extra (``pip install -e ".[onnx]"``), never needed
+  for the default runtime; float32, as exported.
+
+Both take a batch of 256x256 frame and HOP tiles (uint8 or float32 in [0, 255]) and return the
+foreground probability [B, H, W] as float32 numpy.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from hofam_tf.errors import HOFAMInputError
+
+RUNTIMES = ("tf", "onnxruntime")
+ONNX_EXTRA = 'pip install -e ".[onnx]"'
+
+
+class TFRunner:
+    """A Keras HOFAM (logits out) run as one traced function; ``size`` is its input (H, W)."""
+
+    def __init__(self, model):
+        import tensorflow as tf
+
+        from hofam_tf.config import model_inputs
+
+        self.model = model
+        self.size = tuple(model.inputs[0].shape[1:3])
+        self._fn = tf.function(lambda f, h: tf.sigmoid(model(model_inputs(f, h), training=False)))
+
+    def __call__(self, frames: np.ndarray, hops: np.ndarray) -> np.ndarray:
+        return self._fn(frames, hops).numpy()[..., 0]
+
+
+class OnnxRunner:
+    """An exported ``model.onnx`` (probability out) in an ONNX Runtime CPU session."""
+
+    def __init__(self, path: str | Path, threads: int = 0):
+        try:
+            import onnxruntime as ort
+        except ImportError:
+            raise HOFAMInputError(f"--runtime=onnxruntime needs onnxruntime, in the onnx extra: {ONNX_EXTRA}") from None
+        path = Path(path)
+        if not path.is_file():
+            raise HOFAMInputError(f"{path}: no ONNX model; make one with --phase=export --format=onnx")
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = threads
+        try:
+            self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        except Exception as err:  # noqa: BLE001 - onnxruntime raises its own types for bad files
+            raise HOFAMInputError(f"{path}: cannot load the ONNX model ({str(err).splitlines()[0]})") from None
+        from hofam_tf.config import FRAME_KEY, HOP_KEY
+
+        names = [i.name for i in self.session.get_inputs()]
+        if sorted(names) != sorted([FRAME_KEY, HOP_KEY]):
+            raise HOFAMInputError(f"{path}: inputs {names}, expected {FRAME_KEY!r} and {HOP_KEY!r} (a HOFAM export)")
+        shape = self.session.get_inputs()[0].shape
+        self.size = (int(shape[1]), int(shape[2]))
+
+    def __call__(self, frames: np.ndarray, hops: np.ndarray) -> np.ndarray:
+        from hofam_tf.config import FRAME_KEY, HOP_KEY
+
+        out = self.session.run(None, {FRAME_KEY: np.asarray(frames, np.float32), HOP_KEY: np.asarray(hops, np.float32)})
+        return out[0][..., 0]
+
+
+def load_runner(ckpt, runtime: str = "tf", model_overrides: dict | None = None, precision: str | None = None):
+    """(runner, RunConfig) for ``ckpt`` in ``runtime``."""
+    from hofam_tf.config import RunConfig
+    from hofam_tf.model.checkpoints import CONFIG_NAME, load_for_inference, run_dir_of
+
+    if runtime not in RUNTIMES:
+        raise HOFAMInputError(f"unknown runtime {runtime!r}; the runtimes are {', '.join(RUNTIMES)}")
+    if runtime == "tf":
+        model, cfg = load_for_inference(ckpt, model_overrides, precision)
+        return TFRunner(model), cfg
+    if model_overrides:
+        raise HOFAMInputError("--hop_channels / --faithful_tf1 change the graph: export with them instead")
+    from hofam_tf.tasks.export import ONNX_NAME
+
+    path = Path(ckpt)
+    folder = path.parent if path.suffix == ".onnx" else path
+    onnx_path = path if path.suffix == ".onnx" else path / ONNX_NAME
+    runner = OnnxRunner(onnx_path)
+    cfg_path = run_dir_of(folder) / CONFIG_NAME if folder.is_dir() else folder / CONFIG_NAME
+    if not cfg_path.is_file():
+        raise HOFAMInputError(f"{cfg_path}: missing; an export folder holds the run's config.json (flow settings)")
+    return runner, RunConfig.load(cfg_path)
