@@ -293,19 +293,25 @@ def flow_to_color(flow: np.ndarray, max_magnitude: float | None = None) -> np.nd
 
 
 # ----------------------------------------------------------------------------- streaming
-def iter_gray_windows(frames, cfg: FlowConfig):
+def iter_gray_windows(frames, cfg: FlowConfig, stages=None):
     """For every scored ``hofam_tf.data.sources.Frame`` yields ``(frame, frame_tile, grays)``:
     ``frame_tile`` uint8 [256,256,3] is the resized RGB frame and ``grays`` holds exactly the grey
     tiles ``hop_from_grays(grays, frame.index, cfg)`` needs: the tau references and the
     background's frames. Only the last ``cfg.history`` grey frames are kept, so memory does not grow
     with the sequence. A sequence read from a later start (lookback) uses its earliest frame read in
-    place of frames before it.
+    place of frames before it. ``stages`` (``hofam_tf.tasks.stages.StageTimes``), when given,
+    counts the resizing as "resize".
     """
+    import time
+
     history = cfg.history
     window: dict[int, np.ndarray] = {}
     for fr in frames:
+        t = time.perf_counter()
         tile = resize_frame(fr.rgb)
         window[fr.index] = to_gray(tile)
+        if stages is not None:
+            stages.add("resize", time.perf_counter() - t)
         for old in [k for k in window if k < fr.index - history]:
             del window[old]
         if not fr.scored:
@@ -318,19 +324,35 @@ def iter_gray_windows(frames, cfg: FlowConfig):
         yield fr, tile, needed
 
 
-def iter_hop(frames, cfg: FlowConfig, workers: int = 2, max_pending: int = 16):
+def iter_hop(frames, cfg: FlowConfig, workers: int = 2, max_pending: int = 16, stages=None):
     """Streams HOP images for a sequence of ``hofam_tf.data.sources.Frame`` objects, in order.
 
     Yields ``(frame, frame_tile, hop)`` for every scored frame (see ``iter_gray_windows``),
-    ``hop`` uint8 [256,256,3]. Flows run on ``workers`` threads (OpenCV releases the GIL).
+    ``hop`` uint8 [256,256,3]. Flows run on ``workers`` threads (OpenCV releases the GIL), at most
+    ``max_pending`` frames ahead. ``stages`` (``hofam_tf.tasks.stages.StageTimes``), when given,
+    counts the flows' compute time on the workers as "flows".
+
+    No flow is computed twice: frame T's HOP needs the flows between T and T - tau (and back) for
+    its own three intervals, and no other scored frame needs a flow between that same pair of
+    frames (frame T' needs pairs ending at T' != T), so there is nothing for a later frame to reuse.
     """
+    import time
     from collections import deque
     from concurrent.futures import ThreadPoolExecutor
 
+    def hop(grays, index):
+        t = time.perf_counter()
+        out = hop_from_grays(grays, index, cfg)
+        stages.add("flows", time.perf_counter() - t)
+        return out
+
     pending: deque = deque()
     with ThreadPoolExecutor(max(1, workers)) as pool:
-        for fr, tile, grays in iter_gray_windows(frames, cfg):
-            pending.append((fr, tile, pool.submit(hop_from_grays, grays, fr.index, cfg)))
+        for fr, tile, grays in iter_gray_windows(frames, cfg, stages):
+            if stages is None:
+                pending.append((fr, tile, pool.submit(hop_from_grays, grays, fr.index, cfg)))
+            else:
+                pending.append((fr, tile, pool.submit(hop, grays, fr.index)))
             while len(pending) >= max_pending:
                 f0, t0, fut = pending.popleft()
                 yield f0, t0, fut.result()

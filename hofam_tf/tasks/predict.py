@@ -26,6 +26,8 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
+from hofam_tf.tasks.stages import StageTimes
+
 from hofam_tf.model.graph_options import graph_options
 from hofam_tf.data.composite import UNKNOWN
 from hofam_tf.data.sources import CapturePolicy
@@ -228,22 +230,23 @@ def apply_gate(fg: np.ndarray, gate: np.ndarray, fill: bool = False) -> np.ndarr
     return fg & binary_fill_holes(gated)
 
 
-def _gate_tap(frames, opts: PredictOptions, keep: dict):
+def _gate_tap(frames, opts: PredictOptions, keep: dict, stages: StageTimes):
     """Passes ``frames`` through, feeding each one (scored or not) to the median rule and
     storing the dilated changed mask of each scored frame in ``keep`` under its index."""
     from hofam_tf.tasks.baselines import MedianSegmenter
 
     rule, kernel = MedianSegmenter(), None
     for fr in frames:
-        t = rule.observe(fr.rgb, fr.index)
-        if fr.scored:
-            if kernel is None:
-                kernel = median_gate_kernel(opts.median_gate, fr.rgb.shape)
-            keep[fr.index] = cv2.dilate(rule.changed(t).astype(np.uint8), kernel) > 0
+        with stages.timed("gate"):
+            t = rule.observe(fr.rgb, fr.index)
+            if fr.scored:
+                if kernel is None:
+                    kernel = median_gate_kernel(opts.median_gate, fr.rgb.shape)
+                keep[fr.index] = cv2.dilate(rule.changed(t).astype(np.uint8), kernel) > 0
         yield fr
 
 
-def _hofam_stream(model, cfg, seq, opts: PredictOptions):
+def _hofam_stream(model, cfg, seq, opts: PredictOptions, stages: StageTimes):
     """Yields ``(frame, frame_tile, hop, probability, gate)`` for every scored frame, running the
     model (a ``runtimes`` runner) in batches of ``opts.batch_size``: the probability at the model's size
     (``native_probability``), ``gate`` the median gate's mask at native size, or None."""
@@ -260,16 +263,17 @@ def _hofam_stream(model, cfg, seq, opts: PredictOptions):
         if (h_model, w_model) != (TILE, TILE):
             frames = np.stack([cv2.resize(f, (w_model, h_model), interpolation=cv2.INTER_LINEAR) for f in frames])
             hops = np.stack([cv2.resize(f, (w_model, h_model), interpolation=cv2.INTER_LINEAR) for f in hops])
-        prob = model(frames, hops)
+        with stages.timed("model"):
+            prob = model(frames, hops)
         done = [(fr, tile, hop, p, keep.pop(fr.index, None)) for (fr, tile, hop), p in zip(batch, prob)]
         batch.clear()
         return done
 
     keep: dict = {}
-    frames = seq.iter_frames(lookback=cfg.flow.history, capture=opts.capture())
+    frames = stages.timed_iter("decode", seq.iter_frames(lookback=cfg.flow.history, capture=opts.capture()))
     if opts.median_gate:
-        frames = _gate_tap(frames, opts, keep)
-    for item in iter_hop(frames, cfg.flow, workers=opts.workers):
+        frames = _gate_tap(frames, opts, keep, stages)
+    for item in iter_hop(frames, cfg.flow, workers=opts.workers, stages=stages):
         batch.append(item)
         if len(batch) >= opts.batch_size:
             yield from flush()
@@ -316,23 +320,29 @@ def scene_threshold(items: list, roi: np.ndarray | None, fallback: float) -> tup
     return float(THRESHOLDS[int(np.argmax(dice))]), agreement
 
 
-def _classic_stream(method: str, seq, opts: PredictOptions):
-    """The same stream for a classical baseline (``hofam_tf.tasks.baselines``)."""
+def _classic_stream(method: str, seq, opts: PredictOptions, stages: StageTimes):
+    """The same stream for a classical baseline (``hofam_tf.tasks.baselines``); its segmenter's
+    time counts as "model"."""
     from hofam_tf.tasks.baselines import HOP_RULE_FLOW, make_segmenter
     from hofam_tf.data.flow import iter_hop, resize_frame
 
     segment = make_segmenter(method)
     flow = HOP_RULE_FLOW
+    frames = stages.timed_iter("decode", seq.iter_frames(lookback=flow.history, capture=opts.capture()))
     if segment.needs_all_frames:
         blank = np.zeros((TILE, TILE, 3), np.uint8)
-        for fr in seq.iter_frames(lookback=flow.history, capture=opts.capture()):
-            fg = segment(fr.rgb, None)
+        for fr in frames:
+            with stages.timed("model"):
+                fg = segment(fr.rgb, None)
             if fr.scored:
-                yield fr, resize_frame(fr.rgb), blank, fg, None
+                with stages.timed("resize"):
+                    tile = resize_frame(fr.rgb)
+                yield fr, tile, blank, fg, None
     else:
-        for fr, tile, hop in iter_hop(seq.iter_frames(lookback=flow.history, capture=opts.capture()), flow,
-                                      workers=opts.workers):
-            yield fr, tile, hop, segment(fr.rgb, hop), None
+        for fr, tile, hop in iter_hop(frames, flow, workers=opts.workers, stages=stages):
+            with stages.timed("model"):
+                fg = segment(fr.rgb, hop)
+            yield fr, tile, hop, fg, None
 
 
 class _StopOnCtrlC:
@@ -368,8 +378,9 @@ def predict_sequence(model, cfg, seq, output_dir: Path, opts: PredictOptions, pr
 
     out = output_dir / safe_name(seq.name, "sequence name")
     (out / "summary.json").unlink(missing_ok=True)
-    stream = (_hofam_stream(model, cfg, seq, opts) if opts.method == "hofam"
-              else _classic_stream(opts.method, seq, opts))
+    stages = StageTimes(opts.workers)
+    stream = (_hofam_stream(model, cfg, seq, opts, stages) if opts.method == "hofam"
+              else _classic_stream(opts.method, seq, opts, stages))
     # a video, camera or stream is opened once only (many cameras take one client at a time): its
     # frame rate is read when the frame stream opens it, before the first frame reaches a writer
     fps = lambda: seq.fps if seq.fps and 1 <= seq.fps <= 240 else opts.default_fps  # noqa: E731
@@ -397,30 +408,36 @@ def predict_sequence(model, cfg, seq, output_dir: Path, opts: PredictOptions, pr
             held = len(head)
             if head and roi_path is not None:
                 roi = read_roi(roi_path, head[0][0].rgb.shape[:2])
-            threshold, agreement = scene_threshold(head, roi, opts.threshold)
+            with stages.timed("calibration"):
+                threshold, agreement = scene_threshold(head, roi, opts.threshold)
             stream = itertools.chain(head, stream)
         for fr, tile, hop, prob, gate in stream:
-            native = native_probability(prob, fr.rgb.shape)
-            fg = native >= threshold
-            if gate is not None:
-                fg = apply_gate(fg, gate, opts.gate_fill)
-            if kernel:
-                fg = cv2.medianBlur(fg.astype(np.uint8) * 255, kernel) > 127
-            if roi_path is not None:
-                if roi is None:
-                    roi = read_roi(roi_path, fg.shape)
-                fg &= roi
+            with stages.timed("post"):
+                native = native_probability(prob, fr.rgb.shape)
+                fg = native >= threshold
+                if gate is not None:
+                    fg = apply_gate(fg, gate, opts.gate_fill)
+                if kernel:
+                    fg = cv2.medianBlur(fg.astype(np.uint8) * 255, kernel) > 127
+                if roi_path is not None:
+                    if roi is None:
+                        roi = read_roi(roi_path, fg.shape)
+                    fg &= roi
             name = safe_name(mask_name(fr, opts.naming), f"frame name in {seq.path}")
-            write_png(out / "masks" / name, np.where(fg, 255, 0).astype(np.uint8))
-            if "overlay" in sinks:
-                sinks["overlay"].write(overlay(fr.rgb, fg))
-            if "side_by_side" in sinks:
-                sinks["side_by_side"].write(side_by_side(fr.rgb, fg))
+            with stages.timed("masks"):
+                write_png(out / "masks" / name, np.where(fg, 255, 0).astype(np.uint8))
+            with stages.timed("video"):
+                if "overlay" in sinks:
+                    sinks["overlay"].write(overlay(fr.rgb, fg))
+                if "side_by_side" in sinks:
+                    sinks["side_by_side"].write(side_by_side(fr.rgb, fg))
             if opts.panels:
                 p256 = cv2.resize(native, (TILE, TILE), interpolation=cv2.INTER_AREA)
                 write_png(out / "panels" / name, test_panel(tile, np.full((TILE, TILE), UNKNOWN, np.uint8), hop, p256))
             count += 1
             bar.update(1)
+            if progress and count % 25 == 0:  # live readout: the frame rate and the stage that bounds it
+                bar.set_postfix(fps=f"{count / (time.time() - t0):.1f}", bound=stages.bound(), refresh=False)
             if stop.requested:  # Ctrl-C: the frame in hand is complete, stop here
                 interrupted = True
                 break
@@ -451,7 +468,8 @@ def predict_sequence(model, cfg, seq, output_dir: Path, opts: PredictOptions, pr
                "reconnects": sum(e["event"] == "reconnect" for e in seq.events),
                "ended": next((e["reason"] for e in seq.events if e["event"] == "end"),
                              "interrupted" if interrupted else "end of input"),
-               "events": seq.events}
+               "events": seq.events,
+               "stages": stages.summary(count, seconds)}
     write_json(out / "summary.json", summary)
     return summary
 
