@@ -118,6 +118,24 @@ def scene_group(seq, data: Path) -> str:
     return SCENE_GROUPS[Path(seq.path).resolve().relative_to(Path(data).resolve()).parts[0]]
 
 
+def by_group_draw(names: list[str], groups: dict, count: int, rng: random.Random) -> list[str]:
+    """``count`` of ``names`` drawn with ``rng`` in turns over their groups (``groups``: name ->
+    group), so that every group gives one before any gives two; sorted."""
+    pools: dict[str, list[str]] = {}
+    for n in sorted(names):
+        pools.setdefault(groups[n], []).append(n)
+    for pool in pools.values():
+        rng.shuffle(pool)
+    order = sorted(pools)
+    rng.shuffle(order)
+    out: list[str] = []
+    while len(out) < min(count, len(names)):
+        for g in order:
+            if pools[g] and len(out) < count:
+                out.append(pools[g].pop())
+    return sorted(out)
+
+
 def group_arg(text: str) -> list[str]:
     """--groups: comma-separated names of SCENE_GROUPS' groups (empty: all)."""
     names = [g for g in text.split(",") if g]
@@ -253,7 +271,8 @@ def main(argv=None) -> dict:
     ap.add_argument("--set", action="append", default=[], dest="sets")
     ap.add_argument("--seed", type=int, default=12138)
     ap.add_argument("--val_scenes", type=int, default=1,
-                    help="scenes per fold held out of training for validation (checkpoint and threshold choice)")
+                    help="scenes per fold held out of training for validation (checkpoint, threshold and "
+                         "post-processing choice); 2 or more are drawn in turns over the scene groups")
     ap.add_argument("--no_baselines", action="store_true")
     ap.add_argument("--precision", default="float32")
     ap.add_argument("--tag", default="", help="name of this variant's folder under --work")
@@ -328,14 +347,21 @@ def main(argv=None) -> dict:
         if only and i not in only:
             continue
         rest = [n for n in names if n not in test]
-        val = [rest[random.Random(args.seed + i).randrange(len(rest))]]
-        others = [n for n in rest if n not in val]
-        val += random.Random(args.seed + 1000 + i).sample(others, args.val_scenes - 1)
+        if args.val_scenes == 1:  # one scene drawn from all (the figures measured before --val_scenes 2)
+            val = [rest[random.Random(args.seed + i).randrange(len(rest))]]
+        else:  # N scenes spread over the scene groups, so that one kind of scene does not choose for all
+            val = by_group_draw(rest, {n: scene_group(sources[n], Path(args.data)) for n in rest}, args.val_scenes,
+                                random.Random(args.seed + 1000 + i))
         train = [n for n in rest if n not in val]
         fdir = run_root / f"fold{i}"
-        trained = (fdir / "run" / "model.keras").exists()  # a finished fold of an earlier call: reused
+        split = {"test": test, "val": val, "train": train}
+        # a finished fold of an earlier call is reused when it had the same split
+        trained = (fdir / "run" / "model.keras").exists() and (fdir / "split.json").exists() and \
+            json.loads((fdir / "split.json").read_text()) == split
         if fdir.exists() and not trained:
             shutil.rmtree(fdir)
+        fdir.mkdir(parents=True, exist_ok=True)
+        (fdir / "split.json").write_text(json.dumps(split))
         ft = time.time()
         if not trained:
             rec = fdir / "records"

@@ -111,3 +111,19 @@ def test_the_nested_choice_refuses_reported_scenes_and_prefers_the_simpler_entry
     assert choose_post(val_f, test=["c"]) == "fill"
     with pytest.raises(ValueError, match="reported scenes"):
         choose_post(val_f, test=["b", "c"])
+
+
+def test_validation_scenes_are_drawn_in_turns_over_the_scene_groups():
+    import random
+
+    from bench.bench_quality import by_group_draw
+
+    groups = {"a1": "a", "a2": "a", "a3": "a", "a4": "a", "b1": "b", "b2": "b"}
+    for seed in range(20):
+        two = by_group_draw(list(groups), groups, 2, random.Random(seed))
+        assert sorted(groups[n] for n in two) == ["a", "b"]  # one of each group before a second of any
+        four = by_group_draw(list(groups), groups, 4, random.Random(seed))
+        assert sorted(groups[n] for n in four) == ["a", "a", "b", "b"] and len(set(four)) == 4
+    assert by_group_draw(list(groups), groups, 9, random.Random(0)) == sorted(groups)  # no more than there are
+    assert by_group_draw(list(groups), groups, 2, random.Random(5)) == by_group_draw(list(groups), groups, 2,
+                                                                                   random.Random(5))
