@@ -191,6 +191,67 @@ class _VideoSink:
                 pass
 
 
+# Masks are encoded and written by MASK_THREADS threads and the videos by one thread (frames in
+# order) beside the main loop; each keeps at most QUEUE_DEPTH frames pending, so memory stays bounded
+# whatever the video's length (PNG encoding and OpenCV's writers release the GIL).
+MASK_THREADS = 2
+QUEUE_DEPTH = 16
+
+
+class _Outputs:
+    """The mask and video writing of one sequence, off the main thread (see ``QUEUE_DEPTH``). A
+    writer's error is raised at the next call or at ``finish``."""
+
+    def __init__(self, stages: StageTimes, sinks: dict):
+        from collections import deque
+        from concurrent.futures import ThreadPoolExecutor
+
+        self.stages, self.sinks = stages, sinks
+        self._masks = ThreadPoolExecutor(MASK_THREADS, thread_name_prefix="masks")
+        self._video = ThreadPoolExecutor(1, thread_name_prefix="video")
+        self._pending = {"masks": deque(), "video": deque()}
+
+    def _timed(self, stage, fn, *args):
+        t = time.perf_counter()
+        fn(*args)
+        self.stages.add(stage, time.perf_counter() - t)
+
+    def _submit(self, stage: str, pool, fn, *args) -> None:
+        pending = self._pending[stage]
+        while len(pending) >= QUEUE_DEPTH:
+            pending.popleft().result()
+        pending.append(pool.submit(self._timed, stage, fn, *args))
+
+    def png(self, path: Path, array: np.ndarray) -> None:
+        self._submit("masks", self._masks, write_png, path, array)
+
+    def frame(self, rgb: np.ndarray, fg: np.ndarray) -> None:
+        if self.sinks:
+            self._submit("video", self._video, self._write_video, rgb, fg)
+
+    def _write_video(self, rgb, fg) -> None:
+        from hofam_tf.tasks.viz import overlay, side_by_side
+
+        if "overlay" in self.sinks:
+            self.sinks["overlay"].write(overlay(rgb, fg))
+        if "side_by_side" in self.sinks:
+            self.sinks["side_by_side"].write(side_by_side(rgb, fg))
+
+    def finish(self, raise_errors: bool = True) -> None:
+        """Waits for every pending write; raises the first error unless ``raise_errors`` is False."""
+        error = None
+        for pending in self._pending.values():
+            while pending:
+                try:
+                    pending.popleft().result()
+                except Exception as err:  # noqa: BLE001 - re-raised below, after the rest finished
+                    error = error or err
+        self._masks.shutdown()
+        self._video.shutdown()
+        if error is not None and raise_errors:
+            raise error
+
+
 def native_probability(prob: np.ndarray, shape) -> np.ndarray:
     """``prob`` (the model's output size) bilinearly resized to a frame of ``shape``. The streams
     keep the model-size map until a frame is written, so the frames held for the scene-adaptive
@@ -374,11 +435,11 @@ def predict_sequence(model, cfg, seq, output_dir: Path, opts: PredictOptions, pr
     """Segments one sequence with ``model`` (``opts.method`` "hofam") or a classical baseline
     (``model`` and ``cfg`` unused) and writes its outputs (module docstring). Ctrl-C ends the
     sequence cleanly: what was written stays complete and ``summary.json`` says ``interrupted``."""
-    from hofam_tf.tasks.viz import overlay, side_by_side, test_panel
+    from hofam_tf.tasks.viz import test_panel
 
     out = output_dir / safe_name(seq.name, "sequence name")
     (out / "summary.json").unlink(missing_ok=True)
-    stages = StageTimes(opts.workers)
+    stages = StageTimes({"flows": opts.workers, "masks": MASK_THREADS, "video": 1})
     stream = (_hofam_stream(model, cfg, seq, opts, stages) if opts.method == "hofam"
               else _classic_stream(opts.method, seq, opts, stages))
     # a video, camera or stream is opened once only (many cameras take one client at a time): its
@@ -397,6 +458,7 @@ def predict_sequence(model, cfg, seq, output_dir: Path, opts: PredictOptions, pr
         total = min(total, opts.max_frames) if total else opts.max_frames
     threshold, agreement, held = opts.threshold, None, 0
     bar = tqdm(total=total, desc=seq.name, unit="frame", disable=not progress)
+    outputs = _Outputs(stages, sinks)
     stop = _StopOnCtrlC()
     try:
         if opts.calibrate_frames and opts.method == "hofam":  # the first frames are kept, then replayed
@@ -424,16 +486,11 @@ def predict_sequence(model, cfg, seq, output_dir: Path, opts: PredictOptions, pr
                         roi = read_roi(roi_path, fg.shape)
                     fg &= roi
             name = safe_name(mask_name(fr, opts.naming), f"frame name in {seq.path}")
-            with stages.timed("masks"):
-                write_png(out / "masks" / name, np.where(fg, 255, 0).astype(np.uint8))
-            with stages.timed("video"):
-                if "overlay" in sinks:
-                    sinks["overlay"].write(overlay(fr.rgb, fg))
-                if "side_by_side" in sinks:
-                    sinks["side_by_side"].write(side_by_side(fr.rgb, fg))
+            outputs.png(out / "masks" / name, np.where(fg, 255, 0).astype(np.uint8))
+            outputs.frame(fr.rgb, fg)
             if opts.panels:
                 p256 = cv2.resize(native, (TILE, TILE), interpolation=cv2.INTER_AREA)
-                write_png(out / "panels" / name, test_panel(tile, np.full((TILE, TILE), UNKNOWN, np.uint8), hop, p256))
+                outputs.png(out / "panels" / name, test_panel(tile, np.full((TILE, TILE), UNKNOWN, np.uint8), hop, p256))
             count += 1
             bar.update(1)
             if progress and count % 25 == 0:  # live readout: the frame rate and the stage that bounds it
@@ -443,9 +500,14 @@ def predict_sequence(model, cfg, seq, output_dir: Path, opts: PredictOptions, pr
                 break
             if opts.max_frames and count >= opts.max_frames:
                 break
+        outputs.finish()  # every mask and video frame of the loop is written before the videos close
         ok = count > 0
     except KeyboardInterrupt:  # a second Ctrl-C, or one while waiting for the next frame
+        outputs.finish()
         interrupted, ok = True, count > 0
+    except BaseException:
+        outputs.finish(raise_errors=False)
+        raise
     finally:
         stop.restore()
         bar.close()

@@ -4,11 +4,12 @@ The stages (``STAGES``): ``decode`` (reading and decoding frames), ``resize`` (f
 their grey versions), ``flows`` (the HOP images' optical flows, on the flow worker threads:
 compute time, which overlaps the rest), ``gate`` (the median rule behind the median gate),
 ``model``, ``calibration`` (the scene-adaptive threshold), ``post`` (threshold, gate, filters and
-ROI at native size), ``masks`` (PNG writing) and ``video`` (MP4 writing). Every stage but
-``flows`` runs on the main thread, one after another, so the main thread's share of a frame is
-their sum; the flows run on ``workers`` threads beside it. The stage that bounds the frame rate
-is the largest of the main-thread stages, or the flows when their compute per frame divided by
-the workers exceeds the whole main-thread share.
+ROI at native size), ``masks`` (PNG writing) and ``video`` (overlay drawing and MP4 writing).
+The flows, the masks and the video run on their own threads (``threads``: how many each), beside
+the main thread, which runs the other stages one after another, so its share of a frame is their
+sum. The stage that bounds the frame rate is the threaded stage whose time per frame divided by
+its threads is largest, unless the whole main-thread share is larger: then the largest
+main-thread stage.
 """
 from __future__ import annotations
 
@@ -17,15 +18,16 @@ import time
 from contextlib import contextmanager
 
 STAGES = ("decode", "resize", "flows", "gate", "model", "calibration", "post", "masks", "video")
-WORKER_STAGES = ("flows",)  # run on worker threads, overlapping the main thread
+WORKER_STAGES = ("flows", "masks", "video")  # run on threads of their own, overlapping the main thread
 
 
 class StageTimes:
-    """Accumulates seconds per stage (thread-safe); ``workers`` flow threads run beside the main one."""
+    """Accumulates seconds per stage (thread-safe); ``threads``: stage -> threads running it
+    (the ``WORKER_STAGES``; 1 where not given)."""
 
-    def __init__(self, workers: int = 1):
+    def __init__(self, threads: dict | None = None):
         self.seconds = {s: 0.0 for s in STAGES}
-        self.workers = max(1, workers)
+        self.threads = {s: max(1, (threads or {}).get(s, 1)) for s in WORKER_STAGES}
         self._lock = threading.Lock()
 
     def add(self, stage: str, seconds: float) -> None:
@@ -59,15 +61,17 @@ class StageTimes:
     def bound(self) -> str | None:
         """The stage that limits the frame rate now (module docstring), or None before any time."""
         main = {s: v for s, v in self.seconds.items() if s not in WORKER_STAGES}
-        if not any(main.values()) and not self.seconds["flows"]:
+        if not any(self.seconds.values()):
             return None
-        if self.seconds["flows"] / self.workers > sum(main.values()):
-            return "flows"
+        threaded = {s: self.seconds[s] / n for s, n in self.threads.items()}
+        slowest = max(threaded, key=threaded.get)
+        if threaded[slowest] > sum(main.values()):
+            return slowest
         return max(main, key=main.get)
 
     def summary(self, frames: int, wall_seconds: float) -> dict:
         main = sum(v for s, v in self.seconds.items() if s not in WORKER_STAGES)
-        return {"ms_per_frame": self.ms_per_frame(frames), "flow_workers": self.workers,
+        return {"ms_per_frame": self.ms_per_frame(frames), "threads": dict(self.threads),
                 "main_thread_ms_per_frame": round(1000 * main / frames, 3) if frames else None,
                 "wall_ms_per_frame": round(1000 * wall_seconds / frames, 3) if frames else None,
                 "bound_by": self.bound()}
