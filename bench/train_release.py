@@ -67,6 +67,7 @@ def main(argv=None) -> dict:
     ap.add_argument("--batch", type=int, default=8)
     ap.add_argument("--seed", type=int, default=12138)
     ap.add_argument("--set", action="append", default=[], dest="sets")
+    ap.add_argument("--scenes", default="", help="comma-separated scene names (default: every scene of --groups)")
     ap.add_argument("--groups", default="", help="scene groups to train on (bench.bench_quality.SCENE_GROUPS; "
                                                  "default: every labelled scene of --data)")
     ap.add_argument("--threshold_from", default="",
@@ -88,6 +89,11 @@ def main(argv=None) -> dict:
                                        image_every=0))
     cfg = apply_overrides(base, args.sets)
     sources = scene_sources(Path(args.data), group_arg(args.groups))
+    if args.scenes:
+        unknown = sorted(set(args.scenes.split(",")) - set(sources))
+        if unknown:
+            raise SystemExit(f"--scenes: {unknown} are not labelled scenes of {args.data}")
+        sources = {n: sources[n] for n in args.scenes.split(",")}
     if not sources:
         raise SystemExit(f"{args.data}: no labelled scenes under cdnet2014/, sbi2015/ or ucsd/")
     val = validation_scenes(sources, Path(args.data), args.val_scenes, args.seed)

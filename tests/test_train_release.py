@@ -1,0 +1,39 @@
+"""bench/train_release.py: the release model's updates and threshold are chosen on held-out scenes."""
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.mark.slow
+def test_release_training_validates_on_scenes_it_never_trains_on(tmp_path, shared_data):
+    cmd = [sys.executable, "-m", "bench.train_release", f"--data={shared_data}", f"--work={tmp_path / 'work'}",
+           f"--out={tmp_path / 'out'}", "--scenes=highway,office,rain", "--steps=4", "--val_every=2",
+           "--ngf=2", "--batch=2"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    best = json.loads((tmp_path / "out" / "best.json").read_text())
+    val, train = best["validation_scenes"], best["training_scenes"]
+    # one validation scene per scene group: rain is UCSD's only one here, one of highway/office the other
+    assert "rain" in val and len(val) == 2 and not set(val) & set(train)
+    assert sorted(val + [t for t in train if t != "hofam_demo"]) == ["highway", "office", "rain"]
+    run_best = json.loads((tmp_path / "work" / "run" / "best.json").read_text())
+    assert best["threshold"] == run_best["threshold"] and best["steps"] == run_best["step"]
+    assert sorted(best["validation_curve"], key=int) == ["2", "4"] and best["max_steps"] == 4
+    assert set(val) <= set(run_best["val_pattern"].split("/")[-1:]) or "test-" in run_best["val_pattern"]
+    records = json.loads((Path(run_best["val_pattern"]).parent / "dataset.json").read_text())
+    assert sorted(records["splits"]["test"]["sequences"]) == sorted(
+        {"highway": "baseline_highway", "office": "baseline_office", "rain": "rain"}[v] for v in val)
+    for name in ("model.keras", "config.json"):
+        assert (tmp_path / "out" / name).is_file()
+    # the same command again resumes: nothing is retrained, the record is the same
+    again = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert json.loads((tmp_path / "out" / "best.json").read_text())["steps"] == best["steps"]
+    # a threshold from elsewhere must say where it came from
+    bad = subprocess.run(cmd + ["--threshold=0.9"], capture_output=True, text=True, cwd=ROOT)
+    assert bad.returncode == 2 and "--threshold_from" in bad.stderr
