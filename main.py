@@ -35,7 +35,7 @@ from hofam_tf.config_flags import IMAGE_SIZE_FLAG, config_from_flags, define_con
 from hofam_tf.config_flags import fields as config_fields
 from hofam_tf.config_flags import sections as config_sections
 from hofam_tf.errors import HOFAMInputError
-from hofam_tf.tasks.predict import PredictOptions
+from hofam_tf.tasks.predict import GATE_MODES, PredictOptions
 from hofam_tf.model.precision import RUN_PRECISION
 
 FLAGS = flags.FLAGS
@@ -85,9 +85,11 @@ flags.DEFINE_integer("calibrate_frames", PredictOptions.calibrate_frames,
 flags.DEFINE_float("median_gate", PredictOptions.median_gate,
                    "predict: keep a HOFAM mask's pixel only within this radius (tile pixels, scaled to the frame) of "
                    "a pixel the median-background rule marks changed: trims flow halos (0: off).")
-flags.DEFINE_bool("gate_fill", PredictOptions.gate_fill,
-                  "predict: with the median gate, also keep the mask's pixels that the gated mask encloses (fills "
-                  "the holes the gate cuts into plain surfaces; off by default, opt-in: not validated as a default).")
+flags.DEFINE_enum("gate_mode", PredictOptions.gate_mode, list(GATE_MODES),
+                  "predict: how the median gate trims the mask: pixel (its pixels near the rule's changes), fill "
+                  "(also the pixels those enclose: no hollow objects), components (each connected component kept "
+                  "whole when a share of it is near the rule's changes, else dropped).")
+flags.DEFINE_bool("gate_fill", False, "predict: the same as --gate_mode=fill.")
 flags.DEFINE_integer("reconnect", PredictOptions.reconnect,
                      "predict: reconnection attempts when a camera or stream drops or stalls (waits doubling from "
                      "--reconnect_backoff up to 30 s; frames are numbered on without a gap). 0: end cleanly where it "
@@ -228,6 +230,15 @@ def _calibrate_frames() -> int:
     return FLAGS.calibrate_frames
 
 
+def _gate_mode() -> str:
+    """--gate_mode, with --gate_fill as its shorthand for "fill"."""
+    if FLAGS.gate_fill:
+        if FLAGS["gate_mode"].present and FLAGS.gate_mode != "fill":
+            raise HOFAMInputError(f"--gate_fill means --gate_mode=fill, not {FLAGS.gate_mode}: give one of them")
+        return "fill"
+    return FLAGS.gate_mode
+
+
 def phase_predict() -> None:
     _require("input", "output_dir")
     from hofam_tf.tasks.predict import PredictOptions, run_predict
@@ -242,7 +253,7 @@ def phase_predict() -> None:
                           overlay_video=FLAGS.overlay_video, method=FLAGS.method,
                           max_frames=FLAGS.max_frames, roi=FLAGS.roi, naming=FLAGS.naming, post=FLAGS.post,
                           side_by_side=FLAGS.side_by_side, calibrate_frames=_calibrate_frames(),
-                          median_gate=FLAGS.median_gate, gate_fill=FLAGS.gate_fill, reconnect=FLAGS.reconnect,
+                          median_gate=FLAGS.median_gate, gate_mode=_gate_mode(), reconnect=FLAGS.reconnect,
                           reconnect_backoff=FLAGS.reconnect_backoff, open_timeout=FLAGS.open_timeout,
                           read_timeout=FLAGS.read_timeout, runtime=FLAGS.runtime)
     result = run_predict(FLAGS.input, FLAGS.ckpt, FLAGS.output_dir, opts, _model_overrides(),
@@ -303,7 +314,7 @@ PHASE_FLAGS = {
     "score": {"what to score": ["pred_dir", "gt_dir", "output_dir"], "decision": ["threshold"]},
     "predict": {"input and output": ["input", "output_dir", "ckpt", "method", "max_frames", "roi", "naming"],
                 "live sources": ["reconnect", "reconnect_backoff", "open_timeout", "read_timeout"],
-                "decision and post-processing": ["threshold", "calibrate_frames", "median_gate", "gate_fill", "post"],
+                "decision and post-processing": ["threshold", "calibrate_frames", "median_gate", "gate_mode", "gate_fill", "post"],
                 "outputs": ["overlay_video", "side_by_side", "panels"],
                 "running the model": ["runtime", "eval_batch_size", "inference_precision", *_MODEL_OVERRIDES]},
     "convert": {"TF1 checkpoint -> .keras": ["ckpt", "output_path", *_MODEL_OVERRIDES]},

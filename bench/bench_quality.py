@@ -57,19 +57,21 @@ VARIANTS = ("hofam_nested", "hofam_pooled_threshold", "hofam_scene_threshold", "
             "hofam_scene_threshold_gated_fill")
 
 
-# The nested protocol's choices of post-processing (predict's calibrate_frames, median_gate, gate_fill):
+# The nested protocol's choices of post-processing (predict's calibrate_frames, median_gate, gate_mode):
 # each fold segments its validation scenes with every entry, keeps the one with the best mean F there
 # and segments its unseen scenes with it ("hofam_nested"). Only the fold's own validation scenes
 # choose (never a scene the fold reports, nor another fold's validation scene, which may be one).
 POST_GRID = {
-    "plain": (0, 0.0, False),
-    "calibrated": (200, 0.0, False),
-    "gate1.5": (0, 1.5, False),
-    "calibrated_gate0.75": (200, 0.75, False),
-    "calibrated_gate1.5": (200, 1.5, False),
-    "calibrated_gate1.5_fill": (200, 1.5, True),
-    "calibrated_gate3_fill": (200, 3.0, True),
-    "gate1.5_fill": (0, 1.5, True),
+    "plain": (0, 0.0, "pixel"),
+    "calibrated": (200, 0.0, "pixel"),
+    "gate1.5": (0, 1.5, "pixel"),
+    "calibrated_gate0.75": (200, 0.75, "pixel"),
+    "calibrated_gate1.5": (200, 1.5, "pixel"),
+    "calibrated_gate1.5_fill": (200, 1.5, "fill"),
+    "calibrated_gate3_fill": (200, 3.0, "fill"),
+    "gate1.5_fill": (0, 1.5, "fill"),
+    "calibrated_gate1.5_components": (200, 1.5, "components"),
+    "gate1.5_components": (0, 1.5, "components"),
 }
 
 
@@ -249,12 +251,12 @@ def score_scene(pred_dir: Path, seq, out: Path) -> float:
 
 
 def predict_scene(seq, out: Path, method: str, ckpt=None, threshold: float = 0.5, calibrate_frames: int = 0,
-                  median_gate: float = 0.0, gate_fill: bool = False) -> float:
+                  median_gate: float = 0.0, gate_mode: str = "pixel") -> float:
     """Segments one scene into ``out``; returns the threshold used (the scene's own when calibrated)."""
     from hofam_tf.tasks.predict import PredictOptions, run_predict
 
     opts = PredictOptions(threshold=threshold, overlay_video=False, method=method, batch_size=8,
-                          calibrate_frames=calibrate_frames, median_gate=median_gate, gate_fill=gate_fill)
+                          calibrate_frames=calibrate_frames, median_gate=median_gate, gate_mode=gate_mode)
     return run_predict(seq.path, ckpt, out, opts, progress=False)["sequences"][0]["threshold"]
 
 
@@ -392,22 +394,22 @@ def main(argv=None) -> dict:
                         fdir / "pred_scene_gated", sources[n], fdir / "scores_scene_gated" / n)
                     if args.gate_fill:
                         predict_scene(sources[n], fdir / "pred_scene_gated_fill", "hofam", fdir / "run", threshold,
-                                      args.calibrate_frames, args.median_gate, gate_fill=True)
+                                      args.calibrate_frames, args.median_gate, gate_mode="fill")
                         scores[n]["hofam_scene_threshold_gated_fill"] = score_scene(
                             fdir / "pred_scene_gated_fill", sources[n], fdir / "scores_scene_gated_fill" / n)
         post = None
         if grid:  # nested: the fold's validation scenes choose the post-processing for its unseen scenes
             val_f = {key: {} for key in grid}
-            for key, (cal, gate, fill) in grid.items():
+            for key, (cal, gate, mode) in grid.items():
                 for v in val:
-                    predict_scene(sources[v], fdir / "val_post" / key, "hofam", fdir / "run", threshold, cal, gate, fill)
+                    predict_scene(sources[v], fdir / "val_post" / key, "hofam", fdir / "run", threshold, cal, gate, mode)
                     val_f[key][v] = score_scene(fdir / "val_post" / key, sources[v], fdir / "val_post_scores" / key / v)
             chosen = choose_post(val_f, test)
-            cal, gate, fill = grid[chosen]
+            cal, gate, mode = grid[chosen]
             for n in test:
-                predict_scene(sources[n], fdir / "pred_nested", "hofam", fdir / "run", threshold, cal, gate, fill)
+                predict_scene(sources[n], fdir / "pred_nested", "hofam", fdir / "run", threshold, cal, gate, mode)
                 scores[n]["hofam_nested"] = score_scene(fdir / "pred_nested", sources[n], fdir / "scores_nested" / n)
-            post = {"chosen": chosen, "calibrate_frames": cal, "median_gate": gate, "gate_fill": fill,
+            post = {"chosen": chosen, "calibrate_frames": cal, "median_gate": gate, "gate_mode": mode,
                     "chosen_on": val, "validation_f": val_f}
         hindsight.update(best_thresholds_in_hindsight(fdir / "run", comp, sources, test))
         best = json.loads((fdir / "run" / "best.json").read_text())

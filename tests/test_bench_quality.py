@@ -60,8 +60,8 @@ def test_leave_scenes_out_benchmark_tiny(tmp_path, shared_data):
                 m = json.loads((fdir / "val_post_scores" / key / v / "metrics.json").read_text())
                 assert f == pytest.approx(m["cdnet"]["per_sequence"][v]["f_measure"])
         summary = json.loads((fdir / "pred_nested" / scene / "summary.json").read_text())
-        cal, gate, fill = {"plain": (0, 0.0, False), "calibrated_gate1.5_fill": (200, 1.5, True)}[post["chosen"]]
-        assert (summary["calibrate_frames"], summary["median_gate"], summary["gate_fill"]) == (cal, gate, fill)
+        cal, gate, mode = {"plain": (0, 0.0, None), "calibrated_gate1.5_fill": (200, 1.5, "fill")}[post["chosen"]]
+        assert (summary["calibrate_frames"], summary["median_gate"], summary["gate_mode"]) == (cal, gate, mode)
         nested = json.loads((fdir / "scores_nested" / scene / "metrics.json").read_text())
         assert fs["hofam_nested"] == pytest.approx(nested["cdnet"]["per_sequence"][scene]["f_measure"])
     assert report["protocol"]["validation_only"] == ["hofam", "hofam_nested"]

@@ -236,10 +236,39 @@ def test_gate_fill_restores_a_hollow_object_and_still_trims_its_halo():
     halo = (np.abs(yy - 32) <= 4) & (xx > 36) & (xx < 56)  # attached to the body, outside it
     fg = body | halo
     outline = body & ~((yy - 32) ** 2 + (xx - 24) ** 2 <= 10 ** 2)  # the rule's changes: the edge
-    pixel, filled = apply_gate(fg, outline), apply_gate(fg, outline, fill=True)
+    pixel, filled = apply_gate(fg, outline), apply_gate(fg, outline, "fill")
     np.testing.assert_array_equal(pixel, outline)  # hollow
     np.testing.assert_array_equal(filled, body)  # solid again, halo still cut
-    assert not apply_gate(fg, np.zeros_like(fg), fill=True).any()
+    assert not apply_gate(fg, np.zeros_like(fg), "fill").any()
+
+
+def test_component_gate_keeps_touched_objects_whole_and_drops_the_rest():
+    """--gate_mode=components: a component of the mask with at least GATE_OVERLAP of its pixels
+    in the gate is kept whole (interior and attached halo), one below it is dropped whole; the
+    shares are counted here independently, pixel by pixel."""
+    from hofam_tf.tasks.predict import GATE_OVERLAP, apply_gate
+
+    yy, xx = np.mgrid[:64, :96]
+    person = (yy - 32) ** 2 + (xx - 20) ** 2 <= 12 ** 2
+    ripple = (np.abs(yy - 10) <= 3) & (xx > 50) & (xx < 90)  # a blob the rule barely sees
+    grazed = (np.abs(yy - 45) <= 5) & (xx > 50) & (xx < 80)  # touched on just under the share
+    fg = person | ripple | grazed
+    gate = person & ~((yy - 32) ** 2 + (xx - 20) ** 2 <= 10 ** 2)  # the rule marks the person's edge
+    gate |= ripple & (xx <= 51)
+    cols = np.flatnonzero(grazed.any(axis=0))
+    need = int(np.ceil(GATE_OVERLAP * grazed.sum()))
+    grazed_gate = np.zeros_like(grazed)
+    grazed_gate[grazed] = np.arange(grazed.sum()) < need - 1  # one pixel short of the share
+    gate |= grazed_gate
+    assert cols.size and (gate & person).sum() >= GATE_OVERLAP * person.sum()
+    assert (gate & ripple).sum() < GATE_OVERLAP * ripple.sum()
+    kept = apply_gate(fg, gate, "components")
+    np.testing.assert_array_equal(kept, person)
+    grazed_gate[grazed] = np.arange(grazed.sum()) < need  # exactly the share: kept whole
+    np.testing.assert_array_equal(apply_gate(fg, gate | grazed_gate, "components"), person | grazed)
+    assert not apply_gate(np.zeros_like(fg), gate, "components").any()
+    with pytest.raises(HOFAMInputError, match="gate mode"):
+        PredictOptions(gate_mode="holes")
 
 
 @pytest.mark.slow
@@ -276,14 +305,23 @@ def test_median_gate_trims_masks_to_the_dilated_changed_pixels(tmp_path, tiny_mo
     for p, g, want in zip(plain, gated, expected):
         np.testing.assert_array_equal(g, p & want)
     summary = json.loads((tmp_path / "gated" / "cam" / "summary.json").read_text())
-    assert summary["median_gate"] == 1.5 and summary["gate_fill"] is False
-    # --gate_fill: the gated mask with the holes it encloses filled, computed here with scipy
-    from scipy.ndimage import binary_fill_holes
+    assert summary["median_gate"] == 1.5 and summary["gate_mode"] == "pixel"
+    # --gate_mode=fill: the gated mask with the holes it encloses filled, computed here with scipy
+    from scipy.ndimage import binary_fill_holes, label
 
-    filled = masks("filled", threshold=0.5, median_gate=1.5, gate_fill=True)
+    filled = masks("filled", threshold=0.5, median_gate=1.5, gate_mode="fill")
     for p, g, f in zip(plain, gated, filled):
         np.testing.assert_array_equal(f, p & binary_fill_holes(g))
-    assert json.loads((tmp_path / "filled" / "cam" / "summary.json").read_text())["gate_fill"] is True
+    assert json.loads((tmp_path / "filled" / "cam" / "summary.json").read_text())["gate_mode"] == "fill"
+    # --gate_mode=components: scipy's 8-connected components of the plain mask, each kept whole
+    # when a fifth of it (GATE_OVERLAP) is in the gate
+    from hofam_tf.tasks.predict import GATE_OVERLAP
+
+    whole = masks("whole", threshold=0.5, median_gate=1.5, gate_mode="components")
+    for p, want, w in zip(plain, expected, whole):
+        labels, n = label(p, structure=np.ones((3, 3)))
+        keep = [k for k in range(1, n + 1) if (want & (labels == k)).sum() >= GATE_OVERLAP * (labels == k).sum()]
+        np.testing.assert_array_equal(w, np.isin(labels, keep) & p)
     assert median_gate_kernel(0, (240, 320)) is None
     assert median_gate_kernel(1.5, (1080, 1920)).shape == (23, 23)  # 1.5 x 1920/256 = 11.25 -> radius 11
     with pytest.raises(HOFAMInputError, match="median_gate"):

@@ -89,6 +89,12 @@ MIN_AGREEMENT = 0.1
 # 3840x2160 (4K) frame costs 33.8 MB, so 4K video calibrates on its first 31 frames (1 GiB).
 # See ``calibration_frames``.
 CALIBRATION_BYTES = 1 << 30
+# How the median gate trims HOFAM's mask (``apply_gate``): "pixel" keeps the mask's pixels near the
+# rule's changes, "fill" also the pixels those enclose, "components" keeps or drops each connected
+# component of the mask whole, by the share of its pixels near the rule's changes (at least
+# GATE_OVERLAP; a fixed constant, not tuned on any scene).
+GATE_MODES = ("pixel", "fill", "components")
+GATE_OVERLAP = 0.2
 
 
 def calibration_frames(opts: "PredictOptions", shape) -> int:
@@ -119,8 +125,8 @@ class PredictOptions:
     calibrate_frames: int = CALIBRATE_FRAMES
     # median gate (HOFAM only; 0: off): see ``median_gate_kernel``
     median_gate: float = MEDIAN_GATE
-    # fill the holes the gate cuts into objects (see ``apply_gate``); off by default
-    gate_fill: bool = False
+    # how the gate trims the mask (GATE_MODES, see ``apply_gate``)
+    gate_mode: str = "pixel"
     # what runs the model (hofam_tf.tasks.runtimes): "tf", or "onnxruntime" on an export folder
     runtime: str = "tf"
     # live sources (hofam_tf.data.sources.CapturePolicy): attempts after a drop (0: end cleanly),
@@ -149,6 +155,8 @@ class PredictOptions:
             raise HOFAMInputError(f"calibrate_frames must be 0 (off) or more, got {self.calibrate_frames}")
         if not 0.0 <= self.median_gate <= 32:
             raise HOFAMInputError(f"median_gate must be a radius of 0 (off) to 32 tile pixels, got {self.median_gate}")
+        if self.gate_mode not in GATE_MODES:
+            raise HOFAMInputError(f"unknown gate mode {self.gate_mode!r}; the modes are {', '.join(GATE_MODES)}")
         if not 0.0 <= self.threshold <= 1.0:
             raise HOFAMInputError(f"threshold must be in [0, 1], got {self.threshold}")
         if self.calibration_bytes < 0:
@@ -276,15 +284,28 @@ def median_gate_kernel(radius: float, shape) -> np.ndarray | None:
     return cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * r + 1, 2 * r + 1))
 
 
-def apply_gate(fg: np.ndarray, gate: np.ndarray, fill: bool = False) -> np.ndarray:
-    """HOFAM's mask ``fg`` (bool [H,W]) trimmed by the median gate's mask ``gate``. With ``fill``,
-    the pixels of ``fg`` that the trimmed mask encloses are kept too: the median rule marks the
-    edges and texture of an object, not the inside of a plain surface (a shirt, a car roof), so
-    the pixel gate alone can leave an object hollow where the model's own mask was solid; filling
-    the holes restores those interiors and still trims the halos around objects, which no trimmed
-    pixel encloses."""
+def apply_gate(fg: np.ndarray, gate: np.ndarray, mode: str = "pixel") -> np.ndarray:
+    """HOFAM's mask ``fg`` (bool [H,W]) trimmed by the median gate's mask ``gate`` (GATE_MODES).
+
+    "pixel": the pixels of ``fg`` in ``gate``. The median rule marks the edges and texture of an
+    object, not the inside of a plain surface (a shirt, a car roof), so this can leave an object
+    hollow where the model's own mask was solid.
+    "fill": also the pixels of ``fg`` that the trimmed mask encloses: interiors come back, and the
+    halos around objects, which no trimmed pixel encloses, stay trimmed.
+    "components": each 8-connected component of ``fg`` is kept whole when at least GATE_OVERLAP of
+    its pixels lie in ``gate``, else dropped: no interior is ever cut, and blobs the rule sees
+    nothing of (rippling water, a flow artefact) go; a halo attached to an object stays with it."""
+    if mode == "components":
+        n, labels = cv2.connectedComponents(fg.astype(np.uint8), connectivity=8)
+        if n <= 1:
+            return fg.copy()
+        size = np.bincount(labels.ravel(), minlength=n)
+        near = np.bincount(labels[gate & fg], minlength=n)
+        keep = near >= GATE_OVERLAP * size
+        keep[0] = False
+        return keep[labels]
     gated = fg & gate
-    if not fill or not gated.any():
+    if mode != "fill" or not gated.any():
         return gated
     from scipy.ndimage import binary_fill_holes
 
@@ -478,7 +499,7 @@ def predict_sequence(model, cfg, seq, output_dir: Path, opts: PredictOptions, pr
                 native = native_probability(prob, fr.rgb.shape)
                 fg = native >= threshold
                 if gate is not None:
-                    fg = apply_gate(fg, gate, opts.gate_fill)
+                    fg = apply_gate(fg, gate, opts.gate_mode)
                 if kernel:
                     fg = cv2.medianBlur(fg.astype(np.uint8) * 255, kernel) > 127
                 if roi_path is not None:
@@ -523,7 +544,7 @@ def predict_sequence(model, cfg, seq, output_dir: Path, opts: PredictOptions, pr
                "calibrate_frames": opts.calibrate_frames, "calibration_frames_held": held,
                "agreement_by_threshold": agreement,
                "median_gate": opts.median_gate if opts.method == "hofam" else 0.0,
-               "gate_fill": bool(opts.gate_fill and opts.median_gate and opts.method == "hofam"),
+               "gate_mode": opts.gate_mode if opts.median_gate and opts.method == "hofam" else None,
                "runtime": opts.runtime if opts.method == "hofam" else None,
                "roi": str(roi_path) if roi_path is not None else None, "naming": opts.naming,
                "skipped_frames": sum(e["event"] == "skipped_frame" for e in seq.events),
