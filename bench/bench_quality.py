@@ -16,7 +16,8 @@ median gate radius, hole filling) that scored best on the fold's validation scen
 ``POST_GRID``. The other columns are diagnoses: "hofam_pooled_threshold" takes the threshold with
 the best validation F over all folds' validation scenes, and another fold's validation scene may be
 one this fold reports; the ``--calibrate_frames``/``--median_gate`` columns use constants chosen
-by hand. ``--val_scenes N`` holds N scenes per fold out for validation.
+by hand. ``--val_scenes N`` holds N scenes per fold out for validation (default 2: one of each scene
+group, so both kinds of scene have a say in every choice).
 
     python -m bench.bench_quality                       # quick: about 15 minutes on 2 CPU cores
     python -m bench.bench_quality --setting=full        # 6 folds, longer training
@@ -272,7 +273,7 @@ def main(argv=None) -> dict:
     ap.add_argument("--ngf", type=int, default=None)
     ap.add_argument("--set", action="append", default=[], dest="sets")
     ap.add_argument("--seed", type=int, default=12138)
-    ap.add_argument("--val_scenes", type=int, default=1,
+    ap.add_argument("--val_scenes", type=int, default=2,
                     help="scenes per fold held out of training for validation (checkpoint, threshold and "
                          "post-processing choice); 2 or more are drawn in turns over the scene groups")
     ap.add_argument("--no_baselines", action="store_true")

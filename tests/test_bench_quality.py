@@ -13,7 +13,7 @@ ROOT = Path(__file__).resolve().parents[1]
 def test_leave_scenes_out_benchmark_tiny(tmp_path, shared_data):
     proc = subprocess.run([sys.executable, "-m", "bench.bench_quality", f"--data={shared_data}",
                            f"--work={tmp_path}", "--scenes=highway,office,rain", "--folds=3", "--steps=2",
-                           "--ngf=2", "--batch=2", "--set", "train.val_every=1", "--tag=t",
+                           "--ngf=2", "--batch=2", "--set", "train.val_every=1", "--tag=t", "--val_scenes=1",
                            "--calibrate_frames=20", "--median_gate=1.5",
                            "--post_grid=plain,calibrated_gate1.5_fill"],
                           capture_output=True, text=True, cwd=ROOT)
