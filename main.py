@@ -81,14 +81,17 @@ flags.DEFINE_string("post", "none", "predict: post-filter of the binary mask: no
 flags.DEFINE_integer("calibrate_frames", PredictOptions.calibrate_frames,
                      "predict: scene-adaptive threshold: choose each video's threshold on its first N frames, where "
                      "HOFAM's masks agree best with the median-background rule (no labels). 0: off, the run's "
-                     "validated threshold; a given --threshold also turns it off unless this flag is given too.")
+                     "validated threshold; a given --threshold also turns it off unless this flag is given too. Not given: the "
+                     "model's own choice when its best.json records one (\"post\"), else this default.")
 flags.DEFINE_float("median_gate", PredictOptions.median_gate,
                    "predict: keep a HOFAM mask's pixel only within this radius (tile pixels, scaled to the frame) of "
-                   "a pixel the median-background rule marks changed: trims flow halos (0: off).")
+                   "a pixel the median-background rule marks changed: trims flow halos (0: off). Not given: the model's own "
+                   "choice when its best.json records one, else this default.")
 flags.DEFINE_enum("gate_mode", PredictOptions.gate_mode, list(GATE_MODES),
                   "predict: how the median gate trims the mask: pixel (its pixels near the rule's changes), fill "
                   "(also the pixels those enclose: no hollow objects), components (each connected component kept "
-                  "whole when a share of it is near the rule's changes, else dropped).")
+                  "whole when a share of it is near the rule's changes, else dropped). Not given: the model's own choice "
+                  "when its best.json records one, else this default.")
 flags.DEFINE_bool("gate_fill", False, "predict: the same as --gate_mode=fill.")
 flags.DEFINE_integer("reconnect", PredictOptions.reconnect,
                      "predict: reconnection attempts when a camera or stream drops or stalls (waits doubling from "
@@ -223,20 +226,22 @@ def phase_score() -> None:
     print(f"metrics.json in {FLAGS.output_dir}")
 
 
-def _calibrate_frames() -> int:
-    """--calibrate_frames, except that a --threshold given alone fixes the threshold."""
-    if FLAGS.threshold is not None and not FLAGS["calibrate_frames"].present:
-        return 0
-    return FLAGS.calibrate_frames
+def _post_settings(ckpt) -> dict:
+    """Predict's post-processing (calibrate_frames, median_gate, gate_mode): each flag given wins;
+    otherwise the value the model's run chose on its validation scenes (best.json "post"), else the
+    flag's default. A --threshold given alone fixes the threshold (no calibration)."""
+    from hofam_tf.model.checkpoints import stored_post
 
-
-def _gate_mode() -> str:
-    """--gate_mode, with --gate_fill as its shorthand for "fill"."""
+    stored = stored_post(ckpt) if ckpt is not None else {}
+    given = {k: getattr(FLAGS, k) for k in ("calibrate_frames", "median_gate", "gate_mode") if FLAGS[k].present}
     if FLAGS.gate_fill:
-        if FLAGS["gate_mode"].present and FLAGS.gate_mode != "fill":
+        if given.get("gate_mode", "fill") != "fill":
             raise HOFAMInputError(f"--gate_fill means --gate_mode=fill, not {FLAGS.gate_mode}: give one of them")
-        return "fill"
-    return FLAGS.gate_mode
+        given["gate_mode"] = "fill"
+    post = {k: given.get(k, stored.get(k, getattr(FLAGS, k))) for k in ("calibrate_frames", "median_gate", "gate_mode")}
+    if FLAGS.threshold is not None and not FLAGS["calibrate_frames"].present:
+        post["calibrate_frames"] = 0
+    return post
 
 
 def phase_predict() -> None:
@@ -248,12 +253,12 @@ def phase_predict() -> None:
 
         FLAGS.ckpt = release_model()
         print(f"using the release model {FLAGS.ckpt}")
-    opts = PredictOptions(threshold=_threshold(FLAGS.ckpt if FLAGS.method == "hofam" else None),
+    hofam_ckpt = FLAGS.ckpt if FLAGS.method == "hofam" else None
+    opts = PredictOptions(threshold=_threshold(hofam_ckpt),
                           batch_size=FLAGS.eval_batch_size, panels=bool(FLAGS.panels),
                           overlay_video=FLAGS.overlay_video, method=FLAGS.method,
                           max_frames=FLAGS.max_frames, roi=FLAGS.roi, naming=FLAGS.naming, post=FLAGS.post,
-                          side_by_side=FLAGS.side_by_side, calibrate_frames=_calibrate_frames(),
-                          median_gate=FLAGS.median_gate, gate_mode=_gate_mode(), reconnect=FLAGS.reconnect,
+                          side_by_side=FLAGS.side_by_side, **_post_settings(hofam_ckpt), reconnect=FLAGS.reconnect,
                           reconnect_backoff=FLAGS.reconnect_backoff, open_timeout=FLAGS.open_timeout,
                           read_timeout=FLAGS.read_timeout, runtime=FLAGS.runtime)
     result = run_predict(FLAGS.input, FLAGS.ckpt, FLAGS.output_dir, opts, _model_overrides(),

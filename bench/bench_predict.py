@@ -83,10 +83,10 @@ def write_clip(video: str, path: Path, size: tuple[int, int], frames: int) -> in
 
 def one_run(clip: str, ckpt: str, out: str, mode: str, batch: int, rss_at: int) -> dict:
     """One predict run in this process: frames/s, peak RSS and the stage profile."""
-    from hofam_tf.model.checkpoints import stored_threshold
+    from hofam_tf.model.checkpoints import stored_post, stored_threshold
     from hofam_tf.tasks.predict import PredictOptions, run_predict
 
-    opts = dict(batch_size=batch, threshold=stored_threshold(ckpt))
+    opts = dict(batch_size=batch, threshold=stored_threshold(ckpt), **stored_post(ckpt))  # predict's defaults
     if mode == "plain":
         opts.update(calibrate_frames=0, median_gate=0)
     rss_early = None

@@ -9,7 +9,11 @@ held out of training. The run validates on them every ``--val_every`` updates, k
 with the best validation F and takes the threshold that gave it, so the number of updates and the
 threshold are chosen on scenes the model never trained on (``--threshold`` overrides the latter
 with a number chosen elsewhere). ``best.json`` records the recipe, the updates, the training and
-validation scenes, the validation curve and where each number came from. A stopped run resumes
+validation scenes, the validation curve and where each number came from. Last, the validation scenes
+choose predict's post-processing for the model among ``--post_grid`` (scene-adaptive threshold,
+median gate radius and mode; ``bench.bench_quality.POST_GRID``), segmented at native size and
+scored by CDnet rules: best.json's "post" holds the choice, which predict takes as its defaults
+for this model (flags given win). A stopped run resumes
 where its last checkpoint left it when the same command runs again (``--fresh`` starts over).
 
     python -m bench.train_release --steps 8000     # the shipped model (about 45 minutes on 2 cores)
@@ -28,8 +32,8 @@ from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from bench.bench_quality import (ROOT, apply_overrides, composites, fold_records, group_arg,  # noqa: E402
-                                  scene_group, scene_sources)
+from bench.bench_quality import (ROOT, apply_overrides, choose_post, composites, fold_records, group_arg,  # noqa: E402
+                                  post_grid_arg, predict_scene, scene_group, scene_sources, score_scene)
 
 
 def validation_scenes(sources: dict, data: Path, names: str, seed: int) -> list[str]:
@@ -70,6 +74,9 @@ def main(argv=None) -> dict:
     ap.add_argument("--scenes", default="", help="comma-separated scene names (default: every scene of --groups)")
     ap.add_argument("--groups", default="", help="scene groups to train on (bench.bench_quality.SCENE_GROUPS; "
                                                  "default: every labelled scene of --data)")
+    ap.add_argument("--post_grid", default="all",
+                    help="predict's post-processing entries (bench.bench_quality.POST_GRID) tried on the validation "
+                         "scenes; the best is stored in best.json as the model's predict defaults ('none': not)")
     ap.add_argument("--threshold_from", default="",
                     help="where --threshold comes from (stored in best.json; required with --threshold)")
     args = ap.parse_args(argv)
@@ -135,6 +142,19 @@ def main(argv=None) -> dict:
             "validation_per_threshold": validated.get("per_threshold"),
             "train_seconds": time.time() - t0, "final_loss": result.get("last_loss")}
     write_json(out / BEST_NAME, info)
+    grid = post_grid_arg(args.post_grid) if val else {}
+    if grid:  # the validation scenes choose predict's post-processing for this model, at native size
+        val_f: dict = {key: {} for key in grid}
+        shutil.rmtree(work / "val_post", ignore_errors=True)
+        for key, (cal, gate, mode) in grid.items():
+            for v in val:
+                predict_scene(sources[v], work / "val_post" / key, "hofam", out, threshold, cal, gate, mode)
+                val_f[key][v] = score_scene(work / "val_post" / key, sources[v], work / "val_post_scores" / key / v)
+        chosen = choose_post(val_f, test=train)
+        cal, gate, mode = grid[chosen]
+        info["post"] = {"chosen": chosen, "calibrate_frames": cal, "median_gate": gate, "gate_mode": mode,
+                        "chosen_on": val, "validation_f": val_f}
+        write_json(out / BEST_NAME, info)
     print(json.dumps(info, indent=1))
     return info
 

@@ -403,3 +403,34 @@ def test_export_is_float32_whatever_the_host_cpu(tmp_path, tiny_model, monkeypat
     assert "bfloat16" in _graph_dtypes(tmp_path / "bf16" / "saved_model")  # the scan sees bf16 when present
     assert json.loads((tmp_path / "bf16" / "export.json").read_text())["dtype_policy"] == "mixed_bfloat16"
     assert bf16["precision"] == "auto"
+
+
+@pytest.mark.slow
+def test_predict_defaults_are_the_models_validated_post_processing(tmp_path, tiny_model):
+    """best.json's "post" (chosen on the run's validation scenes) gives predict's defaults for that
+    model; a flag given wins; --gate_fill contradicting --gate_mode is an error."""
+    import shutil
+
+    run = tmp_path / "run"
+    shutil.copytree(tiny_model, run)
+    (run / "best.json").write_text(json.dumps({"threshold": 0.6, "post": {
+        "chosen": "x", "calibrate_frames": 0, "median_gate": 3.0, "gate_mode": "components"}}))
+    images, _ = make_scene(4, frames=6, size=256)
+    _write_video(tmp_path / "cam.avi", [cv2.resize(i, (320, 240)) for i in images])
+
+    def predict(name, *flags):
+        return subprocess.run([sys.executable, str(ROOT / "main.py"), "--phase=predict", f"--input={tmp_path / 'cam.avi'}",
+                               f"--output_dir={tmp_path / name}", f"--ckpt={run}", "--nooverlay_video", *flags],
+                              capture_output=True, text=True, cwd=ROOT)
+
+    proc = predict("stored")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    s = json.loads((tmp_path / "stored" / "cam" / "summary.json").read_text())
+    assert (s["threshold"], s["calibrate_frames"], s["median_gate"], s["gate_mode"]) == (0.6, 0, 3.0, "components")
+    proc = predict("given", "--median_gate=1.5", "--gate_fill", "--calibrate_frames=4")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    s = json.loads((tmp_path / "given" / "cam" / "summary.json").read_text())
+    assert (s["calibrate_frames"], s["median_gate"], s["gate_mode"]) == (4, 1.5, "fill")
+    bad = predict("bad", "--gate_fill", "--gate_mode=pixel")
+    assert bad.returncode == 2 and "--gate_fill means --gate_mode=fill" in bad.stderr
+    assert not (tmp_path / "bad").exists()

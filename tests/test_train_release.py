@@ -13,7 +13,7 @@ ROOT = Path(__file__).resolve().parents[1]
 def test_release_training_validates_on_scenes_it_never_trains_on(tmp_path, shared_data):
     cmd = [sys.executable, "-m", "bench.train_release", f"--data={shared_data}", f"--work={tmp_path / 'work'}",
            f"--out={tmp_path / 'out'}", "--scenes=highway,office,rain", "--steps=4", "--val_every=2",
-           "--ngf=2", "--batch=2"]
+           "--ngf=2", "--batch=2", "--post_grid=plain,gate1.5_components"]
     proc = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
     assert proc.returncode == 0, proc.stderr[-3000:]
     best = json.loads((tmp_path / "out" / "best.json").read_text())
@@ -28,6 +28,18 @@ def test_release_training_validates_on_scenes_it_never_trains_on(tmp_path, share
     records = json.loads((Path(run_best["val_pattern"]).parent / "dataset.json").read_text())
     assert sorted(records["splits"]["test"]["sequences"]) == sorted(
         {"highway": "baseline_highway", "office": "baseline_office", "rain": "rain"}[v] for v in val)
+    # the validation scenes chose predict's post-processing, each F the scorer's on its masks
+    post = best["post"]
+    assert post["chosen_on"] == val and set(post["validation_f"]) == {"plain", "gate1.5_components"}
+    mean = {k: sum(fs.values()) / len(fs) for k, fs in post["validation_f"].items()}
+    assert mean[post["chosen"]] == max(mean.values())
+    for key, fs in post["validation_f"].items():
+        assert set(fs) == set(val)
+        for v, f in fs.items():
+            m = json.loads((tmp_path / "work" / "val_post_scores" / key / v / "metrics.json").read_text())
+            assert f == pytest.approx(next(iter(m["cdnet"]["per_sequence"].values()))["f_measure"])
+    want = {"plain": (0, 0.0, "pixel"), "gate1.5_components": (0, 1.5, "components")}[post["chosen"]]
+    assert (post["calibrate_frames"], post["median_gate"], post["gate_mode"]) == want
     for name in ("model.keras", "config.json"):
         assert (tmp_path / "out" / name).is_file()
     # the same command again resumes: nothing is retrained, the record is the same

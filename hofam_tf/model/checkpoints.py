@@ -69,6 +69,22 @@ def stored_threshold(ckpt: str | Path) -> float:
     return float(info["threshold"]) if info and "threshold" in info else DEFAULT_THRESHOLD
 
 
+# The fields of predict's post-processing a run may record in best.json under "post", chosen on its
+# validation scenes (bench/train_release.py); predict takes them as its defaults for that model.
+POST_FIELDS = ("calibrate_frames", "median_gate", "gate_mode")
+
+
+def stored_post(ckpt: str | Path) -> dict:
+    """The post-processing the run chose on its validation scenes (``POST_FIELDS`` of best.json's
+    "post"), or {} when it chose none."""
+    info = best_info(ckpt) or {}
+    post = info.get("post") or {}
+    missing = [k for k in POST_FIELDS if k not in post]
+    if post and missing:
+        raise HOFAMInputError(f"{run_dir_of(ckpt) / BEST_NAME}: its \"post\" lacks {', '.join(missing)}")
+    return {k: post[k] for k in POST_FIELDS} if post else {}
+
+
 def make_checkpoint(model, optimizer=None, step=None, average=None) -> tf.train.Checkpoint:
     parts = {"model": model}
     if average is not None:
