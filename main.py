@@ -233,12 +233,14 @@ def _post_settings(ckpt) -> dict:
     from hofam_tf.model.checkpoints import stored_post
 
     stored = stored_post(ckpt) if ckpt is not None else {}
-    given = {k: getattr(FLAGS, k) for k in ("calibrate_frames", "median_gate", "gate_mode") if FLAGS[k].present}
+    flags_now = {"calibrate_frames": FLAGS.calibrate_frames, "median_gate": FLAGS.median_gate,
+                 "gate_mode": FLAGS.gate_mode}
+    given = {k: v for k, v in flags_now.items() if FLAGS[k].present}
     if FLAGS.gate_fill:
         if given.get("gate_mode", "fill") != "fill":
             raise HOFAMInputError(f"--gate_fill means --gate_mode=fill, not {FLAGS.gate_mode}: give one of them")
         given["gate_mode"] = "fill"
-    post = {k: given.get(k, stored.get(k, getattr(FLAGS, k))) for k in ("calibrate_frames", "median_gate", "gate_mode")}
+    post = {k: given.get(k, stored.get(k, v)) for k, v in flags_now.items()}
     if FLAGS.threshold is not None and not FLAGS["calibrate_frames"].present:
         post["calibrate_frames"] = 0
     return post
