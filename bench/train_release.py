@@ -17,6 +17,7 @@ for this model (flags given win). A stopped run resumes
 where its last checkpoint left it when the same command runs again (``--fresh`` starts over).
 
     python -m bench.train_release --steps 8000     # the shipped model (about 45 minutes on 2 cores)
+    python -m bench.budget_curve                   # then: unseen-scene F at each kept checkpoint
 """
 from __future__ import annotations
 
@@ -115,7 +116,8 @@ def main(argv=None) -> dict:
     pattern = f"{real_rec}/train-*.tfrecord,{demo_rec}/train-*.tfrecord"
     cfg = dataclasses.replace(cfg, train=dataclasses.replace(
         cfg.train, train_pattern=pattern, val_pattern=str(real_rec / "test-*.tfrecord") if val else "",
-        val_every=args.val_every, ckpt_every=min(args.val_every, args.steps)))
+        val_every=args.val_every, ckpt_every=min(args.val_every, args.steps),
+        keep_ckpts=args.steps // min(args.val_every, args.steps) + 1))  # all: bench.budget_curve reads them
     run = work / "run"
     if args.fresh:
         shutil.rmtree(run, ignore_errors=True)

@@ -46,6 +46,22 @@ def test_release_training_validates_on_scenes_it_never_trains_on(tmp_path, share
     again = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
     assert again.returncode == 0, again.stderr[-3000:]
     assert json.loads((tmp_path / "out" / "best.json").read_text())["steps"] == best["steps"]
+    # the budget curve: every kept checkpoint on the validation scenes, at its own validated threshold
+    curve = subprocess.run([sys.executable, "-m", "bench.budget_curve", f"--data={shared_data}",
+                            f"--run={tmp_path / 'work' / 'run'}", f"--out={tmp_path / 'out'}",
+                            f"--work={tmp_path / 'curve'}"], capture_output=True, text=True, cwd=ROOT)
+    assert curve.returncode == 0, curve.stderr[-3000:]
+    report = json.loads(curve.stdout)
+    assert report["scenes"] == val and sorted(report["curve"], key=int) == ["2", "4"]
+    history = {str(h["step"]): h for h in run_best["history"]}
+    for step, row in report["curve"].items():
+        assert row["threshold"] == history[step]["threshold"]
+        for mode in ("plain", "defaults"):
+            for v, f in row[mode]["per_scene_f"].items():
+                m = json.loads((tmp_path / "curve" / f"step{step}" / f"scores_{mode}" / v / "metrics.json").read_text())
+                assert f == pytest.approx(next(iter(m["cdnet"]["per_sequence"].values()))["f_measure"])
+            summary = json.loads(next((tmp_path / "curve" / f"step{step}" / mode).glob("*/summary.json")).read_text())
+            assert (summary["calibrate_frames"] > 0) == (mode == "defaults")
     # a threshold from elsewhere must say where it came from
     bad = subprocess.run(cmd + ["--threshold=0.9"], capture_output=True, text=True, cwd=ROOT)
     assert bad.returncode == 2 and "--threshold_from" in bad.stderr
