@@ -121,9 +121,14 @@ def main(argv=None) -> dict:
     run = work / "run"
     if args.fresh:
         shutil.rmtree(run, ignore_errors=True)
+    out = Path(args.out)
+    prior = json.loads((out / BEST_NAME).read_text()) if (out / BEST_NAME).exists() else {}
     t0 = time.time()
     result = run_train(cfg, run, progress=True)
-    out = Path(args.out)
+    train_seconds, final_loss = time.time() - t0, result.get("last_loss")
+    if result["steps"] == result.get("resumed_from") and prior.get("max_steps") == args.steps and \
+            prior.get("validation_scenes") == val:  # a finished run again: keep what training it took
+        train_seconds, final_loss = prior.get("train_seconds"), prior.get("final_loss")
     out.mkdir(parents=True, exist_ok=True)
     with atomic_path(out / FINAL_MODEL) as tmp:  # a half-copied model is never taken for complete
         shutil.copy(run / FINAL_MODEL, tmp)
@@ -142,7 +147,7 @@ def main(argv=None) -> dict:
             "validation_f": validated.get("f_measure"),
             "validation_curve": {h["step"]: h["f_measure"] for h in validated.get("history", [])},
             "validation_per_threshold": validated.get("per_threshold"),
-            "train_seconds": time.time() - t0, "final_loss": result.get("last_loss")}
+            "train_seconds": train_seconds, "final_loss": final_loss}
     write_json(out / BEST_NAME, info)
     grid = post_grid_arg(args.post_grid) if val else {}
     if grid:  # the validation scenes choose predict's post-processing for this model, at native size

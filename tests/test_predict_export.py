@@ -434,3 +434,20 @@ def test_predict_defaults_are_the_models_validated_post_processing(tmp_path, tin
     bad = predict("bad", "--gate_fill", "--gate_mode=pixel")
     assert bad.returncode == 2 and "--gate_fill means --gate_mode=fill" in bad.stderr
     assert not (tmp_path / "bad").exists()
+
+
+def test_fill_holes_matches_scipy_on_random_masks():
+    """predict's flood-fill hole filling against scipy's binary_fill_holes, independently."""
+    from scipy.ndimage import binary_fill_holes
+
+    from hofam_tf.tasks.predict import fill_holes
+
+    rng = np.random.default_rng(3)
+    for _ in range(40):
+        h, w = rng.integers(1, 120, 2)
+        mask = rng.random((h, w)) < rng.uniform(0.1, 0.9)
+        mask = cv2.morphologyEx(mask.astype(np.uint8), cv2.MORPH_CLOSE, np.ones((3, 3), np.uint8)) > 0
+        np.testing.assert_array_equal(fill_holes(mask), binary_fill_holes(mask))
+    ring = np.zeros((9, 9), bool)
+    ring[2:7, 2:7], ring[3:6, 3:6] = True, False
+    assert fill_holes(ring)[4, 4] and not fill_holes(ring)[0, 0]

@@ -20,6 +20,19 @@ def test_release_model_is_shipped_small_and_complete():
     assert 0 < info["threshold"] < 1 and stored_threshold(RELEASE_DIR) == info["threshold"]
     model, cfg = load_for_inference(RELEASE_DIR)
     assert cfg.model.ngf == 8 and model.count_params() == 2712889
+    # every number was chosen on scenes it never trained on, and best.json says so
+    val, train = info["validation_scenes"], info["training_scenes"]
+    assert val and not set(val) & set(train) and info["steps"] <= info["max_steps"]
+    assert str(info["steps"]) in {str(k) for k in info["validation_curve"]}
+    post = info["post"]
+    assert post["chosen_on"] == val and set(post["validation_f"][post["chosen"]]) == set(val)
+    mean = {k: sum(fs.values()) / len(fs) for k, fs in post["validation_f"].items()}
+    assert mean[post["chosen"]] == max(mean.values())
+    from hofam_tf.model.checkpoints import stored_post
+    from hofam_tf.tasks.predict import PredictOptions
+
+    assert stored_post(RELEASE_DIR) == {k: post[k] for k in ("calibrate_frames", "median_gate", "gate_mode")}
+    PredictOptions(**stored_post(RELEASE_DIR))  # valid predict settings
 
 
 def test_predict_without_ckpt_uses_the_release_model(tmp_path, shared_data):
@@ -27,7 +40,7 @@ def test_predict_without_ckpt_uses_the_release_model(tmp_path, shared_data):
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
     proc = subprocess.run([sys.executable, str(ROOT / "main.py"), "--phase=predict", f"--input={scene}",
                            f"--output_dir={tmp_path}", "--max_frames=12", "--inference_precision=float32",
-                           "--nooverlay_video", "--median_gate=0"], capture_output=True, text=True, cwd=ROOT, env=env)
+                           "--nooverlay_video", "--median_gate=0", "--calibrate_frames=200"], capture_output=True, text=True, cwd=ROOT, env=env)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "release model" in proc.stdout
     summary = json.loads((tmp_path / "pedestrians" / "summary.json").read_text())

@@ -45,7 +45,10 @@ def test_release_training_validates_on_scenes_it_never_trains_on(tmp_path, share
     # the same command again resumes: nothing is retrained, the record is the same
     again = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
     assert again.returncode == 0, again.stderr[-3000:]
-    assert json.loads((tmp_path / "out" / "best.json").read_text())["steps"] == best["steps"]
+    again_best = json.loads((tmp_path / "out" / "best.json").read_text())
+    assert again_best["steps"] == best["steps"]
+    assert (again_best["train_seconds"], again_best["final_loss"]) == (best["train_seconds"], best["final_loss"])
+    assert best["train_seconds"] > 0 and best["final_loss"]["loss"] > 0
     # the budget curve: every kept checkpoint on the validation scenes, at its own validated threshold
     curve = subprocess.run([sys.executable, "-m", "bench.budget_curve", f"--data={shared_data}",
                             f"--run={tmp_path / 'work' / 'run'}", f"--out={tmp_path / 'out'}",
