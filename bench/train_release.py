@@ -136,6 +136,12 @@ def main(argv=None) -> dict:
     saved = dataclasses.replace(saved, train=dataclasses.replace(saved.train, train_pattern=""))
     saved.save(out / CONFIG_NAME)
     validated = json.loads((run / BEST_NAME).read_text()) if val else {}
+    if val:  # the kept model scored again on the validation records over today's threshold grid
+        from hofam_tf.model.checkpoints import load_for_inference
+        from hofam_tf.tasks.validation import Validator
+
+        scored = Validator(cfg.train.val_pattern).evaluate(load_for_inference(out)[0])
+        validated.update(threshold=scored.threshold, f_measure=scored.f_measure, per_threshold=scored.per_threshold)
     threshold = args.threshold if args.threshold is not None else validated.get("threshold", 0.5)
     info = {"threshold": threshold, "steps": validated.get("step", result["steps"]), "max_steps": args.steps,
             "recipe": args.sets, "ngf": args.ngf, "groups": group_arg(args.groups) or "all",
@@ -143,7 +149,8 @@ def main(argv=None) -> dict:
             "validation_scenes": val,
             "steps_from": f"best validation F on {val} over {args.steps} updates" if val else "the last update",
             "threshold_from": args.threshold_from if args.threshold is not None else
-            (f"best validation F on {val} at the kept step" if val else "default 0.5"),
+            (f"best validation F on {val} at the kept step, over the grid hofam_tf.tasks.validation.THRESHOLDS"
+             if val else "default 0.5"),
             "validation_f": validated.get("f_measure"),
             "validation_curve": {h["step"]: h["f_measure"] for h in validated.get("history", [])},
             "validation_per_threshold": validated.get("per_threshold"),
