@@ -38,7 +38,8 @@ def checkpoints(ckpt_dir: Path) -> dict[int, Path]:
 def main(argv=None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--run", default="/tmp/hofam_release/run", help="a run directory (config.json, ckpt/, best.json)")
-    ap.add_argument("--ckpt_dir", default="", help="where its checkpoints are (default: RUN/ckpt)")
+    ap.add_argument("--ckpt_dir", default="", help="where its checkpoints are: a folder beside a config.json "
+                                                   "(default: RUN/ckpt)")
     ap.add_argument("--out", default=str(ROOT / "checkpoints" / "release"),
                     help="the release folder whose best.json names the validation scenes")
     ap.add_argument("--scenes", default="", help="comma-separated scenes (default: the run's validation scenes)")
@@ -55,7 +56,10 @@ def main(argv=None) -> dict:
     unknown = sorted(set(names) - set(sources))
     if unknown:
         sys.exit(f"error: --scenes: {unknown} are not labelled scenes of {args.data}")
-    found = checkpoints(Path(args.ckpt_dir) if args.ckpt_dir else run / "ckpt")
+    ckpt_dir = Path(args.ckpt_dir) if args.ckpt_dir else run / "ckpt"
+    if not (ckpt_dir.parent / "config.json").exists():  # how a checkpoint prefix finds its model (checkpoints.py)
+        sys.exit(f"error: {ckpt_dir}: not a run's checkpoint folder (no config.json beside it)")
+    found = checkpoints(ckpt_dir)
     if not found:
         sys.exit(f"error: {args.ckpt_dir or run / 'ckpt'}: no checkpoints")
     steps = list(found)
