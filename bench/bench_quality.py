@@ -261,6 +261,33 @@ def predict_scene(seq, out: Path, method: str, ckpt=None, threshold: float = 0.5
     return run_predict(seq.path, ckpt, out, opts, progress=False)["sequences"][0]["threshold"]
 
 
+def post_on_validation(grid: dict, val: list[str], sources: dict, ckpt, threshold: float, work: Path,
+                       reported: list[str]) -> dict:
+    """Segments the validation scenes ``val`` with every ``grid`` entry (``POST_GRID``'s
+    (calibrate_frames, median_gate, gate_mode)) at native size under ``work``/val_post, scores them
+    (``work``/val_post_scores) and returns the choice (``choose_post``, which refuses a scene of
+    ``reported``) with every entry's validation F: the "post" record of a fold or a release model."""
+    val_f: dict = {key: {} for key in grid}
+    for key, (cal, gate, mode) in grid.items():
+        for v in val:
+            predict_scene(sources[v], work / "val_post" / key, "hofam", ckpt, threshold, cal, gate, mode)
+            val_f[key][v] = score_scene(work / "val_post" / key, sources[v], work / "val_post_scores" / key / v)
+    chosen = choose_post(val_f, reported)
+    cal, gate, mode = grid[chosen]
+    return {"chosen": chosen, "calibrate_frames": cal, "median_gate": gate, "gate_mode": mode,
+            "chosen_on": val, "validation_f": val_f}
+
+
+def pick_scenes(sources: dict, names: str, data) -> dict:
+    """``sources`` narrowed to the comma-separated ``names`` (all when empty); an unknown name exits
+    with an error naming it."""
+    chosen = [n for n in names.split(",") if n]
+    unknown = sorted(set(chosen) - set(sources))
+    if unknown:
+        raise SystemExit(f"--scenes: {unknown} are not labelled scenes of {data}")
+    return {n: sources[n] for n in chosen} if chosen else sources
+
+
 def main(argv=None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--setting", choices=sorted(SETTINGS), default="quick")
@@ -316,8 +343,7 @@ def main(argv=None) -> dict:
     cfg = apply_overrides(base, args.sets)
     work = Path(args.work)
     sources = scene_sources(Path(args.data), group_arg(args.groups))
-    if args.scenes:
-        sources = {n: sources[n] for n in args.scenes.split(",") if n}
+    sources = pick_scenes(sources, args.scenes, args.data)
     if len(sources) < 3:
         raise SystemExit(f"{args.data}: need at least 3 labelled scenes, found {sorted(sources)}")
     names = sorted(sources)
@@ -400,18 +426,11 @@ def main(argv=None) -> dict:
                             fdir / "pred_scene_gated_fill", sources[n], fdir / "scores_scene_gated_fill" / n)
         post = None
         if grid:  # nested: the fold's validation scenes choose the post-processing for its unseen scenes
-            val_f = {key: {} for key in grid}
-            for key, (cal, gate, mode) in grid.items():
-                for v in val:
-                    predict_scene(sources[v], fdir / "val_post" / key, "hofam", fdir / "run", threshold, cal, gate, mode)
-                    val_f[key][v] = score_scene(fdir / "val_post" / key, sources[v], fdir / "val_post_scores" / key / v)
-            chosen = choose_post(val_f, test)
-            cal, gate, mode = grid[chosen]
+            post = post_on_validation(grid, val, sources, fdir / "run", threshold, fdir, test)
             for n in test:
-                predict_scene(sources[n], fdir / "pred_nested", "hofam", fdir / "run", threshold, cal, gate, mode)
+                predict_scene(sources[n], fdir / "pred_nested", "hofam", fdir / "run", threshold,
+                              post["calibrate_frames"], post["median_gate"], post["gate_mode"])
                 scores[n]["hofam_nested"] = score_scene(fdir / "pred_nested", sources[n], fdir / "scores_nested" / n)
-            post = {"chosen": chosen, "calibrate_frames": cal, "median_gate": gate, "gate_mode": mode,
-                    "chosen_on": val, "validation_f": val_f}
         hindsight.update(best_thresholds_in_hindsight(fdir / "run", comp, sources, test))
         best = json.loads((fdir / "run" / "best.json").read_text())
         history = best.get("history", [])

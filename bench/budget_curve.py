@@ -22,7 +22,9 @@ from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from bench.bench_quality import ROOT, predict_scene, scene_sources, score_scene  # noqa: E402
+from hofam_tf.tasks.predict import CALIBRATE_FRAMES, MEDIAN_GATE  # noqa: E402  (predict's fixed defaults)
+
+from bench.bench_quality import ROOT, pick_scenes, predict_scene, scene_sources, score_scene  # noqa: E402
 
 
 def checkpoints(ckpt_dir: Path) -> dict[int, Path]:
@@ -50,18 +52,15 @@ def main(argv=None) -> dict:
 
     run = Path(args.run)
     history = {h["step"]: h for h in json.loads((run / "best.json").read_text()).get("history", [])}
-    names = [n for n in args.scenes.split(",") if n] or json.loads((Path(args.out) / "best.json").read_text())[
-        "validation_scenes"]
-    sources = scene_sources(Path(args.data), ())
-    unknown = sorted(set(names) - set(sources))
-    if unknown:
-        sys.exit(f"error: --scenes: {unknown} are not labelled scenes of {args.data}")
+    names = args.scenes or ",".join(json.loads((Path(args.out) / "best.json").read_text())["validation_scenes"])
+    sources = pick_scenes(scene_sources(Path(args.data), ()), names, args.data)
+    names = list(sources)
     ckpt_dir = Path(args.ckpt_dir) if args.ckpt_dir else run / "ckpt"
     if not (ckpt_dir.parent / "config.json").exists():  # how a checkpoint prefix finds its model (checkpoints.py)
         sys.exit(f"error: {ckpt_dir}: not a run's checkpoint folder (no config.json beside it)")
     found = checkpoints(ckpt_dir)
     if not found:
-        sys.exit(f"error: {args.ckpt_dir or run / 'ckpt'}: no checkpoints")
+        sys.exit(f"error: {ckpt_dir}: no checkpoints")
     steps = list(found)
     steps = sorted(set(steps[args.every - 1::args.every]) | {steps[-1]})
     work = Path(args.work)
@@ -71,7 +70,7 @@ def main(argv=None) -> dict:
             continue
         threshold = history[step]["threshold"]
         row = {"validation_f_tiles": history[step]["f_measure"], "threshold": threshold}
-        for mode, (cal, gate) in {"plain": (0, 0.0), "defaults": (200, 1.5)}.items():
+        for mode, (cal, gate) in {"plain": (0, 0.0), "defaults": (CALIBRATE_FRAMES, MEDIAN_GATE)}.items():
             fs = {}
             for n in names:
                 out = work / f"step{step}" / mode

@@ -33,8 +33,8 @@ from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from bench.bench_quality import (ROOT, apply_overrides, choose_post, composites, fold_records, group_arg,  # noqa: E402
-                                  post_grid_arg, predict_scene, scene_group, scene_sources, score_scene)
+from bench.bench_quality import (ROOT, apply_overrides, composites, fold_records, group_arg, pick_scenes,  # noqa: E402
+                                  post_grid_arg, post_on_validation, scene_group, scene_sources)
 
 
 def validation_scenes(sources: dict, data: Path, names: str, seed: int) -> list[str]:
@@ -97,11 +97,7 @@ def main(argv=None) -> dict:
                                        image_every=0))
     cfg = apply_overrides(base, args.sets)
     sources = scene_sources(Path(args.data), group_arg(args.groups))
-    if args.scenes:
-        unknown = sorted(set(args.scenes.split(",")) - set(sources))
-        if unknown:
-            raise SystemExit(f"--scenes: {unknown} are not labelled scenes of {args.data}")
-        sources = {n: sources[n] for n in args.scenes.split(",")}
+    sources = pick_scenes(sources, args.scenes, args.data)
     if not sources:
         raise SystemExit(f"{args.data}: no labelled scenes under cdnet2014/, sbi2015/ or ucsd/")
     val = validation_scenes(sources, Path(args.data), args.val_scenes, args.seed)
@@ -114,10 +110,11 @@ def main(argv=None) -> dict:
     if not (demo_rec / "dataset.json").exists():
         write_tfrecords(Path(args.data) / "hofam_demo", demo_rec, examples_per_shard=128, progress=False)
     pattern = f"{real_rec}/train-*.tfrecord,{demo_rec}/train-*.tfrecord"
+    ckpt_every = min(args.val_every, args.steps)
     cfg = dataclasses.replace(cfg, train=dataclasses.replace(
         cfg.train, train_pattern=pattern, val_pattern=str(real_rec / "test-*.tfrecord") if val else "",
-        val_every=args.val_every, ckpt_every=min(args.val_every, args.steps),
-        keep_ckpts=args.steps // min(args.val_every, args.steps) + 1))  # all: bench.budget_curve reads them
+        val_every=args.val_every, ckpt_every=ckpt_every,
+        keep_ckpts=args.steps // ckpt_every + 1))  # all: bench.budget_curve reads them
     run = work / "run"
     if args.fresh:
         shutil.rmtree(run, ignore_errors=True)
@@ -136,7 +133,10 @@ def main(argv=None) -> dict:
     saved = dataclasses.replace(saved, train=dataclasses.replace(saved.train, train_pattern=""))
     saved.save(out / CONFIG_NAME)
     validated = json.loads((run / BEST_NAME).read_text()) if val else {}
-    if val:  # the kept model scored again on the validation records over today's threshold grid
+    from hofam_tf.tasks.validation import THRESHOLDS
+
+    if val and {float(t) for t in validated.get("per_threshold", {})} != set(THRESHOLDS):
+        # the run validated over another threshold grid: the kept model scored again over today's
         from hofam_tf.model.checkpoints import load_for_inference
         from hofam_tf.tasks.validation import Validator
 
@@ -158,16 +158,8 @@ def main(argv=None) -> dict:
     write_json(out / BEST_NAME, info)
     grid = post_grid_arg(args.post_grid) if val else {}
     if grid:  # the validation scenes choose predict's post-processing for this model, at native size
-        val_f: dict = {key: {} for key in grid}
         shutil.rmtree(work / "val_post", ignore_errors=True)
-        for key, (cal, gate, mode) in grid.items():
-            for v in val:
-                predict_scene(sources[v], work / "val_post" / key, "hofam", out, threshold, cal, gate, mode)
-                val_f[key][v] = score_scene(work / "val_post" / key, sources[v], work / "val_post_scores" / key / v)
-        chosen = choose_post(val_f, test=train)
-        cal, gate, mode = grid[chosen]
-        info["post"] = {"chosen": chosen, "calibrate_frames": cal, "median_gate": gate, "gate_mode": mode,
-                        "chosen_on": val, "validation_f": val_f}
+        info["post"] = post_on_validation(grid, val, sources, out, threshold, work, reported=train)
         write_json(out / BEST_NAME, info)
     print(json.dumps(info, indent=1))
     return info

@@ -42,13 +42,21 @@ def test_release_training_validates_on_scenes_it_never_trains_on(tmp_path, share
     assert (post["calibrate_frames"], post["median_gate"], post["gate_mode"]) == want
     for name in ("model.keras", "config.json"):
         assert (tmp_path / "out" / name).is_file()
-    # the same command again resumes: nothing is retrained, the record is the same
+    # the same command again resumes: nothing is retrained, the record is the same; a run validated
+    # over an older threshold grid (here: one threshold short) has its kept model scored again
+    stale = dict(run_best, per_threshold={t: f for t, f in run_best["per_threshold"].items() if t != "0.995"})
+    (tmp_path / "work" / "run" / "best.json").write_text(json.dumps(stale))
     again = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
     assert again.returncode == 0, again.stderr[-3000:]
     again_best = json.loads((tmp_path / "out" / "best.json").read_text())
     assert again_best["steps"] == best["steps"]
     assert (again_best["train_seconds"], again_best["final_loss"]) == (best["train_seconds"], best["final_loss"])
     assert best["train_seconds"] > 0 and best["final_loss"]["loss"] > 0
+    from hofam_tf.tasks.validation import THRESHOLDS
+
+    assert {float(t) for t in again_best["validation_per_threshold"]} == set(THRESHOLDS)
+    assert again_best["threshold"] == best["threshold"]
+    assert again_best["validation_f"] == pytest.approx(best["validation_f"])
     # the budget curve: every kept checkpoint on the validation scenes, at its own validated threshold
     curve = subprocess.run([sys.executable, "-m", "bench.budget_curve", f"--data={shared_data}",
                             f"--run={tmp_path / 'work' / 'run'}", f"--out={tmp_path / 'out'}",
