@@ -57,7 +57,7 @@ def main() -> None:
                       ("dis_ultrafast", FlowConfig(dis_preset="ultrafast", reverse_check=False)),
                       ("farneback", FlowConfig(estimator="farneback", reverse_check=False))):
         t = time.perf_counter()
-        hops = [(fr, tile, hop) for fr, tile, hop in iter_hop(iter(frames), cfg, workers=2)]
+        hops = [(fr, tile, hop) for fr, tile, hop, _ in iter_hop(iter(frames), cfg, workers=2)]
         flow_fps[name] = len(hops) / (time.perf_counter() - t)
     out["flow_fps"] = flow_fps
 

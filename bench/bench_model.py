@@ -179,7 +179,7 @@ def real_tiles(count: int, flow) -> tuple:
     source = scene if scene.is_dir() else Path("/usr/share/doc/opencv-doc/examples/data/vtest.avi")
     seq = discover(source)[0]
     tiles, hops = [], []
-    for _, tile, hop in iter_hop(seq.iter_frames(lookback=flow.history), flow):
+    for _, tile, hop, _ in iter_hop(seq.iter_frames(lookback=flow.history), flow):
         tiles.append(tile)
         hops.append(hop)
         if len(tiles) == count:

@@ -232,13 +232,13 @@ def best_thresholds_in_hindsight(run: Path, comp: Path, sources: dict, scenes: l
     from hofam_tf.model.checkpoints import load_for_inference
     from hofam_tf.tasks.validation import Validator
 
-    model, _ = load_for_inference(run, precision="float32")
+    model, cfg = load_for_inference(run, precision="float32")
     out = {}
     for n in scenes:
         rec = scene_records_dir(comp, sources[n].name)
         if not (rec / "dataset.json").exists():
             fold_records(comp, sources, [n], [], rec)
-        per = Validator(str(rec / "train-*.tfrecord")).evaluate(model).per_threshold
+        per = Validator(str(rec / "train-*.tfrecord"), background=cfg.model.reference).evaluate(model).per_threshold
         t = max(per, key=per.get)
         out[n] = {"threshold": t, "f": per[t]}
     return out

@@ -140,7 +140,8 @@ def main(argv=None) -> dict:
         from hofam_tf.model.checkpoints import load_for_inference
         from hofam_tf.tasks.validation import Validator
 
-        scored = Validator(cfg.train.val_pattern).evaluate(load_for_inference(out)[0])
+        model, run_cfg = load_for_inference(out)
+        scored = Validator(cfg.train.val_pattern, background=run_cfg.model.reference).evaluate(model)
         validated.update(threshold=scored.threshold, f_measure=scored.f_measure, per_threshold=scored.per_threshold)
     threshold = args.threshold if args.threshold is not None else validated.get("threshold", 0.5)
     info = {"threshold": threshold, "steps": validated.get("step", result["steps"]), "max_steps": args.steps,

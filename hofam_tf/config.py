@@ -25,14 +25,19 @@ DEFAULT_COMPOSITES_DIR = "data/composites"
 DEFAULT_RECORDS_DIR = "data/tfrecords"
 DEFAULT_RUN_DIR = "checkpoints/hofam"
 TILE = 256  # side of each tile of the original composite layout (reference §2.1)
-# The model's two inputs; decoded examples and prediction batches use the same keys.
+# The model's inputs; decoded examples and prediction batches use the same keys. The background
+# reference is the third input of the opt-in variant (ModelConfig.reference) only.
 FRAME_KEY = "frame"
 HOP_KEY = "hop"
+BACKGROUND_KEY = "background"
 
 
-def model_inputs(frame, hop) -> dict:
-    """The input dict of the HOFAM model."""
-    return {FRAME_KEY: frame, HOP_KEY: hop}
+def model_inputs(frame, hop, background=None) -> dict:
+    """The input dict of the HOFAM model (with ``background`` for the background-reference variant)."""
+    out = {FRAME_KEY: frame, HOP_KEY: hop}
+    if background is not None:
+        out[BACKGROUND_KEY] = background
+    return out
 
 
 def section_from_dict(cls, values: dict[str, Any]):
@@ -54,10 +59,12 @@ def section_from_dict(cls, values: dict[str, Any]):
     return cls(**{k: value(k, v) for k, v in values.items()})
 
 
-def option(default, help: str, flag: str | None = None, choices: tuple | None = None):
+def option(default, help: str, flag: str | None = None, choices: tuple | None = None, derived: bool = False):
     """A config field with its command-line face: the flag's help, its name when it is not the
-    field's own, and its allowed values. ``hofam_tf.config_flags`` turns every field into a flag."""
-    return dataclasses.field(default=default, metadata={"help": help, "flag": flag, "choices": choices})
+    field's own, and its allowed values. ``hofam_tf.config_flags`` turns every field into a flag,
+    except a ``derived`` one, which ``RunConfig`` sets from another field."""
+    return dataclasses.field(default=default, metadata={"help": help, "flag": flag, "choices": choices,
+                                                        "derived": derived})
 
 
 @dataclasses.dataclass(frozen=True)
@@ -109,6 +116,14 @@ class FlowConfig:
       flow of tau1 is then not computed.
     background_frames: how many earlier frames the median takes (odd, so the median is a frame's
       grey level); the span is background_stride x background_frames frames.
+    reference_stride: (frames; 0 = off, the default and the original's inputs) when set, every
+      frame also gets a background reference: the per-pixel median RGB of ``background_frames``
+      earlier frames this many frames apart (256 tiles; frames before the first clamp to it). The
+      composites get it as a fourth tile, the TFRecords as ``img_background``, and the model takes
+      it as a third input beside the frame (``ModelConfig.reference``, set from this field by
+      ``RunConfig``): the HOP stays as it is, and the frame encoder sees frame and background
+      together, so it can tell what differs from the scene without the object, inside plain
+      surfaces too, where optical flow has little to hold on to.
     flo_pattern: for estimator "flo", the file name of the flow from frame T to frame T-tau,
       relative to the sequence's flow folder; ``{frame_id}`` and ``{tau}`` are filled in.
     """
@@ -126,14 +141,19 @@ class FlowConfig:
                                 "more than this many grey levels (5x5 mean; 0: off).")
     background_stride: int = option(0, "Channel B = |frame - median of earlier frames this many frames apart| "
                                     "instead of the tau1 flow (0: off).")
-    background_frames: int = option(9, "How many earlier frames the background median takes (odd).")
+    background_frames: int = option(9, "How many earlier frames a background median takes (odd): the B channel's "
+                                    "and the reference's.")
+    reference_stride: int = option(0, "Background reference: a third model input, the median RGB of "
+                                   "background_frames earlier frames this many frames apart (0: off, the "
+                                   "original's two inputs).")
     flo_pattern: str = option("{frame_id}_tau{tau}.flo", ".flo file name pattern (estimator=flo).")
     encoding: str = option("log", "How flow magnitude becomes HOP grey levels.", flag="hop_encoding",
                            choices=HOP_ENCODINGS)
 
     # Fields added after files recording flow settings were first written, with the value an absent
     # key stands for (how those files were made), whatever today's default.
-    ABSENT_MEANS = {"reverse_check": False, "change_gate": 0.0, "background_stride": 0, "background_frames": 9}
+    ABSENT_MEANS = {"reverse_check": False, "change_gate": 0.0, "background_stride": 0, "background_frames": 9,
+                    "reference_stride": 0}
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> "FlowConfig":
@@ -157,6 +177,8 @@ class FlowConfig:
             raise HOFAMInputError(f"change_gate must be >= 0 grey levels (0: off), got {self.change_gate}")
         if int(self.background_stride) < 0:
             raise HOFAMInputError(f"background_stride must be >= 0 frames (0: off), got {self.background_stride}")
+        if int(self.reference_stride) < 0:
+            raise HOFAMInputError(f"reference_stride must be >= 0 frames (0: off), got {self.reference_stride}")
         if int(self.background_frames) < 1 or int(self.background_frames) % 2 == 0:
             raise HOFAMInputError(f"background_frames must be a positive odd count, got {self.background_frames}")
         if self.dis_preset not in DIS_PRESET_NAMES:
@@ -167,11 +189,12 @@ class FlowConfig:
         object.__setattr__(self, "change_gate", float(self.change_gate))
         object.__setattr__(self, "background_stride", int(self.background_stride))
         object.__setattr__(self, "background_frames", int(self.background_frames))
+        object.__setattr__(self, "reference_stride", int(self.reference_stride))
 
     @property
     def history(self) -> int:
-        """How many frames before frame T its HOP image reads: tau3, or the background's span."""
-        return max(max(self.taus), self.background_stride * self.background_frames)
+        """How many frames before frame T its inputs read: tau3, or a background median's span."""
+        return max(max(self.taus), max(self.background_stride, self.reference_stride) * self.background_frames)
 
     @property
     def flow_taus(self) -> tuple[int, ...]:
@@ -192,6 +215,10 @@ class ModelConfig:
       Op(tau3) and zeroes G and B (the original's demo phase, bug B7).
     bottleneck_stride: 1 (default) or 2 (the original's fusion0); identical at 256x256.
     dtype: Keras dtype policy name: "float32", "mixed_bfloat16" or "mixed_float16".
+    reference: the background-reference variant (opt-in; default False, the original's two
+      inputs): a third input ``background`` [B,H,W,3] (``FlowConfig.reference_stride``) is stacked
+      with the frame as six channels of the frame encoder's first convolution, the only layer
+      that changes (7x7x6 instead of 7x7x3 weights); the HOP encoder is unchanged.
     """
 
     ngf: int = option(64, "Base width (the original's gf_dim).")
@@ -202,6 +229,8 @@ class ModelConfig:
     dropout: float = option(0.5, "Dropout rate of the first three decoder levels (0: none).")
     bottleneck_stride: int = option(1, "Stride of the bottleneck fusion (2: the original's, 256x256 only).")
     dtype: str = option("float32", "Dtype policy.", flag="precision", choices=DTYPE_POLICIES)
+    reference: bool = option(False, "Background-reference variant: a third input (set from "
+                             "FlowConfig.reference_stride).", derived=True)
 
     def __post_init__(self) -> None:
         if self.ngf < 1:
@@ -438,6 +467,12 @@ class RunConfig:
     train: TrainConfig = TrainConfig()
     flow: FlowConfig = FlowConfig()
     augment: AugmentConfig = AugmentConfig()
+
+    def __post_init__(self) -> None:
+        # the model takes a background reference exactly when the data makes one
+        reference = self.flow.reference_stride > 0
+        if self.model.reference != reference:
+            object.__setattr__(self, "model", dataclasses.replace(self.model, reference=reference))
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

@@ -2,7 +2,8 @@
 
 Every field of ``RunConfig``'s sections is a flag: its name is the field's (or the ``flag`` given
 in ``hofam_tf.config.option``, e.g. ``--precision`` for ``model.dtype``), its default and help
-are the field's, choices become an enum and tuples are comma-separated integers. A new config
+are the field's, choices become an enum and tuples are comma-separated integers (a field that
+``RunConfig`` derives from another, such as ``model.reference``, has none). A new config
 field is therefore a new flag with nothing else to write. ``--image_size`` sets the model's
 height and width at once.
 
@@ -36,6 +37,8 @@ def fields(names=None):
     for section, cls in sections(names).items():
         hints = typing.get_type_hints(cls)
         for f in dataclasses.fields(cls):
+            if f.metadata.get("derived"):
+                continue  # set by RunConfig from another field, never on its own
             yield section, f, f.metadata.get("flag") or f.name, hints[f.name]
 
 

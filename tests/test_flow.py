@@ -201,7 +201,7 @@ def test_iter_hop_keeps_the_frames_the_background_needs():
     cfg = FlowConfig(dis_preset="balanced", background_stride=4, background_frames=3)
     for start in (0, 30):  # a sequence read whole, and one read from a later start (its lookback)
         frames = [Frame(i, f"{i:03d}", rgb[i], None, i >= 35) for i in range(start, 40)]
-        out = {f.index: hop for f, _, hop in iter_hop(iter(frames), cfg, workers=2, max_pending=2)}
+        out = {f.index: hop for f, _, hop, _ in iter_hop(iter(frames), cfg, workers=2, max_pending=2)}
         assert sorted(out) == list(range(35, 40))
         grays = {i: to_gray(resize_frame(rgb[i])) for i in range(start, 40)}
         grays.update({i: grays[start] for i in range(start)})  # before the start: the first frame read
@@ -216,8 +216,8 @@ def test_iter_hop_streams_every_scored_frame_in_order():
     frames = [Frame(i, f"{i:03d}", (texture(rng, 120, 160, 6) * 255).astype(np.uint8), None, i >= 3)
               for i in range(15)]
     out = list(iter_hop(iter(frames), FlowConfig(), workers=2, max_pending=3))
-    assert [f.frame_id for f, _, _ in out] == [f"{i:03d}" for i in range(3, 15)]
-    assert all(t.shape == (256, 256, 3) and h.shape == (256, 256, 3) for _, t, h in out)
+    assert [f.frame_id for f, _, _, _ in out] == [f"{i:03d}" for i in range(3, 15)]
+    assert all(t.shape == (256, 256, 3) and h.shape == (256, 256, 3) and r is None for _, t, h, r in out)
 
 
 def test_flo_round_trip_and_resize(tmp_path):

@@ -29,12 +29,17 @@ on or off leaves every other draw as it was.
 With ``FlowConfig.background_stride`` channel B holds a background difference, not motion: it gets
 the crop and flip, and the HOP gain as a contrast change (its grey levels times the gain, clipped),
 but no motion scaling, spread, channel drop or noise floor (``motion_channels``).
+
+The background reference (``FlowConfig.reference_stride``, key ``background``) gets the frame's
+crop and flip, and the frame's photometric draws (the same seed: a light or camera change alters
+frame and background alike, and a dropped frame's background is the same noise, which says
+"nothing changed"); frame swap takes it along with the frame.
 """
 from __future__ import annotations
 
 import tensorflow as tf
 
-from hofam_tf.config import FRAME_KEY, HOP_KEY, AugmentConfig, FlowConfig
+from hofam_tf.config import BACKGROUND_KEY, FRAME_KEY, HOP_KEY, AugmentConfig, FlowConfig
 from hofam_tf.data.flow import log_span
 
 def _uniform(seed, batch, low=0.0, high=1.0):
@@ -177,7 +182,9 @@ def swap_frames(ex: dict, seed, cfg: AugmentConfig) -> dict:
     batch = tf.shape(ex[FRAME_KEY])[0]
     swap = _chosen(seed, batch, cfg.frame_swap)
     out = dict(ex)
-    out[FRAME_KEY] = tf.where(swap, tf.roll(ex[FRAME_KEY], shift=-1, axis=0), ex[FRAME_KEY])
+    for key in (FRAME_KEY, BACKGROUND_KEY):  # a frame goes with its own scene's background
+        if key in ex:
+            out[key] = tf.where(swap, tf.roll(ex[key], shift=-1, axis=0), ex[key])
     return out
 
 
@@ -191,12 +198,13 @@ def geometry(ex: dict, seed, cfg: AugmentConfig, flow: FlowConfig = FlowConfig()
     boxes, side = crop_boxes(seeds[0], batch, cfg.min_crop, cfg.max_crop)
     index = tf.range(batch)
     out = dict(ex)
-    for key in (FRAME_KEY, HOP_KEY, "mask", "weight"):
-        method = "bilinear" if key in (FRAME_KEY, HOP_KEY) else "nearest"
+    keys = [k for k in (FRAME_KEY, HOP_KEY, BACKGROUND_KEY, "mask", "weight") if k in ex]
+    for key in keys:
+        method = "nearest" if key in ("mask", "weight") else "bilinear"
         out[key] = tf.image.crop_and_resize(tf.cast(ex[key], tf.float32), boxes, index, size, method=method)
     out[HOP_KEY] = motion_channels(scale_motion(out[HOP_KEY], 1.0 / _per_image(side), cfg, flow), out[HOP_KEY], flow)
     flip = _chosen(seeds[1], batch, cfg.flip)
-    for key in (FRAME_KEY, HOP_KEY, "mask", "weight"):
+    for key in keys:
         out[key] = tf.where(flip, tf.reverse(out[key], axis=[2]), out[key])
     return out
 
@@ -239,6 +247,8 @@ def augment_batch(ex: dict, seed, cfg: AugmentConfig, flow: FlowConfig = FlowCon
     seeds = tf.random.experimental.stateless_split(seed, 3)
     out = geometry(ex, seeds[0], cfg, flow)
     out[FRAME_KEY] = photometric(out[FRAME_KEY], seeds[1], cfg)
+    if BACKGROUND_KEY in out:  # the same draws: light and camera change frame and background alike
+        out[BACKGROUND_KEY] = photometric(out[BACKGROUND_KEY], seeds[1], cfg)
     out[HOP_KEY] = hop_gain(out[HOP_KEY], seeds[2], cfg, flow)
 
     def own_seed(n):  # the optional steps' draws, so the others are those of runs without them

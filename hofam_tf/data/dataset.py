@@ -7,7 +7,7 @@ from pathlib import Path
 import tensorflow as tf
 
 from hofam_tf.data.composite import IGNORED_LABELS
-from hofam_tf.config import FRAME_KEY, HOP_KEY, TILE, FlowConfig, model_inputs
+from hofam_tf.config import BACKGROUND_KEY, FRAME_KEY, HOP_KEY, TILE, FlowConfig, model_inputs
 from hofam_tf.errors import HOFAMInputError
 from hofam_tf.data.schema import DATASET_INFO, compression_of, decode_examples, parse_shard_name
 
@@ -49,10 +49,11 @@ def check_shard_sets(files: list[str]) -> None:
                                   "these shards; run it again")
 
 
-def check_required_keys(files: list[str]) -> None:
+def check_required_keys(files: list[str], background: bool = False) -> None:
     """Reads the first record of every file and raises HOFAMInputError naming a file whose
-    records lack a key the reader needs (``schema.REQUIRED_KEYS``) or that holds no Example."""
-    from hofam_tf.data.schema import REQUIRED_KEYS
+    records lack a key the reader needs (``schema.REQUIRED_KEYS``, and ``img_background`` when
+    ``background``) or that holds no Example."""
+    from hofam_tf.data.schema import KEY_BACKGROUND, REQUIRED_KEYS
 
     for path in files:
         try:
@@ -69,6 +70,9 @@ def check_required_keys(files: list[str]) -> None:
         if missing:
             raise HOFAMInputError(f"{path}: record 0 lacks the key(s) {missing} "
                                   f"(a HOFAM record needs {list(REQUIRED_KEYS)})")
+        if background and KEY_BACKGROUND not in keys:
+            raise HOFAMInputError(f"{path}: record 0 has no {KEY_BACKGROUND!r}: the background-reference model needs "
+                                  "records made with --reference_stride (data_prep/merge.py, then data_prep/tfrecord.py)")
 
 
 def check_tfrecords(files: list[str]) -> int:
@@ -99,12 +103,13 @@ def _records(files: list[str], shuffle_files: bool, seed: int) -> tf.data.Datase
     )
 
 
-def parse_examples(serialized, ignore_labels: bool = True) -> dict:
-    """A batch of serialized examples [B] -> ``schema.decode_examples``'s arrays plus what
+def parse_examples(serialized, ignore_labels: bool = True, background: bool = False) -> dict:
+    """A batch of serialized examples [B] -> ``schema.decode_examples``'s arrays (with the
+    background reference when ``background``) plus what
     training and scoring need: mask float32 [B,256,256,1] in {0,1} (foreground: GT > 200) and
     weight float32 [B,256,256,1], 0 where the label is 85/170 (``composite.IGNORED_LABELS``) when
     ``ignore_labels``, else 1."""
-    ex = decode_examples(serialized)
+    ex = decode_examples(serialized, background)
     ex["mask"] = tf.cast(ex["gt"] > 200, tf.float32)
     if ignore_labels:
         ignored = tf.zeros_like(ex["labels"], tf.bool)
@@ -116,13 +121,14 @@ def parse_examples(serialized, ignore_labels: bool = True) -> dict:
     return ex
 
 
-def read_examples(pattern, ignore_labels: bool = True, batch_size: int | None = None) -> tf.data.Dataset:
+def read_examples(pattern, ignore_labels: bool = True, batch_size: int | None = None,
+                  background: bool = False) -> tf.data.Dataset:
     """Every example, in file order, as the dict of ``parse_examples``: batched by
     ``batch_size`` (the last batch may be smaller), or one example at a time when None."""
     files = list_tfrecords(pattern)
-    check_required_keys(files)
+    check_required_keys(files, background)
     ds = _records(files, False, 0).batch(batch_size or 64).map(
-        lambda s: parse_examples(s, ignore_labels), num_parallel_calls=tf.data.AUTOTUNE)
+        lambda s: parse_examples(s, ignore_labels, background), num_parallel_calls=tf.data.AUTOTUNE)
     return ds if batch_size else ds.unbatch()
 
 
@@ -132,7 +138,8 @@ def build_dataset(pattern, batch_size: int = 1, training: bool = True, shuffle_b
                   augment=None, flow=None) -> tf.data.Dataset:
     """Batches ``({"frame", "hop"}, mask, weight)`` for training or evaluation.
 
-    frame, hop: uint8 [B,256,256,3] (the model normalises); mask: float32 [B,256,256,1] in {0,1};
+    frame, hop (and background, when ``flow.reference_stride`` says the records hold the background
+    reference): uint8 [B,256,256,3] (the model normalises); mask: float32 [B,256,256,1] in {0,1};
     weight: float32 [B,256,256,1], 0 on ignored pixels (85/170 when ``ignore_labels``).
     ``with_target_num`` appends the int64 [B] instance counts used by the class-in-scale loss.
     Training shuffles files and examples with ``seed`` and repeats forever. ``size`` (H, W)
@@ -143,7 +150,8 @@ def build_dataset(pattern, batch_size: int = 1, training: bool = True, shuffle_b
     None: the defaults) says how the records' HOP images were made, for the augmentation.
     """
     files = list_tfrecords(pattern)
-    check_required_keys(files)
+    background = bool(flow is not None and flow.reference_stride)
+    check_required_keys(files, background)
     ds = _records(files, training, seed)
     if training and shuffle_buffer > 1:
         ds = ds.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
@@ -153,17 +161,18 @@ def build_dataset(pattern, batch_size: int = 1, training: bool = True, shuffle_b
     augmenting = augment is not None and augment.enabled
 
     def to_tuple(index, serialized):  # parses a whole batch at once (vectorised, faster than per example)
-        ex = parse_examples(serialized, ignore_labels)
+        ex = parse_examples(serialized, ignore_labels, background)
         if augmenting:
             from hofam_tf.data.augment import augment_batch
 
             ex = augment_batch(ex, tf.stack([tf.constant(seed, tf.int64), index]), augment, flow or FlowConfig())
         if size is not None and tuple(size) != (TILE, TILE):
-            for k in (FRAME_KEY, HOP_KEY):
-                ex[k] = tf.image.resize(tf.cast(ex[k], tf.float32), size, method="bilinear")
+            for k in (FRAME_KEY, HOP_KEY, BACKGROUND_KEY):
+                if k in ex:
+                    ex[k] = tf.image.resize(tf.cast(ex[k], tf.float32), size, method="bilinear")
             for k in ("mask", "weight"):
                 ex[k] = tf.image.resize(ex[k], size, method="nearest")
-        out = (model_inputs(ex[FRAME_KEY], ex[HOP_KEY]), ex["mask"], ex["weight"])
+        out = (model_inputs(ex[FRAME_KEY], ex[HOP_KEY], ex.get(BACKGROUND_KEY)), ex["mask"], ex["weight"])
         return out + (ex["target_num"],) if with_target_num else out
 
     ds = ds.batch(batch_size, drop_remainder=training).enumerate()

@@ -13,6 +13,9 @@ Conventions (documented in the README, "Hierarchical optical flow"):
   (default R 1, G 1, B 3 as in the authors' demo files). Channel order: R = Op(tau3), G = Op(tau2),
   B = Op(tau1); with ``FlowConfig.background_stride`` B is instead the difference from a median of
   earlier frames (``background_difference``).
+- The background reference (``FlowConfig.reference_stride``, the opt-in third model input) is the
+  per-pixel median RGB of earlier frames' tiles (``median_reference``), clamped at the first frame
+  like the intervals.
 """
 from __future__ import annotations
 
@@ -171,6 +174,22 @@ def background_indices(t: int, cfg: FlowConfig) -> list[int]:
     return [reference_index(t, cfg.background_stride * k) for k in range(1, cfg.background_frames + 1)]
 
 
+def reference_indices(t: int, cfg: FlowConfig) -> list[int]:
+    """``FlowConfig.reference_stride``: the earlier frames whose median RGB is frame ``t``'s
+    background reference (clamped at 0); empty when the setting is off."""
+    if not cfg.reference_stride:
+        return []
+    return [reference_index(t, cfg.reference_stride * k) for k in range(1, cfg.background_frames + 1)]
+
+
+def median_reference(tiles: list[np.ndarray]) -> np.ndarray:
+    """uint8 [H,W,3]: the per-pixel, per-channel median of an odd number of RGB tiles (each value
+    is one tile's)."""
+    stack = np.stack(tiles)
+    mid = len(tiles) // 2
+    return np.partition(stack, mid, axis=0)[mid]
+
+
 def background_difference(grays: dict[int, np.ndarray], t: int, cfg: FlowConfig) -> np.ndarray:
     """uint8 [H,W]: |gray_t - per-pixel median of the frames ``background_indices(t, cfg)``|."""
     earlier = np.stack([grays[i] for i in background_indices(t, cfg)])
@@ -294,10 +313,12 @@ def flow_to_color(flow: np.ndarray, max_magnitude: float | None = None) -> np.nd
 
 # ----------------------------------------------------------------------------- streaming
 def iter_gray_windows(frames, cfg: FlowConfig, stages=None):
-    """For every scored ``hofam_tf.data.sources.Frame`` yields ``(frame, frame_tile, grays)``:
-    ``frame_tile`` uint8 [256,256,3] is the resized RGB frame and ``grays`` holds exactly the grey
-    tiles ``hop_from_grays(grays, frame.index, cfg)`` needs: the tau references and the
-    background's frames. Only the last ``cfg.history`` grey frames are kept, so memory does not grow
+    """For every scored ``hofam_tf.data.sources.Frame`` yields ``(frame, frame_tile, grays,
+    reference_tiles)``: ``frame_tile`` uint8 [256,256,3] is the resized RGB frame and ``grays``
+    holds exactly the grey tiles ``hop_from_grays(grays, frame.index, cfg)`` needs: the tau
+    references and the background's frames. ``reference_tiles`` is the list of RGB tiles whose
+    ``median_reference`` is the frame's background reference (``cfg.reference_stride``), or None
+    when that is off. Only the last ``cfg.history`` frames are kept, so memory does not grow
     with the sequence. A sequence read from a later start (lookback) uses its earliest frame read in
     place of frames before it. ``stages`` (``hofam_tf.tasks.stages.StageTimes``), when given,
     counts the resizing as "resize".
@@ -306,14 +327,18 @@ def iter_gray_windows(frames, cfg: FlowConfig, stages=None):
 
     history = cfg.history
     window: dict[int, np.ndarray] = {}
+    colour: dict[int, np.ndarray] = {}  # RGB tiles, kept only for the background reference
     for fr in frames:
         t = time.perf_counter()
         tile = resize_frame(fr.rgb)
         window[fr.index] = to_gray(tile)
+        if cfg.reference_stride:
+            colour[fr.index] = tile
         if stages is not None:
             stages.add("resize", time.perf_counter() - t)
         for old in [k for k in window if k < fr.index - history]:
             del window[old]
+            colour.pop(old, None)
         if not fr.scored:
             continue
         first = min(window)
@@ -321,16 +346,20 @@ def iter_gray_windows(frames, cfg: FlowConfig, stages=None):
         refs = [reference_index(fr.index, tau) for tau in cfg.taus] + background_indices(fr.index, cfg)
         for ref in refs:
             needed[ref] = window[max(ref, first)]
-        yield fr, tile, needed
+        reference = ([colour[max(i, first)] for i in reference_indices(fr.index, cfg)]
+                     if cfg.reference_stride else None)
+        yield fr, tile, needed, reference
 
 
 def iter_hop(frames, cfg: FlowConfig, workers: int = 2, max_pending: int = 16, stages=None):
     """Streams HOP images for a sequence of ``hofam_tf.data.sources.Frame`` objects, in order.
 
-    Yields ``(frame, frame_tile, hop)`` for every scored frame (see ``iter_gray_windows``),
-    ``hop`` uint8 [256,256,3]. Flows run on ``workers`` threads (OpenCV releases the GIL), at most
-    ``max_pending`` frames ahead. ``stages`` (``hofam_tf.tasks.stages.StageTimes``), when given,
-    counts the flows' compute time on the workers as "flows".
+    Yields ``(frame, frame_tile, hop, reference)`` for every scored frame (see
+    ``iter_gray_windows``), ``hop`` uint8 [256,256,3] and ``reference`` the background reference
+    uint8 [256,256,3] (``median_reference``), or None unless ``cfg.reference_stride``. Flows and
+    medians run on ``workers`` threads (OpenCV and NumPy release the GIL), at most ``max_pending``
+    frames ahead. ``stages`` (``hofam_tf.tasks.stages.StageTimes``), when given, counts their
+    compute time on the workers as "flows".
 
     No flow is computed twice: frame T's HOP needs the flows between T and T - tau (and back) for
     its own three intervals, and no other scored frame needs a flow between that same pair of
@@ -340,22 +369,20 @@ def iter_hop(frames, cfg: FlowConfig, workers: int = 2, max_pending: int = 16, s
     from collections import deque
     from concurrent.futures import ThreadPoolExecutor
 
-    def hop(grays, index):
+    def inputs(grays, index, tiles):
         t = time.perf_counter()
-        out = hop_from_grays(grays, index, cfg)
-        stages.add("flows", time.perf_counter() - t)
+        out = hop_from_grays(grays, index, cfg), (median_reference(tiles) if tiles is not None else None)
+        if stages is not None:
+            stages.add("flows", time.perf_counter() - t)
         return out
 
     pending: deque = deque()
     with ThreadPoolExecutor(max(1, workers)) as pool:
-        for fr, tile, grays in iter_gray_windows(frames, cfg, stages):
-            if stages is None:
-                pending.append((fr, tile, pool.submit(hop_from_grays, grays, fr.index, cfg)))
-            else:
-                pending.append((fr, tile, pool.submit(hop, grays, fr.index)))
+        for fr, tile, grays, tiles in iter_gray_windows(frames, cfg, stages):
+            pending.append((fr, tile, pool.submit(inputs, grays, fr.index, tiles)))
             while len(pending) >= max_pending:
                 f0, t0, fut = pending.popleft()
-                yield f0, t0, fut.result()
+                yield (f0, t0, *fut.result())
         while pending:
             f0, t0, fut = pending.popleft()
-            yield f0, t0, fut.result()
+            yield (f0, t0, *fut.result())

@@ -1,6 +1,7 @@
 """Hierarchical optical flow of a video or frame folder, as images people can look at (the
 library side of ``data_prep/flows.py``): ``OUT/hop/<frame>.png``, ``OUT/color_tau<k>/<frame>.png``
-(Middlebury colours) and, optionally, ``OUT/flo/<frame>_tau<k>.flo`` in the layout
+(Middlebury colours), ``OUT/reference/<frame>.png`` (the background reference, when
+``FlowConfig.reference_stride`` is set) and, optionally, ``OUT/flo/<frame>_tau<k>.flo`` in the layout
 ``estimator="flo"`` reads."""
 from __future__ import annotations
 
@@ -11,7 +12,8 @@ from tqdm import tqdm
 from hofam_tf.config import FlowConfig
 from hofam_tf.errors import HOFAMInputError
 from hofam_tf.files import write_png
-from hofam_tf.data.flow import background_difference, encode_hop, flow_to_color, flows_from_grays, iter_gray_windows, write_flo
+from hofam_tf.data.flow import (background_difference, encode_hop, flow_to_color, flows_from_grays, iter_gray_windows,
+                                median_reference, write_flo)
 from hofam_tf.data.sources import discover
 
 
@@ -24,7 +26,7 @@ def write_flows(input_path, output_dir, cfg: FlowConfig, save_flo: bool = False,
     out = Path(output_dir)
     count = 0
     frames = seq.iter_frames(lookback=cfg.history)
-    for fr, _, grays in tqdm(iter_gray_windows(frames, cfg), desc=seq.name, unit="frame", total=seq.count_scored(),
+    for fr, _, grays, tiles in tqdm(iter_gray_windows(frames, cfg), desc=seq.name, unit="frame", total=seq.count_scored(),
                              disable=not progress):
         flows = flows_from_grays(grays, fr.index, cfg)
         for tau, flow in flows.items():
@@ -33,5 +35,7 @@ def write_flows(input_path, output_dir, cfg: FlowConfig, save_flo: bool = False,
                 write_flo(out / "flo" / f"{fr.frame_id}_tau{tau}.flo", flow)
         background = background_difference(grays, fr.index, cfg) if cfg.background_stride else None
         write_png(out / "hop" / f"{fr.frame_id}.png", encode_hop(flows, cfg, background))
+        if tiles is not None:  # the background reference (FlowConfig.reference_stride)
+            write_png(out / "reference" / f"{fr.frame_id}.png", median_reference(tiles))
         count += 1
     return count

@@ -1,4 +1,5 @@
-"""Dataset folders -> composite PNGs ``OUT/<sequence>/<frame id>.png`` = [frame | HOP | GT].
+"""Dataset folders -> composite PNGs ``OUT/<sequence>/<frame id>.png`` = [frame | HOP | GT]
+(| background reference, with ``FlowConfig.reference_stride``).
 
 The library side of ``data_prep/merge.py``. A dataset folder may be a CDnet 2014 / SBI 2015 video
 folder or a tree of them, a LASIESTA sequence, a plain folder of frames (masks from
@@ -23,24 +24,24 @@ from hofam_tf.data.composite import UNKNOWN, compose
 from hofam_tf.config import TILE, FlowConfig
 from hofam_tf.errors import HOFAMInputError
 from hofam_tf.files import safe_name, write_png
-from hofam_tf.data.flow import (background_difference, encode_hop, iter_gray_windows, iter_hop, read_flo, resize_flow,
-                           resize_labels)
+from hofam_tf.data.flow import (background_difference, encode_hop, iter_gray_windows, iter_hop, median_reference,
+                                read_flo, resize_flow, resize_labels)
 from hofam_tf.data.sequence_meta import SequenceMeta
 from hofam_tf.data.sources import Sequence, discover
 from hofam_tf.messages import warn
 
 
 def _hop_from_flo(seq: Sequence, cfg: FlowConfig, flo_dir: Path):
-    """(frame, tile, hop) from precomputed .flo files in ``flo_dir/<sequence>/`` (or flo_dir)."""
+    """(frame, tile, hop, reference) from precomputed .flo files in ``flo_dir/<sequence>/`` (or flo_dir)."""
     folder = flo_dir / seq.name if (flo_dir / seq.name).is_dir() else flo_dir
     # with the background setting, earlier frames are read too (its median), not their flow files
-    for fr, tile, grays in iter_gray_windows(seq.iter_frames(lookback=cfg.history), cfg):
+    for fr, tile, grays, tiles in iter_gray_windows(seq.iter_frames(lookback=cfg.history), cfg):
         flows = {}
         for tau in cfg.flow_taus:
             path = folder / cfg.flo_pattern.format(frame_id=fr.frame_id, tau=tau)
             flows[tau] = resize_flow(read_flo(path))
         background = background_difference(grays, fr.index, cfg) if cfg.background_stride else None
-        yield fr, tile, encode_hop(flows, cfg, background)
+        yield fr, tile, encode_hop(flows, cfg, background), median_reference(tiles) if tiles is not None else None
 
 
 def merge_sequence(seq: Sequence, output_dir: str | Path, cfg: FlowConfig, workers: int = 2,
@@ -77,16 +78,16 @@ def _write_sequence(seq: Sequence, out: Path, cfg: FlowConfig, workers: int, flo
     bar = tqdm(total=seq.count_scored(), desc=seq.name, unit="frame", disable=not progress,
                leave=False)
 
-    def write(frame_id, tile, hop, labels):
-        write_png(out / f"{frame_id}.png", compose(tile, hop, labels))
+    def write(frame_id, tile, hop, labels, reference):
+        write_png(out / f"{frame_id}.png", compose(tile, hop, labels, reference))
 
     # PNG encoding runs on writer threads (OpenCV releases the GIL); at most 2 x workers pending.
     with bar, ThreadPoolExecutor(max(1, workers)) as pool:  # the bar is cleared on errors too
         pending: deque = deque()
-        for fr, tile, hop in stream:
+        for fr, tile, hop, reference in stream:
             native = native or list(fr.rgb.shape[:2])
             labels = resize_labels(fr.labels) if fr.labels is not None else unknown
-            pending.append(pool.submit(write, fr.frame_id, tile, hop, labels))
+            pending.append(pool.submit(write, fr.frame_id, tile, hop, labels, reference))
             frame_ids.append(fr.frame_id)
             while len(pending) > 2 * workers or (pending and pending[0].done()):
                 pending.popleft().result()

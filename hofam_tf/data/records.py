@@ -17,7 +17,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from hofam_tf.data.composite import binarize_gt, read_composite
+from hofam_tf.data.composite import binarize_gt, read_composite_tiles
 from hofam_tf.config import FlowConfig
 from hofam_tf.errors import HOFAMInputError
 from hofam_tf.files import atomic_path, write_json
@@ -77,10 +77,15 @@ def write_split(examples: list[tuple[SequenceMeta, str]], output_dir: Path, spli
 
     def serialize(item) -> bytes:  # PNG decoding releases the GIL: runs on worker threads
         meta, frame_id = item
-        frame, hop, labels = read_composite(Path(meta.folder) / f"{frame_id}.png")
+        path = Path(meta.folder) / f"{frame_id}.png"
+        frame, hop, labels, background = read_composite_tiles(path)
+        reference = bool((meta.flow or {}).get("reference_stride", 0))
         if meta.binarize_gt:
             labels = binarize_gt(labels)
-        return encode_example(frame, hop, labels, meta.name, frame_id, meta.flow["taus"], meta.labelled)
+        if (background is not None) != reference:
+            raise HOFAMInputError(f"{path}: {'a' if background is not None else 'no'} background tile, but the "
+                                  f"sequence's flow settings say reference_stride={meta.flow.get('reference_stride', 0)}")
+        return encode_example(frame, hop, labels, meta.name, frame_id, meta.flow["taus"], meta.labelled, background)
 
     with ThreadPoolExecutor(max(1, workers)) as pool:
         for s in range(count):

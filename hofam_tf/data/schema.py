@@ -14,6 +14,8 @@ Extras (self-describing; absent from the original's files, and the reader copes)
     taus              int64[3] frame intervals (tau1, tau2, tau3)
     gt_labels         bytes    256*256 uint8 full CDnet label map (0/50/85/170/255)
     labelled          int64    1 if the sequence has ground truth
+    img_background    bytes    256*256*3 uint8, RGB background reference (only in records made with
+                               ``FlowConfig.reference_stride``, for the background-reference variant)
 """
 from __future__ import annotations
 
@@ -21,7 +23,7 @@ import cv2
 import numpy as np
 
 from hofam_tf.data.composite import binarize_gt
-from hofam_tf.config import FRAME_KEY, HOP_KEY, TILE
+from hofam_tf.config import BACKGROUND_KEY, FRAME_KEY, HOP_KEY, TILE
 
 KEY_FRAME = "img_raw"
 KEY_HOP = "img_flow"
@@ -35,6 +37,7 @@ KEY_FRAME_ID = "frame_id"
 KEY_TAUS = "taus"
 KEY_GT_LABELS = "gt_labels"
 KEY_LABELLED = "labelled"
+KEY_BACKGROUND = "img_background"
 REQUIRED_KEYS = (KEY_FRAME, KEY_HOP, KEY_GT)  # the reader's defaults cover every other key
 
 SHARD_SUFFIX = ".tfrecord"
@@ -70,10 +73,11 @@ def count_instances(gt_binary: np.ndarray) -> int:
 
 
 def encode_example(frame: np.ndarray, hop: np.ndarray, labels: np.ndarray, sequence: str,
-                   frame_id: str, taus, labelled: bool = True) -> bytes:
+                   frame_id: str, taus, labelled: bool = True, background: np.ndarray | None = None) -> bytes:
     """Arrays of one composite -> serialized ``tf.train.Example``.
 
-    frame, hop uint8 [256,256,3]; labels uint8 [256,256] in the CDnet scheme.
+    frame, hop uint8 [256,256,3]; labels uint8 [256,256] in the CDnet scheme; background uint8
+    [256,256,3] (the background reference) or None (no ``img_background`` key).
     """
     import tensorflow as tf
 
@@ -99,6 +103,8 @@ def encode_example(frame: np.ndarray, hop: np.ndarray, labels: np.ndarray, seque
         KEY_GT_LABELS: b(np.ascontiguousarray(labels, np.uint8).tobytes()),
         KEY_LABELLED: i(1 if labelled else 0),
     }
+    if background is not None:
+        feature[KEY_BACKGROUND] = b(np.ascontiguousarray(background, np.uint8).tobytes())
     # deterministic: protobuf's map order otherwise changes between processes (same seed, same bytes)
     return tf.train.Example(features=tf.train.Features(feature=feature)).SerializeToString(deterministic=True)
 
@@ -120,16 +126,18 @@ def _features():
         KEY_TAUS: tf.io.FixedLenFeature([3], tf.int64, default_value=[0, 0, 0]),
         KEY_GT_LABELS: s,
         KEY_LABELLED: tf.io.FixedLenFeature([], tf.int64, default_value=1),
+        KEY_BACKGROUND: s,
     }
 
 
-def decode_examples(serialized) -> dict:
+def decode_examples(serialized, background: bool = False) -> dict:
     """A batch of serialized examples [B] -> its arrays (inside tf.data or eagerly); nothing more.
 
     frame, hop: uint8 [B,256,256,3]; gt: uint8 [B,256,256,1] (binarised, 0/255); labels: uint8
     [B,256,256], the full label map (img_gt when a record has only the original keys);
     target_num: int64 [B] (-1 when absent); sequence, frame_id: string [B]; labelled: int64 [B];
-    taus: int64 [B,3]. Records with only the five original keys decode too. ``hofam_tf.data.dataset``
+    taus: int64 [B,3]; with ``background``, also background uint8 [B,256,256,3] (every record must
+    then hold ``img_background``). Records with only the five original keys decode too. ``hofam_tf.data.dataset``
     turns these into model inputs, masks and loss weights.
     """
     import tensorflow as tf
@@ -141,8 +149,11 @@ def decode_examples(serialized) -> dict:
     # full label map where present, else the binarised GT (same byte length, so one decode)
     source = tf.where(tf.strings.length(p[KEY_GT_LABELS]) > 0, p[KEY_GT_LABELS], p[KEY_GT])
     labels = tf.reshape(tf.io.decode_raw(source, tf.uint8), [-1, TILE, TILE])
-    return {
+    out = {
         FRAME_KEY: frame, HOP_KEY: hop, "gt": gt, "labels": labels,
         "target_num": p[KEY_TARGET_NUM], "sequence": p[KEY_SEQUENCE],
         "frame_id": p[KEY_FRAME_ID], "labelled": p[KEY_LABELLED], "taus": p[KEY_TAUS],
     }
+    if background:
+        out[BACKGROUND_KEY] = tf.reshape(tf.io.decode_raw(p[KEY_BACKGROUND], tf.uint8), [-1, TILE, TILE, 3])
+    return out

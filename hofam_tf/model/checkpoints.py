@@ -132,6 +132,11 @@ def _load(ckpt: str | Path, model_overrides: dict | None = None):
         except Exception as err:  # noqa: BLE001 - keras raises many types for bad files
             raise HOFAMInputError(f"{path}: cannot load Keras model ({err})") from None
         if isinstance(model, HOFAM):  # the model carries its own configuration
+            if model.model_config.reference != bool(cfg.flow.reference_stride):
+                raise HOFAMInputError(
+                    f"{path}: {'a' if model.model_config.reference else 'no'} background-reference model, but "
+                    f"{cfg_path if cfg_path.exists() else 'no ' + CONFIG_NAME + ' beside it'} gives reference_stride="
+                    f"{cfg.flow.reference_stride} (the flow settings that make its inputs)")
             cfg = dataclasses.replace(cfg, model=model.model_config)
         if overrides:  # --hop_channels / --faithful_tf1 apply to .keras files too: same weights, new graph
             from hofam_tf.model.hofam import rebuild_with

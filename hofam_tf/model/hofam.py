@@ -13,7 +13,7 @@ import dataclasses
 
 import keras
 
-from hofam_tf.config import FRAME_KEY, HOP_KEY, TILE, ModelConfig, model_inputs
+from hofam_tf.config import BACKGROUND_KEY, FRAME_KEY, HOP_KEY, TILE, ModelConfig, model_inputs
 from hofam_tf.model.layers import HOFAMDropout, SampleLayerNorm, ToSigned
 
 ENCODER_KERNELS = (7, 7, 5, 5, 5, 5, 3, 3)
@@ -58,8 +58,8 @@ def _encoder(x, prefix, bn_prefix, ngf, dtype):
 def build_hofam(cfg: ModelConfig | None = None, **overrides) -> "HOFAM":
     """Builds the generator. ``build_hofam(ngf=8, height=256, width=512)`` also works.
 
-    Inputs: ``{"frame": [B,H,W,3], "hop": [B,H,W,3]}``, uint8 or float bytes in [0, 255]
-    (normalised to [-1, 1] inside). Output: float32 logits [B,H,W,1]; apply a sigmoid for
+    Inputs: ``{"frame": [B,H,W,3], "hop": [B,H,W,3]}`` (and ``"background"`` [B,H,W,3] when
+    ``reference``), uint8 or float bytes in [0, 255] (normalised to [-1, 1] inside). Output: float32 logits [B,H,W,1]; apply a sigmoid for
     probabilities. H and W are multiples of 256.
     """
     cfg = cfg or ModelConfig()
@@ -100,6 +100,11 @@ def _graph(cfg: ModelConfig):
     frame_in = keras.Input((cfg.height, cfg.width, 3), name=FRAME_KEY)
     hop_in = keras.Input((cfg.height, cfg.width, 3), name=HOP_KEY)
     x = ToSigned(name="frame_scale", dtype=dt)(frame_in)
+    background_in = None
+    if cfg.reference:  # the background-reference variant: frame and background as six channels
+        background_in = keras.Input((cfg.height, cfg.width, 3), name=BACKGROUND_KEY)
+        b = ToSigned(name="background_scale", dtype=dt)(background_in)
+        x = keras.layers.Concatenate(name="frame_background_concat", dtype=dt)([x, b])
     h = ToSigned(keep_channels=[0] if cfg.hop_channels == "r" else None, name="hop_scale", dtype=dt)(hop_in)
 
     enc = _encoder(x, "g_e", "g_bn_e", ngf, dt)
@@ -131,7 +136,7 @@ def _graph(cfg: ModelConfig):
 
     out = _deconv(1, 7, "g_d8", dt)(_lrelu(d, "g_d8_lrelu", dt))
     logits = keras.layers.Activation("linear", dtype="float32", name="logits")(out)
-    return model_inputs(frame_in, hop_in), logits, fusion_layers
+    return model_inputs(frame_in, hop_in, background_in), logits, fusion_layers
 
 
 def tile_probabilities(model):

@@ -15,7 +15,7 @@ import numpy as np
 from tqdm import tqdm
 
 from hofam_tf.model.graph_options import graph_options
-from hofam_tf.config import FRAME_KEY, HOP_KEY, model_inputs
+from hofam_tf.config import BACKGROUND_KEY, FRAME_KEY, HOP_KEY, model_inputs
 from hofam_tf.errors import HOFAMInputError
 from hofam_tf.files import read_image, safe_name, write_json, write_png
 from hofam_tf.tasks.metrics import Scorer, byte_threshold, to_json_safe
@@ -52,11 +52,12 @@ def run_test(ckpt, test_pattern, output_dir, threshold: float = 0.5, batch_size:
     out = Path(output_dir)
     scorer = Scorer(threshold)
     unlabelled = 0
-    ds = read_examples(files, ignore_labels=True, batch_size=batch_size).prefetch(2)
+    ds = read_examples(files, ignore_labels=True, batch_size=batch_size,
+                       background=cfg.model.reference).prefetch(2)
     index = 0
     with tqdm(total=total, desc="test", unit="frame", disable=not progress) as bar:
         for ex in ds:
-            prob = predict(model_inputs(ex[FRAME_KEY], ex[HOP_KEY])).numpy()[..., 0]
+            prob = predict(model_inputs(ex[FRAME_KEY], ex[HOP_KEY], ex.get(BACKGROUND_KEY))).numpy()[..., 0]
             for b in range(prob.shape[0]):
                 seq = ex["sequence"][b].numpy().decode(errors="replace") or "unnamed"
                 fid = ex["frame_id"][b].numpy().decode(errors="replace") or f"{index:06d}"

@@ -36,7 +36,7 @@ from pathlib import Path
 import keras
 import tensorflow as tf
 
-from hofam_tf.config import FRAME_KEY, HOP_KEY, model_inputs
+from hofam_tf.config import BACKGROUND_KEY, FRAME_KEY, HOP_KEY, model_inputs
 from hofam_tf.errors import HOFAMInputError
 from hofam_tf.files import atomic_path
 
@@ -111,11 +111,17 @@ def export_serving(model: keras.Model, out_dir: str | Path, meta: dict | None = 
     archive = keras.export.ExportArchive()
     archive.track(prob)
 
-    def _endpoint(dtype):
-        spec = [tf.TensorSpec([None, h, w, 3], dtype, name=FRAME_KEY), tf.TensorSpec([None, h, w, 3], dtype, name=HOP_KEY)]
+    names = [FRAME_KEY, HOP_KEY] + ([BACKGROUND_KEY] if BACKGROUND_KEY in model.input else [])
 
-        def fn(frame, hop):
-            return prob(model_inputs(frame, hop), training=False)
+    def _endpoint(dtype):
+        spec = [tf.TensorSpec([None, h, w, 3], dtype, name=n) for n in names]
+
+        if len(names) == 3:  # the background-reference variant
+            def fn(frame, hop, background):
+                return prob(model_inputs(frame, hop, background), training=False)
+        else:
+            def fn(frame, hop):
+                return prob(model_inputs(frame, hop), training=False)
 
         return tf.function(fn, input_signature=spec)
 
@@ -140,7 +146,7 @@ def export_serving(model: keras.Model, out_dir: str | Path, meta: dict | None = 
             "endpoints": {"serve": "float32 bytes in [0, 255]", "serve_uint8": "uint8"},
             "output": "foreground probability [B, H, W, 1], float32"}
     if "onnx" in formats:
-        info["onnx"] = {"file": ONNX_NAME, "opset": ONNX_OPSET, "inputs": [FRAME_KEY, HOP_KEY],
+        info["onnx"] = {"file": ONNX_NAME, "opset": ONNX_OPSET, "inputs": names,
                         "input": "float32 [B, H, W, 3] in [0, 255]"}
     write_json(out / EXPORT_META, info)
     return {**written, "metadata": str(out / EXPORT_META), "precision": info.get("precision", policy),

@@ -349,14 +349,18 @@ def _hofam_stream(model, cfg, seq, opts: PredictOptions, stages: StageTimes):
     batch: list = []
 
     def flush():
-        frames = np.stack([t for _, t, _ in batch])
-        hops = np.stack([hp for _, _, hp in batch])
+        frames = np.stack([item[1] for item in batch])
+        hops = np.stack([item[2] for item in batch])
+        backgrounds = np.stack([item[3] for item in batch]) if batch[0][3] is not None else None
         if (h_model, w_model) != (TILE, TILE):
-            frames = np.stack([cv2.resize(f, (w_model, h_model), interpolation=cv2.INTER_LINEAR) for f in frames])
-            hops = np.stack([cv2.resize(f, (w_model, h_model), interpolation=cv2.INTER_LINEAR) for f in hops])
+            def fit(tiles):
+                return np.stack([cv2.resize(f, (w_model, h_model), interpolation=cv2.INTER_LINEAR) for f in tiles])
+
+            frames, hops = fit(frames), fit(hops)
+            backgrounds = fit(backgrounds) if backgrounds is not None else None
         with stages.timed("model"):
-            prob = model(frames, hops)
-        done = [(fr, tile, hop, p, keep.pop(fr.index, None)) for (fr, tile, hop), p in zip(batch, prob)]
+            prob = model(frames, hops, backgrounds)
+        done = [(fr, tile, hop, p, keep.pop(fr.index, None)) for (fr, tile, hop, _), p in zip(batch, prob)]
         batch.clear()
         return done
 
@@ -430,7 +434,7 @@ def _classic_stream(method: str, seq, opts: PredictOptions, stages: StageTimes):
                     tile = resize_frame(fr.rgb)
                 yield fr, tile, blank, fg, None
     else:
-        for fr, tile, hop in iter_hop(frames, flow, workers=opts.workers, stages=stages):
+        for fr, tile, hop, _ in iter_hop(frames, flow, workers=opts.workers, stages=stages):
             with stages.timed("model"):
                 fg = segment(fr.rgb, hop)
             yield fr, tile, hop, fg, None

@@ -7,8 +7,9 @@
   ``best.json`` the threshold. An optional extra (``pip install -e ".[onnx]"``), never needed
   for the default runtime; float32, as exported.
 
-Both take a batch of 256x256 frame and HOP tiles (uint8 or float32 in [0, 255]) and return the
-foreground probability [B, H, W] as float32 numpy.
+Both take a batch of 256x256 frame and HOP tiles (uint8 or float32 in [0, 255]), and the
+background references for the background-reference variant, and return the foreground
+probability [B, H, W] as float32 numpy.
 """
 from __future__ import annotations
 
@@ -32,10 +33,11 @@ class TFRunner:
 
         self.model = model
         self.size = tuple(model.inputs[0].shape[1:3])
-        self._fn = tf.function(lambda f, h: tf.sigmoid(model(model_inputs(f, h), training=False)))
+        self._inputs = model_inputs
+        self._fn = tf.function(lambda x: tf.sigmoid(model(x, training=False)))
 
-    def __call__(self, frames: np.ndarray, hops: np.ndarray) -> np.ndarray:
-        return self._fn(frames, hops).numpy()[..., 0]
+    def __call__(self, frames: np.ndarray, hops: np.ndarray, backgrounds: np.ndarray | None = None) -> np.ndarray:
+        return self._fn(self._inputs(frames, hops, backgrounds)).numpy()[..., 0]
 
 
 class OnnxRunner:
@@ -55,19 +57,23 @@ class OnnxRunner:
             self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
         except Exception as err:  # noqa: BLE001 - onnxruntime raises its own types for bad files
             raise HOFAMInputError(f"{path}: cannot load the ONNX model ({str(err).splitlines()[0]})") from None
-        from hofam_tf.config import FRAME_KEY, HOP_KEY
+        from hofam_tf.config import BACKGROUND_KEY, FRAME_KEY, HOP_KEY
 
         names = [i.name for i in self.session.get_inputs()]
-        if sorted(names) != sorted([FRAME_KEY, HOP_KEY]):
-            raise HOFAMInputError(f"{path}: inputs {names}, expected {FRAME_KEY!r} and {HOP_KEY!r} (a HOFAM export)")
+        if sorted(names) not in (sorted([FRAME_KEY, HOP_KEY]), sorted([FRAME_KEY, HOP_KEY, BACKGROUND_KEY])):
+            raise HOFAMInputError(f"{path}: inputs {names}, expected {FRAME_KEY!r} and {HOP_KEY!r} "
+                                  f"(and {BACKGROUND_KEY!r}; a HOFAM export)")
+        self.names = set(names)
         shape = self.session.get_inputs()[0].shape
         self.size = (int(shape[1]), int(shape[2]))
 
-    def __call__(self, frames: np.ndarray, hops: np.ndarray) -> np.ndarray:
-        from hofam_tf.config import FRAME_KEY, HOP_KEY
+    def __call__(self, frames: np.ndarray, hops: np.ndarray, backgrounds: np.ndarray | None = None) -> np.ndarray:
+        from hofam_tf.config import model_inputs
 
-        out = self.session.run(None, {FRAME_KEY: np.asarray(frames, np.float32), HOP_KEY: np.asarray(hops, np.float32)})
-        return out[0][..., 0]
+        feed = {k: np.asarray(v, np.float32) for k, v in model_inputs(frames, hops, backgrounds).items()}
+        if set(feed) != self.names:
+            raise HOFAMInputError(f"the ONNX model takes {sorted(self.names)}, given {sorted(feed)}")
+        return self.session.run(None, feed)[0][..., 0]
 
 
 def load_runner(ckpt, runtime: str = "tf", model_overrides: dict | None = None, precision: str | None = None):

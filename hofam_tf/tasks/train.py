@@ -19,7 +19,7 @@ import tensorflow as tf
 from tqdm import tqdm
 
 from hofam_tf.model.checkpoints import BEST_NAME, BEST_SUBDIR, CKPT_SUBDIR, CONFIG_NAME, FINAL_MODEL, make_checkpoint
-from hofam_tf.config import FRAME_KEY, HOP_KEY, FlowConfig, RunConfig, TrainConfig
+from hofam_tf.config import BACKGROUND_KEY, FRAME_KEY, HOP_KEY, FlowConfig, RunConfig, TrainConfig
 from hofam_tf.data.dataset import build_dataset, check_tfrecords, list_tfrecords
 from hofam_tf.errors import HOFAMInputError
 from hofam_tf.files import atomic_path, write_json
@@ -107,6 +107,8 @@ def _image_summary(model, batch, step: int) -> None:
     n = min(3, int(tf.shape(mask)[0]))
     tf.summary.image("frame", inputs[FRAME_KEY][:n], step=step, max_outputs=n)
     tf.summary.image("hop", inputs[HOP_KEY][:n], step=step, max_outputs=n)
+    if BACKGROUND_KEY in inputs:
+        tf.summary.image("background", inputs[BACKGROUND_KEY][:n], step=step, max_outputs=n)
     tf.summary.image("gt", mask[:n], step=step, max_outputs=n)
     tf.summary.image("prediction", prob[:n], step=step, max_outputs=n)
 
@@ -366,7 +368,7 @@ class BestKeeper:
         from hofam_tf.tasks.validation import Validator
 
         self.run_dir, self.model, self.tc, self.average = run_dir, model, cfg.train, average
-        self.validator = Validator(self.tc.val_pattern)
+        self.validator = Validator(self.tc.val_pattern, background=cfg.model.reference)
         if self.validator.frames == 0:
             raise HOFAMInputError(f"{self.tc.val_pattern}: no labelled validation example")
         self.best_f, self.best_prefix, self.since_best, self.stopped = -1.0, None, 0, False

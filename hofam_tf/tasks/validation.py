@@ -15,7 +15,7 @@ import dataclasses
 import numpy as np
 
 from hofam_tf.data.composite import is_cdnet_background, is_foreground
-from hofam_tf.config import FRAME_KEY, HOP_KEY, model_inputs
+from hofam_tf.config import BACKGROUND_KEY, FRAME_KEY, HOP_KEY, model_inputs
 
 # 0.05 ... 0.95, then finer near 1: the class-in-scale loss weighs foreground up to 12.5x, so a
 # model's best threshold on unseen scenes can sit above 0.95, and the longer a model trains the
@@ -56,17 +56,18 @@ def histograms(prob: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.nda
 
 
 class Validator:
-    """Holds the validation examples; ``evaluate(model)`` scores a model on them."""
+    """Holds the validation examples; ``evaluate(model)`` scores a model on them. ``background``:
+    also read the background reference (for the background-reference variant)."""
 
-    def __init__(self, pattern, batch_size: int = 8):
+    def __init__(self, pattern, batch_size: int = 8, background: bool = False):
         from hofam_tf.data.dataset import read_examples
 
         self.batches = []
-        for ex in read_examples(pattern, ignore_labels=True, batch_size=batch_size):
+        for ex in read_examples(pattern, ignore_labels=True, batch_size=batch_size, background=background):
             keep = ex["labelled"].numpy().astype(bool)
             if keep.any():
                 self.batches.append({
-                    FRAME_KEY: ex[FRAME_KEY].numpy()[keep], HOP_KEY: ex[HOP_KEY].numpy()[keep],
+                    **{k: ex[k].numpy()[keep] for k in (FRAME_KEY, HOP_KEY, BACKGROUND_KEY) if k in ex},
                     "labels": ex["labels"].numpy()[keep],
                     "sequence": [s.decode() for s in ex["sequence"].numpy()[keep]],
                 })
@@ -85,7 +86,7 @@ class Validator:
         predict = self._compiled(model)
         counts: dict[str, list] = {}
         for b in self.batches:
-            prob = predict(model_inputs(b[FRAME_KEY], b[HOP_KEY])).numpy()[..., 0]
+            prob = predict(model_inputs(b[FRAME_KEY], b[HOP_KEY], b.get(BACKGROUND_KEY))).numpy()[..., 0]
             for p, labels, seq in zip(prob, b["labels"], b["sequence"]):
                 fg, bg = histograms(p, labels)
                 acc = counts.setdefault(seq or "unnamed", [np.zeros(_BINS, np.int64), np.zeros(_BINS, np.int64)])
