@@ -168,9 +168,16 @@ def apply_overrides(cfg: RunConfig, sets: list[str]) -> RunConfig:
     return RunConfig.from_dict(data)
 
 
+# FlowConfig fields added after composites were first cached: at the value their absence stands for
+# (FlowConfig.ABSENT_MEANS) they are left out of the key, so cached composites made without them keep it.
+KEY_LATER_FIELDS = ("reference_stride",)
+
+
 def flow_key(flow) -> str:
     """Short hash of a flow configuration: names the cached composites made with it."""
-    return hashlib.sha1(json.dumps(dataclasses.asdict(flow), sort_keys=True).encode()).hexdigest()[:10]
+    fields = {k: v for k, v in dataclasses.asdict(flow).items()
+              if not (k in KEY_LATER_FIELDS and v == type(flow).ABSENT_MEANS[k])}
+    return hashlib.sha1(json.dumps(fields, sort_keys=True).encode()).hexdigest()[:10]
 
 
 def composites(sources: dict, work: Path, flow) -> Path:
