@@ -42,7 +42,7 @@ def overlay(frame: np.ndarray, pred_fg: np.ndarray, colour=(255, 0, 64), alpha: 
     """Foreground tinted over the frame, uint8 [H,W,3]: uint8((1 - alpha) x + alpha colour) in
     float32 where ``pred_fg``, the frame elsewhere. The tint of each of the 256 levels is computed
     once per channel (a lookup table) and applied with OpenCV, which releases the GIL: 1920x1080
-    in a few ms instead of 60-70 ms of NumPy float work."""
+    in about 11 ms instead of 70 ms of NumPy float work (both timed on 2 busy cores)."""
     import cv2
 
     levels = np.arange(256, dtype=np.float32)[:, None]
