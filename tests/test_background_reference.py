@@ -10,7 +10,7 @@ import tensorflow as tf
 
 from hofam_tf.config import BACKGROUND_KEY, FRAME_KEY, HOP_KEY, AugmentConfig, FlowConfig, ModelConfig, RunConfig
 from hofam_tf.data.composite import compose, read_composite, read_composite_tiles, split_composite_tiles
-from hofam_tf.data.flow import iter_hop, median_reference, reference_indices
+from hofam_tf.data.flow import iter_hop, pixel_median, reference_indices
 from hofam_tf.data.sources import Frame
 from hofam_tf.errors import HOFAMInputError
 from hofam_tf.model.hofam import build_hofam, count_params
@@ -22,10 +22,10 @@ def _flat_frames(values, scored_from=0):
             for i, v in enumerate(values)]
 
 
-def test_median_reference_is_the_per_pixel_median():
+def test_pixel_median_is_the_per_pixel_median():
     rng = np.random.default_rng(0)
     tiles = [rng.integers(0, 256, (16, 16, 3), dtype=np.uint8) for _ in range(5)]
-    np.testing.assert_array_equal(median_reference(tiles), np.median(np.stack(tiles), axis=0).astype(np.uint8))
+    np.testing.assert_array_equal(pixel_median(tiles), np.median(np.stack(tiles), axis=0).astype(np.uint8))
 
 
 def test_the_reference_is_the_median_of_the_right_earlier_frames():

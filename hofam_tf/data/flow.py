@@ -14,7 +14,7 @@ Conventions (documented in the README, "Hierarchical optical flow"):
   B = Op(tau1); with ``FlowConfig.background_stride`` B is instead the difference from a median of
   earlier frames (``background_difference``).
 - The background reference (``FlowConfig.reference_stride``, the opt-in third model input) is the
-  per-pixel median RGB of earlier frames' tiles (``median_reference``), clamped at the first frame
+  per-pixel median RGB of earlier frames' tiles (``pixel_median``), clamped at the first frame
   like the intervals.
 """
 from __future__ import annotations
@@ -182,18 +182,25 @@ def reference_indices(t: int, cfg: FlowConfig) -> list[int]:
     return [reference_index(t, cfg.reference_stride * k) for k in range(1, cfg.background_frames + 1)]
 
 
-def median_reference(tiles: list[np.ndarray]) -> np.ndarray:
-    """uint8 [H,W,3]: the per-pixel, per-channel median of an odd number of RGB tiles (each value
-    is one tile's)."""
-    stack = np.stack(tiles)
-    mid = len(tiles) // 2
-    return np.partition(stack, mid, axis=0)[mid]
+_MEDIAN9 = ((1, 2), (4, 5), (7, 8), (0, 1), (3, 4), (6, 7), (1, 2), (4, 5), (7, 8), (0, 3), (5, 8), (4, 7),
+            (3, 6), (1, 4), (2, 5), (4, 7), (4, 2), (6, 4), (4, 2))
+
+
+def pixel_median(images: list) -> np.ndarray:
+    """Per-pixel median of equally shaped uint8 images (an odd number of them); for 9 images a
+    sorting network of 19 element-wise min/max pairs (about 35 times faster than ``np.median`` at
+    768x576), else ``np.median``."""
+    if len(images) != 9:
+        return np.median(np.stack(images), axis=0).astype(images[0].dtype)
+    v = list(images)
+    for i, j in _MEDIAN9:
+        v[i], v[j] = np.minimum(v[i], v[j]), np.maximum(v[i], v[j])
+    return v[4]
 
 
 def background_difference(grays: dict[int, np.ndarray], t: int, cfg: FlowConfig) -> np.ndarray:
     """uint8 [H,W]: |gray_t - per-pixel median of the frames ``background_indices(t, cfg)``|."""
-    earlier = np.stack([grays[i] for i in background_indices(t, cfg)])
-    median = np.median(earlier, axis=0)  # an odd count: each pixel's median is one frame's level
+    median = pixel_median([grays[i] for i in background_indices(t, cfg)])  # an odd count: one frame's level
     return np.abs(grays[t].astype(np.float32) - median).astype(np.uint8)
 
 
@@ -317,7 +324,7 @@ def iter_gray_windows(frames, cfg: FlowConfig, stages=None):
     reference_tiles)``: ``frame_tile`` uint8 [256,256,3] is the resized RGB frame and ``grays``
     holds exactly the grey tiles ``hop_from_grays(grays, frame.index, cfg)`` needs: the tau
     references and the background's frames. ``reference_tiles`` is the list of RGB tiles whose
-    ``median_reference`` is the frame's background reference (``cfg.reference_stride``), or None
+    ``pixel_median`` is the frame's background reference (``cfg.reference_stride``), or None
     when that is off. Only the last ``cfg.history`` frames are kept, so memory does not grow
     with the sequence. A sequence read from a later start (lookback) uses its earliest frame read in
     place of frames before it. ``stages`` (``hofam_tf.tasks.stages.StageTimes``), when given,
@@ -356,7 +363,7 @@ def iter_hop(frames, cfg: FlowConfig, workers: int = 2, max_pending: int = 16, s
 
     Yields ``(frame, frame_tile, hop, reference)`` for every scored frame (see
     ``iter_gray_windows``), ``hop`` uint8 [256,256,3] and ``reference`` the background reference
-    uint8 [256,256,3] (``median_reference``), or None unless ``cfg.reference_stride``. Flows and
+    uint8 [256,256,3] (``pixel_median``), or None unless ``cfg.reference_stride``. Flows and
     medians run on ``workers`` threads (OpenCV and NumPy release the GIL), at most ``max_pending``
     frames ahead. ``stages`` (``hofam_tf.tasks.stages.StageTimes``), when given, counts their
     compute time on the workers as "flows".
@@ -371,7 +378,7 @@ def iter_hop(frames, cfg: FlowConfig, workers: int = 2, max_pending: int = 16, s
 
     def inputs(grays, index, tiles):
         t = time.perf_counter()
-        out = hop_from_grays(grays, index, cfg), (median_reference(tiles) if tiles is not None else None)
+        out = hop_from_grays(grays, index, cfg), (pixel_median(tiles) if tiles is not None else None)
         if stages is not None:
             stages.add("flows", time.perf_counter() - t)
         return out

@@ -13,7 +13,7 @@ from hofam_tf.config import FlowConfig
 from hofam_tf.errors import HOFAMInputError
 from hofam_tf.files import write_png
 from hofam_tf.data.flow import (background_difference, encode_hop, flow_to_color, flows_from_grays, iter_gray_windows,
-                                median_reference, write_flo)
+                                pixel_median, write_flo)
 from hofam_tf.data.sources import discover
 
 
@@ -36,6 +36,6 @@ def write_flows(input_path, output_dir, cfg: FlowConfig, save_flo: bool = False,
         background = background_difference(grays, fr.index, cfg) if cfg.background_stride else None
         write_png(out / "hop" / f"{fr.frame_id}.png", encode_hop(flows, cfg, background))
         if tiles is not None:  # the background reference (FlowConfig.reference_stride)
-            write_png(out / "reference" / f"{fr.frame_id}.png", median_reference(tiles))
+            write_png(out / "reference" / f"{fr.frame_id}.png", pixel_median(tiles))
         count += 1
     return count

@@ -24,7 +24,7 @@ from hofam_tf.data.composite import UNKNOWN, compose
 from hofam_tf.config import TILE, FlowConfig
 from hofam_tf.errors import HOFAMInputError
 from hofam_tf.files import safe_name, write_png
-from hofam_tf.data.flow import (background_difference, encode_hop, iter_gray_windows, iter_hop, median_reference,
+from hofam_tf.data.flow import (background_difference, encode_hop, iter_gray_windows, iter_hop, pixel_median,
                                 read_flo, resize_flow, resize_labels)
 from hofam_tf.data.sequence_meta import SequenceMeta
 from hofam_tf.data.sources import Sequence, discover
@@ -41,7 +41,7 @@ def _hop_from_flo(seq: Sequence, cfg: FlowConfig, flo_dir: Path):
             path = folder / cfg.flo_pattern.format(frame_id=fr.frame_id, tau=tau)
             flows[tau] = resize_flow(read_flo(path))
         background = background_difference(grays, fr.index, cfg) if cfg.background_stride else None
-        yield fr, tile, encode_hop(flows, cfg, background), median_reference(tiles) if tiles is not None else None
+        yield fr, tile, encode_hop(flows, cfg, background), pixel_median(tiles) if tiles is not None else None
 
 
 def merge_sequence(seq: Sequence, output_dir: str | Path, cfg: FlowConfig, workers: int = 2,

@@ -21,6 +21,7 @@ import cv2
 import numpy as np
 
 from hofam_tf.config import FlowConfig
+from hofam_tf.data.flow import pixel_median
 
 METHODS = ("hofam", "mog2", "knn", "hop", "median")
 HOP_THRESHOLD = 12
@@ -78,22 +79,6 @@ class MedianSegmenter:
 
 
 # compare-exchange pairs of a sorting network that leaves the median of 9 values at position 4
-_MEDIAN9 = ((1, 2), (4, 5), (7, 8), (0, 1), (3, 4), (6, 7), (1, 2), (4, 5), (7, 8), (0, 3), (5, 8), (4, 7),
-            (3, 6), (1, 4), (2, 5), (4, 7), (4, 2), (6, 4), (4, 2))
-
-
-def pixel_median(images: list) -> np.ndarray:
-    """Per-pixel median of equally shaped uint8 images (an odd number of them); for 9 images a
-    sorting network of 19 element-wise min/max pairs (about 35 times faster than ``np.median`` at
-    768x576), else ``np.median``."""
-    if len(images) != 9:
-        return np.median(np.stack(images), axis=0).astype(images[0].dtype)
-    v = list(images)
-    for i, j in _MEDIAN9:
-        v[i], v[j] = np.minimum(v[i], v[j]), np.maximum(v[i], v[j])
-    return v[4]
-
-
 class HopSegmenter:
     """Threshold of the red HOP channel (``HOP_RULE_FLOW``), resized to the frame."""
 

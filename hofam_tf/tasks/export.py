@@ -115,15 +115,7 @@ def export_serving(model: keras.Model, out_dir: str | Path, meta: dict | None = 
 
     def _endpoint(dtype):
         spec = [tf.TensorSpec([None, h, w, 3], dtype, name=n) for n in names]
-
-        if len(names) == 3:  # the background-reference variant
-            def fn(frame, hop, background):
-                return prob(model_inputs(frame, hop, background), training=False)
-        else:
-            def fn(frame, hop):
-                return prob(model_inputs(frame, hop), training=False)
-
-        return tf.function(fn, input_signature=spec)
+        return tf.function(lambda *tensors: prob(model_inputs(*tensors), training=False), input_signature=spec)
 
     written = {}
     if "saved_model" in formats:

@@ -29,15 +29,14 @@ class TFRunner:
     def __init__(self, model):
         import tensorflow as tf
 
-        from hofam_tf.config import model_inputs
-
         self.model = model
         self.size = tuple(model.inputs[0].shape[1:3])
-        self._inputs = model_inputs
         self._fn = tf.function(lambda x: tf.sigmoid(model(x, training=False)))
 
     def __call__(self, frames: np.ndarray, hops: np.ndarray, backgrounds: np.ndarray | None = None) -> np.ndarray:
-        return self._fn(self._inputs(frames, hops, backgrounds)).numpy()[..., 0]
+        from hofam_tf.config import model_inputs
+
+        return self._fn(model_inputs(frames, hops, backgrounds)).numpy()[..., 0]
 
 
 class OnnxRunner:
