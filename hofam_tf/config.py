@@ -219,6 +219,15 @@ class ModelConfig:
       inputs): a third input ``background`` [B,H,W,3] (``FlowConfig.reference_stride``) is stacked
       with the frame as six channels of the frame encoder's first convolution, the only layer
       that changes (7x7x6 instead of 7x7x3 weights); the HOP encoder is unchanged.
+    balanced_head: probabilities that mean the same in every scene (opt-in; default False, the
+      original's single head). The class-in-scale loss weighs an image's foreground by its
+      objects' size, which multiplies the odds the head learns by a size-dependent factor (up to
+      37 for small objects, 3 for large ones), so the best threshold moves from scene to scene. A
+      second head (``layers.BalancedHead``: a 3x3 convolution and a per-image term over the main
+      head's logits and the decoder's last features, gradients stopped, initialised to the main
+      logits) learns the plain posterior with an unweighted cross-entropy
+      (``losses.balanced_loss``), and its logits are the model's output; the main head and
+      everything below it train exactly as without it.
     """
 
     ngf: int = option(64, "Base width (the original's gf_dim).")
@@ -231,6 +240,8 @@ class ModelConfig:
     dtype: str = option("float32", "Dtype policy.", flag="precision", choices=DTYPE_POLICIES)
     reference: bool = option(False, "Background-reference variant: a third input (set from "
                              "FlowConfig.reference_stride).", derived=True)
+    balanced_head: bool = option(False, "Balanced head: the model outputs a head trained with unweighted "
+                                 "cross-entropy on the class-in-scale head's logits and features (gradients stopped).")
 
     def __post_init__(self) -> None:
         if self.ngf < 1:

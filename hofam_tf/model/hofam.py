@@ -4,7 +4,9 @@ Two encoders (frame ``g_e*``, HOP ``g_op*``) of 8 stride-2 convolutions; the bot
 ``fusion0``; seven decoder levels, each
     U = g_d{i}(lrelu(D)),  W = g_bn_attention{i}(g_attention{i}(lrelu(U))),
     S = fusion{i}(lrelu([E_j; O_j])),  D = [dropout(g_bn_d{i}(U)); sigmoid(W) * S]
-and the output ``g_d8`` (7x7 transposed conv) giving one float32 logit channel.
+and the output ``g_d8`` (7x7 transposed conv) giving one float32 logit channel. With
+``ModelConfig.balanced_head`` (opt-in) that channel is ``main_logits`` and the model outputs the
+``balanced_head``'s logits computed from it and lrelu(D) (``layers.BalancedHead``).
 Layer names follow the original variable scopes so a TF1 checkpoint maps by name.
 """
 from __future__ import annotations
@@ -14,13 +16,14 @@ import dataclasses
 import keras
 
 from hofam_tf.config import BACKGROUND_KEY, FRAME_KEY, HOP_KEY, TILE, ModelConfig, model_inputs
-from hofam_tf.model.layers import HOFAMDropout, SampleLayerNorm, ToSigned
+from hofam_tf.model.layers import BalancedHead, HOFAMDropout, SampleLayerNorm, ToSigned
 
 ENCODER_KERNELS = (7, 7, 5, 5, 5, 5, 3, 3)
 ENCODER_WIDTHS = (1, 2, 4, 8, 8, 8, 8, 16)  # x ngf
 DECODER_KERNELS = (3, 3, 5, 5, 5, 5, 7)  # levels 1..7 (deconv, attention and fusion convs)
 DECODER_WIDTHS = (8, 8, 8, 8, 4, 2, 1)  # x ngf
 DROPOUT_LEVELS = (1, 2, 3)
+MAIN_LOGITS = "main_logits"  # the class-in-scale head's layer when the balanced head is on
 
 
 def _conv(filters, kernel, strides, name, dtype):
@@ -134,7 +137,11 @@ def _graph(cfg: ModelConfig):
         gated = keras.layers.Multiply(name=f"g_attention{i}_gate", dtype=dt)([gate, s])
         d = keras.layers.Concatenate(name=f"g_d{i}_concat", dtype=dt)([un, gated])
 
-    out = _deconv(1, 7, "g_d8", dt)(_lrelu(d, "g_d8_lrelu", dt))
+    features = _lrelu(d, "g_d8_lrelu", dt)
+    out = _deconv(1, 7, "g_d8", dt)(features)
+    if cfg.balanced_head:  # the main head's logits, then the balanced head's as the model's output
+        main = keras.layers.Activation("linear", dtype="float32", name=MAIN_LOGITS)(out)
+        out = BalancedHead(name="balanced_head", dtype="float32")([main, features])
     logits = keras.layers.Activation("linear", dtype="float32", name="logits")(out)
     return model_inputs(frame_in, hop_in, background_in), logits, fusion_layers
 

@@ -81,3 +81,44 @@ class ToSigned(keras.layers.Layer):
 
     def get_config(self):
         return {**super().get_config(), "keep_channels": self.keep_channels}
+
+
+@keras.saving.register_keras_serializable(package="hofam_tf")
+class BalancedHead(keras.layers.Layer):
+    """The balanced head of ``ModelConfig.balanced_head``: logits from [main logits, decoder
+    features] (float32 [B,H,W,1] and [B,H/u,W/u,C], upsampled by ``upsample`` = u by repetition) with the gradients to both stopped, so it learns
+    on top of the main head without changing it.
+
+    z = conv3x3([z_main, f]) + dense(mean over H,W of [z_main, f]): a local term and a per-image
+    term (the class-in-scale weights shift the main head's logits by an amount that depends on
+    the size of the image's objects, an image-wide quantity). Initialised to z = z_main (the
+    convolution's centre tap on z_main is 1, every other weight 0).
+    """
+
+    def __init__(self, upsample: int = 2, **kwargs):
+        super().__init__(**kwargs)
+        self.upsample = upsample  # g_d8 has stride 2: the features are at half the output's size
+
+    def build(self, input_shapes):
+        channels = 1 + int(input_shapes[1][-1])
+
+        def init(shape, dtype=None):
+            k = ops.zeros(shape, dtype="float32")
+            return ops.slice_update(k, (1, 1, 0, 0), ops.ones((1, 1, 1, 1), dtype="float32"))
+
+        self.kernel = self.add_weight(name="kernel", shape=(3, 3, channels, 1), initializer=init)
+        self.bias = self.add_weight(name="bias", shape=(1,), initializer="zeros")
+        self.global_kernel = self.add_weight(name="global_kernel", shape=(channels, 1), initializer="zeros")
+
+    def call(self, inputs):
+        z, f = inputs
+        f = ops.cast(f, "float32")
+        if self.upsample > 1:  # nearest neighbour
+            f = ops.repeat(ops.repeat(f, self.upsample, axis=1), self.upsample, axis=2)
+        x = ops.stop_gradient(ops.concatenate([ops.cast(z, "float32"), f], axis=-1))
+        local = ops.conv(x, self.kernel, padding="same") + self.bias
+        image = ops.matmul(ops.mean(x, axis=(1, 2)), self.global_kernel)  # [B, 1]
+        return local + image[:, None, None, :]
+
+    def get_config(self):
+        return {**super().get_config(), "upsample": self.upsample}

@@ -104,3 +104,14 @@ def hofam_loss(logits, mask, weight=None, target_num=None, cfg: LossConfig = Los
     if cfg.f_weight:
         loss = loss + cfg.f_weight * (1.0 - soft_f)
     return {"loss": loss, "l1": l1, "focal": focal, "soft_f": soft_f}
+
+
+def balanced_loss(logits, mask, weight=None):
+    """The balanced head's loss (``ModelConfig.balanced_head``): unweighted sigmoid cross-entropy,
+    sum(w * CE(y, z)) / sum(w) with w only the ignore mask, whose minimiser is the plain
+    posterior P(foreground | input) whatever the objects' size."""
+    z = tf.cast(logits, tf.float32)
+    y = tf.cast(mask, tf.float32)
+    w = tf.ones_like(y) if weight is None else tf.cast(weight, tf.float32)
+    ce = tf.nn.sigmoid_cross_entropy_with_logits(labels=y, logits=z)
+    return tf.reduce_sum(w * ce) / tf.maximum(tf.reduce_sum(w), 1.0)

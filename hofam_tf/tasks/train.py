@@ -25,8 +25,8 @@ from hofam_tf.errors import HOFAMInputError
 from hofam_tf.files import atomic_path, write_json
 from hofam_tf.locks import folder_lock
 from hofam_tf.model.graph_options import graph_options
-from hofam_tf.model.losses import hofam_loss
-from hofam_tf.model.hofam import build_hofam
+from hofam_tf.model.losses import balanced_loss, hofam_loss
+from hofam_tf.model.hofam import MAIN_LOGITS, build_hofam
 from hofam_tf.model.weight_average import WeightAverage, averaged
 
 
@@ -241,12 +241,24 @@ def make_train_loop(state: TrainState, cfg: RunConfig, strategy):
     model, optimizer, average = state.model, state.optimizer, state.average
     replicas = strategy.num_replicas_in_sync
     variables = model.trainable_variables
+    balanced = cfg.model.balanced_head
+    # with the balanced head: the main head's logits take the class-in-scale loss, the model's
+    # output (the balanced head, gradients stopped at its inputs) the unweighted one
+    forward = keras.Model(model.inputs, [model.get_layer(MAIN_LOGITS).output, model.output]) if balanced \
+        else model
+    part_names = ("loss", "l1", "focal", "soft_f") + (("balanced",) if balanced else ())
 
     @tf.function(jit_compile=cfg.train.xla or None)
     def train_step(inputs, mask, weight, target_num):
         with tf.GradientTape() as tape:
-            logits = model(inputs, training=True)
+            if balanced:
+                logits, output = forward(inputs, training=True)
+            else:
+                logits = forward(inputs, training=True)
             parts = hofam_loss(logits, mask, weight, target_num, cfg.loss)
+            if balanced:
+                parts["balanced"] = balanced_loss(output, mask, weight)
+                parts["loss"] = parts["loss"] + parts["balanced"]
             loss = parts["loss"] / replicas
             if isinstance(optimizer, keras.optimizers.LossScaleOptimizer):
                 loss = optimizer.scale_loss(loss)
@@ -256,8 +268,7 @@ def make_train_loop(state: TrainState, cfg: RunConfig, strategy):
 
     @tf.function
     def train_loop(iterator, n):
-        parts = {"loss": tf.constant(0.0), "l1": tf.constant(0.0), "focal": tf.constant(0.0),
-                 "soft_f": tf.constant(0.0)}
+        parts = {k: tf.constant(0.0) for k in part_names}
         finite = tf.constant(True)
         for _ in tf.range(n):
             out = strategy.run(train_step, args=next(iterator))
