@@ -110,24 +110,59 @@ def synthetic_records(tmp_path_factory):
     return root
 
 
-def test_training_moves_the_head_and_leaves_the_trunk_as_the_plain_model_trains_it(synthetic_records, tmp_path):
-    import keras
-
+@pytest.fixture(scope="module")
+def balanced_runs(synthetic_records, tmp_path_factory):
+    """Two 4-update ngf 2 runs on the same records and seed, without and with the balanced head."""
     from hofam_tf.tasks.train import run_train
 
-    rec = synthetic_records / "rec"
-    runs = {}
+    rec, out = synthetic_records / "rec", tmp_path_factory.mktemp("balanced_runs")
     for head in (False, True):
         cfg = RunConfig(model=ModelConfig(ngf=2, balanced_head=head),
                         train=TrainConfig(train_pattern=str(rec / "train-*.tfrecord"), val_pattern="", steps=4,
                                           batch_size=2, ckpt_every=4, log_every=1, image_every=0, shuffle_buffer=8,
                                           ema_decay=0.0))
-        run_train(cfg, tmp_path / str(head), progress=False)
-        runs[head] = keras.saving.load_model(tmp_path / str(head) / "model.keras", compile=False)
-    plain, variant = runs[False], runs[True]
-    assert variant.model_config.balanced_head and RunConfig.load(tmp_path / "True" / "config.json").model.balanced_head
+        run_train(cfg, out / str(head), progress=False)
+    return {False: out / "False", True: out / "True"}
+
+
+def test_training_moves_the_head_and_leaves_the_trunk_as_the_plain_model_trains_it(balanced_runs):
+    import keras
+
+    plain, variant = (keras.saving.load_model(balanced_runs[h] / "model.keras", compile=False) for h in (False, True))
+    assert variant.model_config.balanced_head and RunConfig.load(balanced_runs[True] / "config.json").model.balanced_head
     for layer in plain.layers:
         for a, b in zip(layer.weights, variant.get_layer(layer.name).weights):
             np.testing.assert_allclose(b.numpy(), a.numpy(), atol=1e-5, err_msg=f"{layer.name}/{a.name}")
     head = variant.get_layer("balanced_head")
     assert np.any(head.global_kernel.numpy()) and np.any(head.bias.numpy())
+
+
+@pytest.mark.slow
+def test_predict_and_onnx_run_the_balanced_head(balanced_runs, synthetic_records, tmp_path):
+    pytest.importorskip("onnxruntime")
+    pytest.importorskip("tf2onnx")
+    from hofam_tf.data.sources import discover
+    from hofam_tf.files import read_image
+    from hofam_tf.model.checkpoints import load_for_inference
+    from hofam_tf.tasks.export import export_checkpoint
+    from hofam_tf.tasks.predict import PredictOptions, run_predict
+    from hofam_tf.tasks.runtimes import OnnxRunner, TFRunner
+
+    run = balanced_runs[True]
+    model, _ = load_for_inference(run)
+    x = list(_inputs(8).values())
+    both = _two_heads(model)
+    main, out = (t.numpy() for t in both(dict(zip((FRAME_KEY, HOP_KEY), x)), training=False))
+    assert not np.allclose(main, out)  # the trained head is not the main head
+    p_tf = TFRunner(model)(*x)
+    np.testing.assert_allclose(p_tf.reshape(out.shape), 1 / (1 + np.exp(-out)), atol=1e-5)  # predict's path runs the head
+    export_checkpoint(run, tmp_path / "exp", formats=("onnx",))
+    p_ort = OnnxRunner(tmp_path / "exp" / "model.onnx")(*x)
+    assert np.mean((p_tf >= 0.5) == (p_ort >= 0.5)) >= 0.999
+
+    seq = discover(synthetic_records / "raw" / "scene1")[0]
+    summary = run_predict(seq.path, run, tmp_path / "pred", PredictOptions(threshold=0.5, overlay_video=False),
+                          progress=False)
+    masks = sorted((tmp_path / "pred").rglob("masks/*.png"))
+    assert summary["sequences"][0]["frames"] == len(masks) > 0
+    assert set(np.unique(read_image(masks[0]))) <= {0, 255}
