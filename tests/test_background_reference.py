@@ -242,3 +242,19 @@ def test_onnx_export_of_the_variant_agrees_with_tf(reference_scene, tmp_path):
     assert np.mean((p_tf >= 0.5) == (p_ort >= 0.5)) >= 0.999
     with pytest.raises(HOFAMInputError, match="takes"):
         ort(x[0], x[1])
+
+
+def test_tensorboard_images_are_the_input_bytes(reference_scene):
+    """The frame, HOP and background summaries are the model's byte inputs, not floats read as
+    [0, 1] (which would saturate every pixel above 1 to white)."""
+    events = sorted((reference_scene["root"] / "run" / "logs").glob("events.out.tfevents.*"))
+    images = {}
+    for path in events:
+        for event in tf.compat.v1.train.summary_iterator(str(path)):
+            for value in event.summary.value:
+                if value.tag in (FRAME_KEY, HOP_KEY, BACKGROUND_KEY):
+                    png = tf.make_ndarray(value.tensor)[2]  # [width, height, image 1, ...]
+                    images[value.tag] = tf.io.decode_png(png).numpy()
+    assert set(images) == {FRAME_KEY, HOP_KEY, BACKGROUND_KEY}
+    for tag in (FRAME_KEY, BACKGROUND_KEY):  # textured synthetic scenes: mid-grey levels, not white
+        assert np.mean(images[tag] == 255) < 0.2 and images[tag].std() > 5, tag

@@ -105,10 +105,10 @@ def _image_summary(model, batch, step: int) -> None:
     inputs, mask = batch[0], batch[1]
     prob = tf.sigmoid(model(inputs, training=False))
     n = min(3, int(tf.shape(mask)[0]))
-    tf.summary.image("frame", inputs[FRAME_KEY][:n], step=step, max_outputs=n)
-    tf.summary.image("hop", inputs[HOP_KEY][:n], step=step, max_outputs=n)
-    if BACKGROUND_KEY in inputs:
-        tf.summary.image("background", inputs[BACKGROUND_KEY][:n], step=step, max_outputs=n)
+    for key in (FRAME_KEY, HOP_KEY, BACKGROUND_KEY):
+        if key in inputs:  # image bytes, as the model takes them (a float image would be read as [0, 1])
+            image = tf.cast(tf.round(tf.clip_by_value(tf.cast(inputs[key][:n], tf.float32), 0.0, 255.0)), tf.uint8)
+            tf.summary.image(key, image, step=step, max_outputs=n)
     tf.summary.image("gt", mask[:n], step=step, max_outputs=n)
     tf.summary.image("prediction", prob[:n], step=step, max_outputs=n)
 
