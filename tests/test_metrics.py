@@ -91,3 +91,20 @@ def test_score_phase_on_cdnet_folders(tmp_path, shared_data):
     c = r["cdnet"]["per_sequence"]["pedestrians"]["counts"]
     assert (c["TP"], c["FN"], c["FP"]) == (tp, fn, 0)
     assert r["images"] == 51 and (tmp_path / "out" / "metrics.json").exists()
+
+
+def test_cdnet_f_is_zero_not_undefined_when_nothing_is_marked():
+    labels = np.zeros((4, 4), np.uint8)
+    labels[:2, :2] = 255  # 4 foreground pixels
+    scorer = Scorer()
+    scorer.add_foreground(np.zeros((4, 4), bool), labels, "a")  # marks nothing
+    pred = np.zeros((4, 4), bool)
+    pred[0, :3] = True  # TP 2, FP 1, FN 2: P 2/3, R 1/2
+    scorer.add_foreground(pred, labels, "b")
+    scorer.add_foreground(np.zeros((4, 4), bool), np.zeros((4, 4), np.uint8), "c")  # nothing to find, nothing marked
+    per = scorer.result()["cdnet"]["per_sequence"]
+    assert per["a"]["f_measure"] == 0.0 and per["a"]["recall"] == 0.0 and np.isnan(per["a"]["precision"])
+    p, r = 2 / 3, 1 / 2
+    assert per["b"]["f_measure"] == pytest.approx(2 * p * r / (p + r))
+    assert np.isnan(per["c"]["f_measure"])
+    assert scorer.result()["cdnet"]["average"]["f_measure"] == pytest.approx((0 + 2 * p * r / (p + r)) / 2)

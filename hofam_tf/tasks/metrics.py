@@ -51,13 +51,16 @@ def cdnet_confusion(pred_fg: np.ndarray, labels: np.ndarray) -> dict[str, int]:
 
 
 def seven_metrics(c: dict[str, int]) -> dict[str, float]:
-    """CDnet's seven metrics of one set of counts."""
+    """CDnet's seven metrics of one set of counts. F is computed as 2TP / (2TP + FP + FN), which is
+    2PR / (P + R) wherever precision and recall are both defined, and 0 (not undefined) for a
+    method that marks nothing on a sequence with foreground: recall 0, precision 0/0. Undefined
+    (NaN) only when the sequence has no foreground and nothing is marked."""
     tp, fp, fn, tn = c["TP"], c["FP"], c["FN"], c["TN"]
     recall, precision = _div(tp, tp + fn), _div(tp, tp + fp)
     return {
         "recall": recall, "specificity": _div(tn, tn + fp), "fpr": _div(fp, fp + tn),
         "fnr": _div(fn, tp + fn), "pwc": 100.0 * _div(fn + fp, tp + fn + fp + tn),
-        "precision": precision, "f_measure": _div(2 * precision * recall, precision + recall),
+        "precision": precision, "f_measure": _div(2 * tp, 2 * tp + fp + fn),
     }
 
 
