@@ -284,3 +284,25 @@ def test_flows_cli_output_feeds_merge_with_flo_files(tmp_path, background):
     # and the DIS path of merge gives the same HOP as the flows tool
     merge_dataset(tmp_path / "scene" / "frames", tmp_path / "comp2", cfg, progress=False)
     np.testing.assert_array_equal(read_composite(tmp_path / "comp2" / "frames" / "000006.png")[1], hop_png)
+
+
+def test_flows_cli_writes_the_background_reference(tmp_path):
+    """With --reference_stride, flows.py also writes reference/<frame>.png: the per-pixel median
+    RGB of the frame's earlier 256x256 tiles (frame 6, stride 2, 3 frames: frames 4, 2, 0)."""
+    from hofam_tf.data.flow_images import write_flows
+    from hofam_tf.data.synthetic import write_scene
+    from hofam_tf.files import read_image
+
+    write_scene(tmp_path / "scene", seed=6, frames=8, size=128)
+    cfg = FlowConfig(reference_stride=2, background_frames=3, dis_preset="ultrafast", reverse_check=False)
+    assert write_flows(tmp_path / "scene" / "frames", tmp_path / "flows", cfg, progress=False) == 8
+    tiles = [cv2.resize(read_image(tmp_path / "scene" / "frames" / f"{i:06d}.png"), (256, 256),
+                        interpolation=cv2.INTER_LINEAR).astype(int) for i in (4, 2, 0)]
+    want = np.sort(np.stack(tiles), axis=0)[1]
+    got = read_image(tmp_path / "flows" / "reference" / "000006.png")
+    np.testing.assert_array_equal(got, want)
+    assert sorted(p.name for p in (tmp_path / "flows" / "reference").iterdir())[0] == "000000.png"
+    # frame 0's reference clamps to frame 0 itself
+    np.testing.assert_array_equal(read_image(tmp_path / "flows" / "reference" / "000000.png"),
+                                  cv2.resize(read_image(tmp_path / "scene" / "frames" / "000000.png"), (256, 256),
+                                             interpolation=cv2.INTER_LINEAR))
