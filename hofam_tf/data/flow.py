@@ -182,6 +182,7 @@ def reference_indices(t: int, cfg: FlowConfig) -> list[int]:
     return [reference_index(t, cfg.reference_stride * k) for k in range(1, cfg.background_frames + 1)]
 
 
+# compare-exchange pairs of a sorting network that leaves the median of 9 values at position 4
 _MEDIAN9 = ((1, 2), (4, 5), (7, 8), (0, 1), (3, 4), (6, 7), (1, 2), (4, 5), (7, 8), (0, 3), (5, 8), (4, 7),
             (3, 6), (1, 4), (2, 5), (4, 7), (4, 2), (6, 4), (4, 2))
 

@@ -86,8 +86,8 @@ class ToSigned(keras.layers.Layer):
 @keras.saving.register_keras_serializable(package="hofam_tf")
 class BalancedHead(keras.layers.Layer):
     """The balanced head of ``ModelConfig.balanced_head``: logits from [main logits, decoder
-    features] (float32 [B,H,W,1] and [B,H/u,W/u,C], upsampled by ``upsample`` = u by repetition) with the gradients to both stopped, so it learns
-    on top of the main head without changing it.
+    features] (float32 [B,H,W,1] and [B,H/u,W/u,C], upsampled by ``upsample`` = u by repetition)
+    with the gradients to both stopped, so it learns on top of the main head without changing it.
 
     z = conv3x3([z_main, f]) + dense(mean over H,W of [z_main, f]): a local term and a per-image
     term (the class-in-scale weights shift the main head's logits by an amount that depends on

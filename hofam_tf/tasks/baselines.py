@@ -78,7 +78,6 @@ class MedianSegmenter:
         return diff >= MEDIAN_THRESHOLD
 
 
-# compare-exchange pairs of a sorting network that leaves the median of 9 values at position 4
 class HopSegmenter:
     """Threshold of the red HOP channel (``HOP_RULE_FLOW``), resized to the frame."""
 

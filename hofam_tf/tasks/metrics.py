@@ -29,6 +29,13 @@ def _div(a: float, b: float) -> float:
     return float(a) / float(b) if b else float("nan")
 
 
+def f_from_counts(tp: float, fp: float, fn: float) -> float:
+    """F (Dice) as 2TP / (2TP + FP + FN): 2PR / (P + R) wherever precision and recall are both
+    defined, 0 (not undefined) when nothing is marked on foreground (recall 0, precision 0/0),
+    NaN only when there is no foreground and nothing is marked."""
+    return _div(2 * tp, 2 * tp + fp + fn)
+
+
 def byte_threshold(threshold: float) -> int:
     """Smallest byte value v with v / 255 >= threshold (15 for 15/255)."""
     return int(math.ceil(threshold * 255 - 1e-6))
@@ -51,16 +58,13 @@ def cdnet_confusion(pred_fg: np.ndarray, labels: np.ndarray) -> dict[str, int]:
 
 
 def seven_metrics(c: dict[str, int]) -> dict[str, float]:
-    """CDnet's seven metrics of one set of counts. F is computed as 2TP / (2TP + FP + FN), which is
-    2PR / (P + R) wherever precision and recall are both defined, and 0 (not undefined) for a
-    method that marks nothing on a sequence with foreground: recall 0, precision 0/0. Undefined
-    (NaN) only when the sequence has no foreground and nothing is marked."""
+    """CDnet's seven metrics of one set of counts (F by ``f_from_counts``)."""
     tp, fp, fn, tn = c["TP"], c["FP"], c["FN"], c["TN"]
     recall, precision = _div(tp, tp + fn), _div(tp, tp + fp)
     return {
         "recall": recall, "specificity": _div(tn, tn + fp), "fpr": _div(fp, fp + tn),
         "fnr": _div(fn, tp + fn), "pwc": 100.0 * _div(fn + fp, tp + fn + fp + tn),
-        "precision": precision, "f_measure": _div(2 * tp, 2 * tp + fp + fn),
+        "precision": precision, "f_measure": f_from_counts(tp, fp, fn),
     }
 
 
@@ -93,7 +97,7 @@ class Scorer:
         else:
             for k in self.paper:
                 self.paper[k] += c[k]
-            self.dice.append(2 * c["TP"] / (2 * c["TP"] + c["FN"] + c["FP"]))
+            self.dice.append(f_from_counts(c["TP"], c["FP"], c["FN"]))
         cd = cdnet_confusion(pred_fg, labels)
         for k in cd:
             self.cdnet[sequence][k] += cd[k]

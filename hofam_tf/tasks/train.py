@@ -107,7 +107,7 @@ def _image_summary(model, batch, step: int) -> None:
     n = min(3, int(tf.shape(mask)[0]))
     for key in (FRAME_KEY, HOP_KEY, BACKGROUND_KEY):
         if key in inputs:  # image bytes, as the model takes them (a float image would be read as [0, 1])
-            image = tf.cast(tf.round(tf.clip_by_value(tf.cast(inputs[key][:n], tf.float32), 0.0, 255.0)), tf.uint8)
+            image = tf.saturate_cast(tf.round(tf.cast(inputs[key][:n], tf.float32)), tf.uint8)
             tf.summary.image(key, image, step=step, max_outputs=n)
     tf.summary.image("gt", mask[:n], step=step, max_outputs=n)
     tf.summary.image("prediction", prob[:n], step=step, max_outputs=n)
@@ -251,13 +251,10 @@ def make_train_loop(state: TrainState, cfg: RunConfig, strategy):
     @tf.function(jit_compile=cfg.train.xla or None)
     def train_step(inputs, mask, weight, target_num):
         with tf.GradientTape() as tape:
+            outputs = forward(inputs, training=True)
+            parts = hofam_loss(outputs[0] if balanced else outputs, mask, weight, target_num, cfg.loss)
             if balanced:
-                logits, output = forward(inputs, training=True)
-            else:
-                logits = forward(inputs, training=True)
-            parts = hofam_loss(logits, mask, weight, target_num, cfg.loss)
-            if balanced:
-                parts["balanced"] = balanced_loss(output, mask, weight)
+                parts["balanced"] = balanced_loss(outputs[1], mask, weight)
                 parts["loss"] = parts["loss"] + parts["balanced"]
             loss = parts["loss"] / replicas
             if isinstance(optimizer, keras.optimizers.LossScaleOptimizer):

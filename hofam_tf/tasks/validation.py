@@ -16,6 +16,7 @@ import numpy as np
 
 from hofam_tf.data.composite import is_cdnet_background, is_foreground
 from hofam_tf.config import BACKGROUND_KEY, FRAME_KEY, HOP_KEY, model_inputs
+from hofam_tf.tasks.metrics import f_from_counts
 
 # 0.05 ... 0.95, then finer near 1: the class-in-scale loss weighs foreground up to 12.5x, so a
 # model's best threshold on unseen scenes can sit above 0.95, and the longer a model trains the
@@ -42,7 +43,7 @@ def f_by_threshold(counts: dict[str, tuple[np.ndarray, np.ndarray]], thresholds=
             tp = fg_hist[cut:].sum()
             fn = fg_hist[:cut].sum()
             fp = bg_hist[cut:].sum()
-            fs.append(2 * tp / (2 * tp + fn + fp) if tp + fn + fp else np.nan)
+            fs.append(f_from_counts(tp, fp, fn))
         out[t] = float(np.nanmean(fs)) if not np.all(np.isnan(fs)) else 0.0
     return out
 
