@@ -54,6 +54,7 @@ def main() -> None:
                       ("dis_medium", FlowConfig(reverse_check=False)),
                       ("dis_balanced_reverse_check", FlowConfig(dis_preset="balanced")),
                       ("dis_balanced", FlowConfig(dis_preset="balanced", reverse_check=False)),
+                      ("dis_ultrafast_reverse_check", FlowConfig(dis_preset="ultrafast")),
                       ("dis_ultrafast", FlowConfig(dis_preset="ultrafast", reverse_check=False)),
                       ("farneback", FlowConfig(estimator="farneback", reverse_check=False))):
         t = time.perf_counter()

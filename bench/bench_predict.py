@@ -2,7 +2,7 @@
 
     python -m bench.bench_predict [--video VIDEO_OR_FRAME_FOLDER]
         [--sizes 320x240,768x576,1920x1080] [--frames 300] [--ckpt checkpoints/release | --ngf 64]
-        [--batch 8] [--long 5000]
+        [--batch 8] [--long 5000] [--flow_preset run|balanced|medium|...]
 
 The video is vtest.avi (Debian's opencv-doc, 768x576 pedestrians) where installed, else CDnet
 2014's highway from ../shared/data (320x240 traffic, looped). For each size the video's first
@@ -81,14 +81,17 @@ def write_clip(video: str, path: Path, size: tuple[int, int], frames: int) -> in
     return n
 
 
-def one_run(clip: str, ckpt: str, out: str, mode: str, batch: int, rss_at: int) -> dict:
-    """One predict run in this process: frames/s, peak RSS and the stage profile."""
+def one_run(clip: str, ckpt: str, out: str, mode: str, batch: int, rss_at: int, flow_preset: str = "") -> dict:
+    """One predict run in this process: frames/s, peak RSS and the stage profile. ``flow_preset``:
+    predict's DIS preset ("": predict's default)."""
     from hofam_tf.model.checkpoints import stored_post, stored_threshold
     from hofam_tf.tasks.predict import PredictOptions, run_predict
 
     opts = dict(batch_size=batch, threshold=stored_threshold(ckpt), **stored_post(ckpt))  # predict's defaults
     if mode == "plain":
         opts.update(calibrate_frames=0, median_gate=0)
+    if flow_preset:
+        opts.update(flow_preset=flow_preset)
     rss_early = None
     if rss_at:  # the long stream: peak memory after its first rss_at frames too
         run_predict(clip, ckpt, out + "_early", PredictOptions(**opts, max_frames=rss_at), progress=False)
@@ -99,7 +102,7 @@ def one_run(clip: str, ckpt: str, out: str, mode: str, batch: int, rss_at: int) 
     return {"mode": mode, "frames": summary["frames"], "end_to_end_fps": summary["frames"] / seconds,
             "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
             **({"peak_rss_mib_after_first": {str(rss_at): rss_early}} if rss_at else {}),
-            "stages": summary["stages"]}
+            "flow": summary["flow"], "stages": summary["stages"]}
 
 
 def model_only_fps(ckpt: str, batch: int) -> float:
@@ -134,11 +137,13 @@ def main() -> None:
     ap.add_argument("--ngf", type=int, default=0, help="an untrained model of this width instead of --ckpt")
     ap.add_argument("--batch", type=int, default=8)
     ap.add_argument("--long", type=int, default=0, help="add an N-frame stream at the middle size")
+    ap.add_argument("--flow_preset", default="", help="predict's DIS preset: run (the model's own) or a preset "
+                                                      "(default: predict's, hofam_tf.tasks.predict.FLOW_PRESET)")
     ap.add_argument("--one", default="", help=argparse.SUPPRESS)  # clip,ckpt,out,mode,rss_at: one run, JSON out
     args = ap.parse_args()
     if args.one:
         clip, ckpt, out, mode, rss_at = args.one.split(",")
-        print(json.dumps(one_run(clip, ckpt, out, mode, args.batch, int(rss_at))))
+        print(json.dumps(one_run(clip, ckpt, out, mode, args.batch, int(rss_at), args.flow_preset)))
         return
 
     args.video = args.video or default_video()
@@ -156,6 +161,7 @@ def main() -> None:
 
         def run(clip, mode, name, rss_at=0):
             cmd = [sys.executable, "-m", "bench.bench_predict", f"--batch={args.batch}",
+                   f"--flow_preset={args.flow_preset}",
                    f"--one={clip},{ckpt},{tmp / name},{mode},{rss_at}"]
             proc = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
             if proc.returncode != 0:

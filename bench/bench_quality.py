@@ -43,6 +43,7 @@ from pathlib import Path
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from hofam_tf.config import RunConfig  # noqa: E402
+from hofam_tf.tasks.predict import FLOW_PRESET  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 SETTINGS = {
@@ -259,17 +260,19 @@ def score_scene(pred_dir: Path, seq, out: Path) -> float:
 
 
 def predict_scene(seq, out: Path, method: str, ckpt=None, threshold: float = 0.5, calibrate_frames: int = 0,
-                  median_gate: float = 0.0, gate_mode: str = "pixel") -> float:
-    """Segments one scene into ``out``; returns the threshold used (the scene's own when calibrated)."""
+                  median_gate: float = 0.0, gate_mode: str = "pixel", flow_preset: str | None = None) -> float:
+    """Segments one scene into ``out``; returns the threshold used (the scene's own when calibrated).
+    ``flow_preset``: predict's DIS preset for HOFAM's HOP (None: predict's default)."""
     from hofam_tf.tasks.predict import PredictOptions, run_predict
 
+    preset = {"flow_preset": flow_preset} if flow_preset else {}
     opts = PredictOptions(threshold=threshold, overlay_video=False, method=method, batch_size=8,
-                          calibrate_frames=calibrate_frames, median_gate=median_gate, gate_mode=gate_mode)
+                          calibrate_frames=calibrate_frames, median_gate=median_gate, gate_mode=gate_mode, **preset)
     return run_predict(seq.path, ckpt, out, opts, progress=False)["sequences"][0]["threshold"]
 
 
 def post_on_validation(grid: dict, val: list[str], sources: dict, ckpt, threshold: float, work: Path,
-                       reported: list[str]) -> dict:
+                       reported: list[str], flow_preset: str | None = None) -> dict:
     """Segments the validation scenes ``val`` with every ``grid`` entry (``POST_GRID``'s
     (calibrate_frames, median_gate, gate_mode)) at native size under ``work``/val_post, scores them
     (``work``/val_post_scores) and returns the choice (``choose_post``, which refuses a scene of
@@ -277,7 +280,7 @@ def post_on_validation(grid: dict, val: list[str], sources: dict, ckpt, threshol
     val_f: dict = {key: {} for key in grid}
     for key, (cal, gate, mode) in grid.items():
         for v in val:
-            predict_scene(sources[v], work / "val_post" / key, "hofam", ckpt, threshold, cal, gate, mode)
+            predict_scene(sources[v], work / "val_post" / key, "hofam", ckpt, threshold, cal, gate, mode, flow_preset)
             val_f[key][v] = score_scene(work / "val_post" / key, sources[v], work / "val_post_scores" / key / v)
     chosen = choose_post(val_f, reported)
     cal, gate, mode = grid[chosen]
@@ -328,6 +331,9 @@ def main(argv=None) -> dict:
     ap.add_argument("--post_grid", default="all",
                     help="post-processing entries (POST_GRID) each fold chooses from on its validation scenes, "
                          "comma-separated, 'all' or 'none' (no hofam_nested column)")
+    ap.add_argument("--flow_preset", default=None,
+                    help="predict's DIS preset for HOFAM's HOP on every scene it segments: 'run' (the one the folds "
+                         "trained with) or a preset (default: predict's own, hofam_tf.tasks.predict.FLOW_PRESET)")
     ap.add_argument("--keep_records", action="store_true",
                     help="keep each fold's TFRecords (by default deleted once the fold's model is trained: "
                          "about 0.4 GB a fold; a rerun of the tag reuses its finished folds' models)")
@@ -410,33 +416,35 @@ def main(argv=None) -> dict:
         train_s = time.time() - ft
         threshold = stored_threshold(fdir / "run")
         for n in test:
-            predict_scene(sources[n], fdir / "pred", "hofam", fdir / "run", threshold)
+            predict_scene(sources[n], fdir / "pred", "hofam", fdir / "run", threshold, flow_preset=args.flow_preset)
             scores[n]["hofam"] = score_scene(fdir / "pred", sources[n], fdir / "scores" / n)
             if args.calibrate_frames:  # the scene-adaptive threshold, chosen on the scene without labels
                 scene_thresholds[n] = predict_scene(sources[n], fdir / "pred_scene", "hofam", fdir / "run", threshold,
-                                                    args.calibrate_frames)
+                                                    args.calibrate_frames, flow_preset=args.flow_preset)
                 scores[n]["hofam_scene_threshold"] = score_scene(fdir / "pred_scene", sources[n],
                                                                  fdir / "scores_scene" / n)
             if args.median_gate:  # the same two thresholds, masks trimmed by the median gate
                 predict_scene(sources[n], fdir / "pred_gated", "hofam", fdir / "run", threshold,
-                              median_gate=args.median_gate)
+                              median_gate=args.median_gate, flow_preset=args.flow_preset)
                 scores[n]["hofam_gated"] = score_scene(fdir / "pred_gated", sources[n], fdir / "scores_gated" / n)
                 if args.calibrate_frames:
                     predict_scene(sources[n], fdir / "pred_scene_gated", "hofam", fdir / "run", threshold,
-                                  args.calibrate_frames, args.median_gate)
+                                  args.calibrate_frames, args.median_gate, flow_preset=args.flow_preset)
                     scores[n]["hofam_scene_threshold_gated"] = score_scene(
                         fdir / "pred_scene_gated", sources[n], fdir / "scores_scene_gated" / n)
                     if args.gate_fill:
                         predict_scene(sources[n], fdir / "pred_scene_gated_fill", "hofam", fdir / "run", threshold,
-                                      args.calibrate_frames, args.median_gate, gate_mode="fill")
+                                      args.calibrate_frames, args.median_gate, gate_mode="fill",
+                                      flow_preset=args.flow_preset)
                         scores[n]["hofam_scene_threshold_gated_fill"] = score_scene(
                             fdir / "pred_scene_gated_fill", sources[n], fdir / "scores_scene_gated_fill" / n)
         post = None
         if grid:  # nested: the fold's validation scenes choose the post-processing for its unseen scenes
-            post = post_on_validation(grid, val, sources, fdir / "run", threshold, fdir, test)
+            post = post_on_validation(grid, val, sources, fdir / "run", threshold, fdir, test, args.flow_preset)
             for n in test:
                 predict_scene(sources[n], fdir / "pred_nested", "hofam", fdir / "run", threshold,
-                              post["calibrate_frames"], post["median_gate"], post["gate_mode"])
+                              post["calibrate_frames"], post["median_gate"], post["gate_mode"],
+                              flow_preset=args.flow_preset)
                 scores[n]["hofam_nested"] = score_scene(fdir / "pred_nested", sources[n], fdir / "scores_nested" / n)
         hindsight.update(best_thresholds_in_hindsight(fdir / "run", comp, sources, test))
         best = json.loads((fdir / "run" / "best.json").read_text())
@@ -457,7 +465,8 @@ def main(argv=None) -> dict:
         for f in fold_info:
             fdir = Path(f["ckpt"]).parent
             for n in f["test"]:
-                predict_scene(sources[n], fdir / "pred_pooled", "hofam", Path(f["ckpt"]), pooled)
+                predict_scene(sources[n], fdir / "pred_pooled", "hofam", Path(f["ckpt"]), pooled,
+                              flow_preset=args.flow_preset)
                 scores[n]["hofam_pooled_threshold"] = score_scene(fdir / "pred_pooled", sources[n],
                                                                   fdir / "scores_pooled" / n)
 
@@ -485,7 +494,8 @@ def main(argv=None) -> dict:
     report = {
         "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version()},
         "setting": args.setting, "folds": setting["folds"], "steps": setting["steps"], "batch": setting["batch"],
-        "ngf": setting["ngf"], "overrides": args.sets, "synthetic_scenes": args.synthetic, "tag": tag,
+        "ngf": setting["ngf"], "overrides": args.sets, "flow_preset": args.flow_preset or FLOW_PRESET,
+        "synthetic_scenes": args.synthetic, "tag": tag,
         "per_scene_f": {n: s for n, s in scores.items() if "hofam" in s},
         "mean_f": means,
         "scene_groups": groups,

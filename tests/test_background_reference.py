@@ -196,7 +196,8 @@ def test_predict_and_test_run_the_reference_model(reference_scene, tmp_path):
     root = reference_scene["root"]
     metrics = run_test(root / "run", str(root / "rec" / "test-*.tfrecord"), tmp_path / "test", progress=False)
     assert metrics["images"] == 14 and set(metrics["cdnet"]["per_sequence"]) == {"scene1"}
-    opts = PredictOptions(overlay_video=False, calibrate_frames=0, median_gate=0.0, batch_size=4, threshold=0.5)
+    opts = PredictOptions(overlay_video=False, calibrate_frames=0, median_gate=0.0, batch_size=4, threshold=0.5,
+                          flow_preset="run")  # the flow settings the composites were made with
     summary = run_predict(root / "raw" / "scene1" / "frames", root / "run", tmp_path / "pred", opts, progress=False)
     assert summary["sequences"][0]["frames"] == 14
     # predict's inputs are the composites' tiles (the reference included), and its masks are the

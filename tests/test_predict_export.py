@@ -1,3 +1,4 @@
+import dataclasses
 import json
 import subprocess
 import sys
@@ -58,11 +59,45 @@ def test_predict_video_end_to_end(tmp_path, tiny_model):
         decoded.append(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB))
     tiles = [resize_frame(f) for f in decoded]
     grays = {i: to_gray(t) for i, t in enumerate(tiles)}
-    hop = hop_from_grays(grays, 7, cfg.flow)
+    hop = hop_from_grays(grays, 7, dataclasses.replace(cfg.flow, dis_preset=PredictOptions().flow_preset))
     p = 1 / (1 + np.exp(-np.asarray(model({"frame": tiles[7][None], "hop": hop[None]}))[0, ..., 0]))
     expected = cv2.resize(p, (320, 240), interpolation=cv2.INTER_LINEAR) >= 0.5
     got = np.asarray(Image.open(out / "masks" / "000007.png")) == 255
     assert (expected == got).mean() > 0.999
+
+
+def test_predict_computes_the_hop_at_its_own_dis_preset(tmp_path, tiny_model):
+    """predict's HOP uses PredictOptions.flow_preset (its default, or "run": the model's own preset),
+    every other flow setting the run's; the HOP tile of the panels is compared with HOP images computed
+    here from the decoded frames, and summary.json records the settings used."""
+    from hofam_tf.config import RunConfig
+    from hofam_tf.data.flow import hop_from_grays, resize_frame, to_gray
+    from hofam_tf.tasks.predict import FLOW_PRESET
+
+    images, _ = make_scene(2, frames=12, size=256)
+    _write_video(tmp_path / "cam.avi", [cv2.resize(i, (320, 240)) for i in images])
+    cap, decoded = cv2.VideoCapture(str(tmp_path / "cam.avi")), []
+    while (got := cap.read())[0]:
+        decoded.append(cv2.cvtColor(got[1], cv2.COLOR_BGR2RGB))
+    grays = {i: to_gray(resize_frame(f)) for i, f in enumerate(decoded)}
+    run_flow = RunConfig.load(tiny_model / "config.json").flow
+    assert run_flow.dis_preset != FLOW_PRESET and run_flow.reverse_check  # the two runs below must differ
+    hops = {}
+    for preset in (None, "run"):
+        opts = dict(batch_size=4, panels=True, calibrate_frames=0, median_gate=0, overlay_video=False)
+        opts.update({"flow_preset": preset} if preset else {})
+        out = tmp_path / f"out_{preset}"
+        (summary,) = run_predict(tmp_path / "cam.avi", tiny_model / "model.keras", out, PredictOptions(**opts),
+                                 progress=False)["sequences"]
+        used = dataclasses.replace(run_flow, dis_preset=FLOW_PRESET if preset is None else run_flow.dis_preset)
+        assert summary["flow"] == {"estimator": "dis", "dis_preset": used.dis_preset, "reverse_check": True,
+                                   "taus": list(run_flow.taus)}
+        assert json.loads((out / "cam" / "summary.json").read_text())["flow"] == summary["flow"]
+        hops[preset] = np.asarray(Image.open(out / "cam" / "panels" / "000011.png"))[:, 512:768]
+        np.testing.assert_array_equal(hops[preset], hop_from_grays(grays, 11, used))
+    assert (hops[None] != hops["run"]).any()
+    with pytest.raises(HOFAMInputError, match="flow preset"):
+        PredictOptions(flow_preset="fastest")
 
 
 def test_predict_bad_inputs_leave_no_complete_looking_output(tmp_path, tiny_model):

@@ -1,4 +1,5 @@
 """The shipped model: small enough to ship, loads by default, segments with its stored threshold."""
+import dataclasses
 import json
 import os
 import subprocess
@@ -54,6 +55,7 @@ def test_predict_without_ckpt_uses_the_release_model(tmp_path, shared_data):
     import cv2
 
     from hofam_tf.data.flow import hop_from_grays, resize_frame, to_gray
+    from hofam_tf.tasks.predict import FLOW_PRESET
 
     frames = sorted((scene / "input").glob("*.jpg"))
     assert frames[0].name == "in000600.jpg"  # the samples start at the temporal ROI: no earlier frames
@@ -61,8 +63,9 @@ def test_predict_without_ckpt_uses_the_release_model(tmp_path, shared_data):
     grays = {i: to_gray(resize_frame(f)) for i, f in enumerate(rgb)}
     model, cfg = load_for_inference(RELEASE_DIR)
     t = 11
-    hop = hop_from_grays(grays, t, cfg.flow)
+    hop = hop_from_grays(grays, t, dataclasses.replace(cfg.flow, dis_preset=FLOW_PRESET))  # predict's default preset
     logits = np.asarray(model({"frame": resize_frame(rgb[t])[None], "hop": hop[None]}))[0, ..., 0]
     prob = cv2.resize(1 / (1 + np.exp(-logits)), (rgb[t].shape[1], rgb[t].shape[0]), interpolation=cv2.INTER_LINEAR)
     got = np.asarray(Image.open(tmp_path / "pedestrians" / "masks" / "000611.png")) == 255
     assert (got == (prob >= summary["threshold"])).mean() > 0.999
+    assert summary["flow"]["dis_preset"] == FLOW_PRESET and summary["flow"]["reverse_check"] == cfg.flow.reverse_check

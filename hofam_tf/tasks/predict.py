@@ -2,7 +2,8 @@
 one of the classical baselines of ``hofam_tf.tasks.baselines`` (same outputs, for comparison).
 
 Streams: frames are decoded one at a time, HOP images are computed on the fly with the run's flow
-configuration (``RunConfig.flow``: estimator and tau set; DIS and Farneback only), the model runs
+configuration (``RunConfig.flow``: estimator and tau set; DIS and Farneback only; DIS at predict's
+own preset, ``PredictOptions.flow_preset``), the model runs
 in batches, and per-frame outputs are written as soon as they are ready, so memory does not grow
 with the length of the video (beyond the first ``calibrate_frames`` frames, held until the
 scene-adaptive threshold is chosen on them). Outputs under ``output_dir/<sequence>/``:
@@ -95,6 +96,12 @@ CALIBRATION_BYTES = 1 << 30
 # GATE_OVERLAP; a fixed constant, not tuned on any scene).
 GATE_MODES = ("pixel", "fill", "components")
 GATE_OVERLAP = 0.2
+# The DIS preset predict computes the HOP with ("run": the run's own ``FlowConfig.dis_preset``; the
+# reverse check and every other flow setting are always the run's). "balanced" costs about 40 % of
+# "medium" per flow, and the leave-scenes-out benchmark found unseen-scene F with it within 0.005 of
+# the run's own "medium" for the same trained models, thresholds and post-processing
+# (docs/performance.md, "A cheaper flow at predict time"). Flows from another estimator are not changed.
+FLOW_PRESET = "balanced"
 
 
 def calibration_frames(opts: "PredictOptions", shape) -> int:
@@ -129,6 +136,8 @@ class PredictOptions:
     gate_mode: str = "pixel"
     # what runs the model (hofam_tf.tasks.runtimes): "tf", or "onnxruntime" on an export folder
     runtime: str = "tf"
+    # the DIS preset of predict's HOP: "run" (the run's own) or one of DIS_PRESETS (see ``predict_flow``)
+    flow_preset: str = FLOW_PRESET
     # live sources (hofam_tf.data.sources.CapturePolicy): attempts after a drop (0: end cleanly),
     # the first wait between them (doubling), and the open / read timeouts in seconds
     reconnect: int = CapturePolicy.reconnect
@@ -159,6 +168,11 @@ class PredictOptions:
             raise HOFAMInputError(f"unknown gate mode {self.gate_mode!r}; the modes are {', '.join(GATE_MODES)}")
         if not 0.0 <= self.threshold <= 1.0:
             raise HOFAMInputError(f"threshold must be in [0, 1], got {self.threshold}")
+        from hofam_tf.data.flow import DIS_PRESETS
+
+        if self.flow_preset != "run" and self.flow_preset not in DIS_PRESETS:
+            raise HOFAMInputError(f"unknown flow preset {self.flow_preset!r}; the presets are run, "
+                                  f"{', '.join(DIS_PRESETS)}")
         if self.calibration_bytes < 0:
             raise HOFAMInputError(f"calibration_bytes must be 0 or more, got {self.calibration_bytes}")
         from hofam_tf.tasks.runtimes import RUNTIMES
@@ -337,6 +351,16 @@ def _gate_tap(frames, opts: PredictOptions, keep: dict, stages: StageTimes):
         yield fr
 
 
+def predict_flow(flow, preset: str):
+    """The flow settings predict computes the HOP with: the run's ``flow`` (a ``FlowConfig``) with
+    its DIS preset replaced by ``preset`` (``PredictOptions.flow_preset``; "run" keeps it). Only the
+    preset changes: the estimator, intervals, encoding and reverse check stay the run's, and flows
+    of another estimator are left as they are."""
+    if preset == "run" or flow.estimator != "dis":
+        return flow
+    return dataclasses.replace(flow, dis_preset=preset)
+
+
 def _hofam_stream(model, cfg, seq, opts: PredictOptions, stages: StageTimes):
     """Yields ``(frame, frame_tile, hop, probability, gate)`` for every scored frame, running the
     model (a ``runtimes`` runner) in batches of ``opts.batch_size``: the probability at the model's size
@@ -368,7 +392,7 @@ def _hofam_stream(model, cfg, seq, opts: PredictOptions, stages: StageTimes):
     frames = stages.timed_iter("decode", seq.iter_frames(lookback=cfg.flow.history, capture=opts.capture()))
     if opts.median_gate:
         frames = _gate_tap(frames, opts, keep, stages)
-    for item in iter_hop(frames, cfg.flow, workers=opts.workers, stages=stages):
+    for item in iter_hop(frames, predict_flow(cfg.flow, opts.flow_preset), workers=opts.workers, stages=stages):
         batch.append(item)
         if len(batch) >= opts.batch_size:
             yield from flush()
@@ -559,6 +583,7 @@ def predict_sequence(model, cfg, seq, output_dir: Path, opts: PredictOptions, pr
                "median_gate": opts.median_gate if opts.method == "hofam" else 0.0,
                "gate_mode": opts.gate_mode if opts.median_gate and opts.method == "hofam" else None,
                "runtime": opts.runtime if opts.method == "hofam" else None,
+               "flow": _flow_record(predict_flow(cfg.flow, opts.flow_preset)) if opts.method == "hofam" else None,
                "roi": str(roi_path) if roi_path is not None else None, "naming": opts.naming,
                "skipped_frames": sum(e["event"] == "skipped_frame" for e in seq.events),
                "reconnects": sum(e["event"] == "reconnect" for e in seq.events),
@@ -568,6 +593,12 @@ def predict_sequence(model, cfg, seq, output_dir: Path, opts: PredictOptions, pr
                "stages": stages.summary(count, seconds)}
     write_json(out / "summary.json", summary)
     return summary
+
+
+def _flow_record(flow) -> dict:
+    """The flow settings a HOFAM run of predict computed its HOP with, for summary.json."""
+    return {"estimator": flow.estimator, "dis_preset": flow.dis_preset if flow.estimator == "dis" else None,
+            "reverse_check": flow.reverse_check, "taus": list(flow.taus)}
 
 
 @graph_options()
