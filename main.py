@@ -68,7 +68,7 @@ flags.DEFINE_enum("runtime", "tf", ["tf", "onnxruntime"],  # = hofam_tf.tasks.ru
                   "folder made with --format=onnx; the onnx extra).")
 flags.DEFINE_enum("flow_preset", PredictOptions.flow_preset, ["run", *DIS_PRESETS],
                   "predict: the DIS preset of the HOP's flows: run (the one the model was trained with, in its "
-                  "config.json) or a preset; every other flow setting is the run's. The default costs 40 % of medium "
+                  "config.json) or a preset; every other flow setting is the run's. The default costs 43 % of medium "
                   "and scored within 0.005 of it on unseen scenes.")
 flags.DEFINE_bool("panels", None, "Write the 4-tile panels (default: on for test, off for predict).")
 flags.DEFINE_integer("eval_batch_size", 8, "Batch size for test / predict.")

@@ -97,7 +97,7 @@ CALIBRATION_BYTES = 1 << 30
 GATE_MODES = ("pixel", "fill", "components")
 GATE_OVERLAP = 0.2
 # The DIS preset predict computes the HOP with ("run": the run's own ``FlowConfig.dis_preset``; the
-# reverse check and every other flow setting are always the run's). "balanced" costs about 40 % of
+# reverse check and every other flow setting are always the run's). "balanced" costs 43 % of
 # "medium" per flow, and the leave-scenes-out benchmark found unseen-scene F with it within 0.005 of
 # the run's own "medium" for the same trained models, thresholds and post-processing
 # (docs/performance.md, "A cheaper flow at predict time"). Flows from another estimator are not changed.
