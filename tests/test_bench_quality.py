@@ -15,7 +15,7 @@ def test_leave_scenes_out_benchmark_tiny(tmp_path, shared_data):
                            f"--work={tmp_path}", "--scenes=highway,office,rain", "--folds=3", "--steps=2",
                            "--ngf=2", "--batch=2", "--set", "train.val_every=1", "--tag=t", "--val_scenes=1",
                            "--calibrate_frames=20", "--median_gate=1.5",
-                           "--post_grid=plain,calibrated_gate1.5_fill"],
+                           "--post_grid=plain,calibrated_gate1.5_fill", "--flow_preset=fast"],
                           capture_output=True, text=True, cwd=ROOT)
     assert proc.returncode == 0, proc.stderr[-3000:]
     report = json.loads(proc.stdout)
@@ -64,6 +64,12 @@ def test_leave_scenes_out_benchmark_tiny(tmp_path, shared_data):
         assert (summary["calibrate_frames"], summary["median_gate"], summary["gate_mode"]) == (cal, gate, mode)
         nested = json.loads((fdir / "scores_nested" / scene / "metrics.json").read_text())
         assert fs["hofam_nested"] == pytest.approx(nested["cdnet"]["per_sequence"][scene]["f_measure"])
+    # every HOFAM segmentation of the run, validation scenes too, used the --flow_preset given
+    assert report["flow_preset"] == "fast"
+    runs = tmp_path / "runs" / "t"
+    summaries = list(runs.glob("fold*/pred*/*/summary.json")) + list(runs.glob("fold*/val_post/*/*/summary.json"))
+    assert len(summaries) == 3 * (6 + 2)  # 6 columns of one unseen scene, 2 post entries of one validation scene
+    assert all(json.loads(f.read_text())["flow"]["dis_preset"] == "fast" for f in summaries)
     assert report["protocol"]["validation_only"] == ["hofam", "hofam_nested"]
     assert report["protocol"]["nested_choices"] == {str(f["fold"]): f["post"]["chosen"] for f in report["fold_details"]}
     # each fold's training records are gone once its model is trained (--keep_records keeps them)
