@@ -335,27 +335,19 @@ def fill_holes(mask: np.ndarray) -> np.ndarray:
     return mask | (outside[1:-1, 1:-1] > 0)
 
 
-def _gate_tap(frames, opts: PredictOptions, keep: dict, stages: StageTimes, pool):
-    """Passes ``frames`` through, feeding each one (scored or not) to the median rule on ``pool``
-    (one thread, so the rule sees the frames in order, beside the main thread) and storing the
-    future of each scored frame's dilated changed mask in ``keep`` under its index."""
+def _gate_tap(frames, opts: PredictOptions, keep: dict, stages: StageTimes):
+    """Passes ``frames`` through, feeding each one (scored or not) to the median rule and
+    storing the dilated changed mask of each scored frame in ``keep`` under its index."""
     from hofam_tf.tasks.baselines import MedianSegmenter
 
-    rule, kernel = MedianSegmenter(), []
-
-    def gate(rgb, index, scored):
-        with stages.timed("gate"):
-            t = rule.observe(rgb, index)
-            if scored:
-                if not kernel:
-                    kernel.append(median_gate_kernel(opts.median_gate, rgb.shape))
-                return cv2.dilate(rule.changed(t).astype(np.uint8), kernel[0]) > 0
-        return None
-
+    rule, kernel = MedianSegmenter(), None
     for fr in frames:
-        done = pool.submit(gate, fr.rgb, fr.index, fr.scored)
-        if fr.scored:
-            keep[fr.index] = done
+        with stages.timed("gate"):
+            t = rule.observe(fr.rgb, fr.index)
+            if fr.scored:
+                if kernel is None:
+                    kernel = median_gate_kernel(opts.median_gate, fr.rgb.shape)
+                keep[fr.index] = cv2.dilate(rule.changed(t).astype(np.uint8), kernel) > 0
         yield fr
 
 
@@ -392,28 +384,20 @@ def _hofam_stream(model, cfg, seq, opts: PredictOptions, stages: StageTimes):
             backgrounds = fit(backgrounds) if backgrounds is not None else None
         with stages.timed("model"):
             prob = model(frames, hops, backgrounds)
-        done = [(fr, tile, hop, p, gate_mask(fr.index)) for (fr, tile, hop, _), p in zip(batch, prob)]
+        done = [(fr, tile, hop, p, keep.pop(fr.index, None)) for (fr, tile, hop, _), p in zip(batch, prob)]
         batch.clear()
         return done
 
-    keep: dict = {}  # frame index -> future of its gate mask
-
-    def gate_mask(index):
-        done = keep.pop(index, None)
-        return done.result() if done is not None else None
-
-    from concurrent.futures import ThreadPoolExecutor
-
-    with ThreadPoolExecutor(1, thread_name_prefix="hofam-gate") as pool:
-        frames = stages.timed_iter("decode", seq.iter_frames(lookback=cfg.flow.history, capture=opts.capture()))
-        if opts.median_gate:
-            frames = _gate_tap(frames, opts, keep, stages, pool)
-        for item in iter_hop(frames, predict_flow(cfg.flow, opts.flow_preset), workers=opts.workers, stages=stages):
-            batch.append(item)
-            if len(batch) >= opts.batch_size:
-                yield from flush()
-        if batch:
+    keep: dict = {}
+    frames = stages.timed_iter("decode", seq.iter_frames(lookback=cfg.flow.history, capture=opts.capture()))
+    if opts.median_gate:
+        frames = _gate_tap(frames, opts, keep, stages)
+    for item in iter_hop(frames, predict_flow(cfg.flow, opts.flow_preset), workers=opts.workers, stages=stages):
+        batch.append(item)
+        if len(batch) >= opts.batch_size:
             yield from flush()
+    if batch:
+        yield from flush()
 
 
 def scene_threshold(items: list, roi: np.ndarray | None, fallback: float) -> tuple[float, dict]:
@@ -513,7 +497,7 @@ def predict_sequence(model, cfg, seq, output_dir: Path, opts: PredictOptions, pr
 
     out = output_dir / safe_name(seq.name, "sequence name")
     (out / "summary.json").unlink(missing_ok=True)
-    stages = StageTimes({"flows": opts.workers, "masks": MASK_THREADS, "video": 1, "gate": 1})
+    stages = StageTimes({"flows": opts.workers, "masks": MASK_THREADS, "video": 1})
     stream = (_hofam_stream(model, cfg, seq, opts, stages) if opts.method == "hofam"
               else _classic_stream(opts.method, seq, opts, stages))
     # a video, camera or stream is opened once only (many cameras take one client at a time): its
