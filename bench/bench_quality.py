@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
 import hashlib
 import json
 import os
@@ -260,19 +261,19 @@ def score_scene(pred_dir: Path, seq, out: Path) -> float:
 
 
 def predict_scene(seq, out: Path, method: str, ckpt=None, threshold: float = 0.5, calibrate_frames: int = 0,
-                  median_gate: float = 0.0, gate_mode: str = "pixel", flow_preset: str | None = None) -> float:
+                  median_gate: float = 0.0, gate_mode: str = "pixel", flow_preset: str = FLOW_PRESET) -> float:
     """Segments one scene into ``out``; returns the threshold used (the scene's own when calibrated).
-    ``flow_preset``: predict's DIS preset for HOFAM's HOP (None: predict's default)."""
+    ``flow_preset``: predict's DIS preset for HOFAM's HOP."""
     from hofam_tf.tasks.predict import PredictOptions, run_predict
 
-    preset = {"flow_preset": flow_preset} if flow_preset else {}
     opts = PredictOptions(threshold=threshold, overlay_video=False, method=method, batch_size=8,
-                          calibrate_frames=calibrate_frames, median_gate=median_gate, gate_mode=gate_mode, **preset)
+                          calibrate_frames=calibrate_frames, median_gate=median_gate, gate_mode=gate_mode,
+                          flow_preset=flow_preset)
     return run_predict(seq.path, ckpt, out, opts, progress=False)["sequences"][0]["threshold"]
 
 
 def post_on_validation(grid: dict, val: list[str], sources: dict, ckpt, threshold: float, work: Path,
-                       reported: list[str], flow_preset: str | None = None) -> dict:
+                       reported: list[str], flow_preset: str = FLOW_PRESET) -> dict:
     """Segments the validation scenes ``val`` with every ``grid`` entry (``POST_GRID``'s
     (calibrate_frames, median_gate, gate_mode)) at native size under ``work``/val_post, scores them
     (``work``/val_post_scores) and returns the choice (``choose_post``, which refuses a scene of
@@ -331,7 +332,7 @@ def main(argv=None) -> dict:
     ap.add_argument("--post_grid", default="all",
                     help="post-processing entries (POST_GRID) each fold chooses from on its validation scenes, "
                          "comma-separated, 'all' or 'none' (no hofam_nested column)")
-    ap.add_argument("--flow_preset", default=None,
+    ap.add_argument("--flow_preset", default=FLOW_PRESET,
                     help="predict's DIS preset for HOFAM's HOP on every scene it segments: 'run' (the one the folds "
                          "trained with) or a preset (default: predict's own, hofam_tf.tasks.predict.FLOW_PRESET)")
     ap.add_argument("--keep_records", action="store_true",
@@ -378,6 +379,7 @@ def main(argv=None) -> dict:
                 scores[n][method] = score_scene(pred, sources[n], work / "scores" / method / n)
     base_s = time.time() - t0 - prep_s
 
+    segment = functools.partial(predict_scene, flow_preset=args.flow_preset)  # HOFAM at predict's HOP preset
     tag = args.tag or hashlib.sha1(json.dumps(cfg.to_dict(), sort_keys=True).encode()).hexdigest()[:10]
     run_root = work / "runs" / tag
     fold_info = []
@@ -416,35 +418,32 @@ def main(argv=None) -> dict:
         train_s = time.time() - ft
         threshold = stored_threshold(fdir / "run")
         for n in test:
-            predict_scene(sources[n], fdir / "pred", "hofam", fdir / "run", threshold, flow_preset=args.flow_preset)
+            segment(sources[n], fdir / "pred", "hofam", fdir / "run", threshold)
             scores[n]["hofam"] = score_scene(fdir / "pred", sources[n], fdir / "scores" / n)
             if args.calibrate_frames:  # the scene-adaptive threshold, chosen on the scene without labels
-                scene_thresholds[n] = predict_scene(sources[n], fdir / "pred_scene", "hofam", fdir / "run", threshold,
-                                                    args.calibrate_frames, flow_preset=args.flow_preset)
+                scene_thresholds[n] = segment(sources[n], fdir / "pred_scene", "hofam", fdir / "run", threshold,
+                                              args.calibrate_frames)
                 scores[n]["hofam_scene_threshold"] = score_scene(fdir / "pred_scene", sources[n],
                                                                  fdir / "scores_scene" / n)
             if args.median_gate:  # the same two thresholds, masks trimmed by the median gate
-                predict_scene(sources[n], fdir / "pred_gated", "hofam", fdir / "run", threshold,
-                              median_gate=args.median_gate, flow_preset=args.flow_preset)
+                segment(sources[n], fdir / "pred_gated", "hofam", fdir / "run", threshold, median_gate=args.median_gate)
                 scores[n]["hofam_gated"] = score_scene(fdir / "pred_gated", sources[n], fdir / "scores_gated" / n)
                 if args.calibrate_frames:
-                    predict_scene(sources[n], fdir / "pred_scene_gated", "hofam", fdir / "run", threshold,
-                                  args.calibrate_frames, args.median_gate, flow_preset=args.flow_preset)
+                    segment(sources[n], fdir / "pred_scene_gated", "hofam", fdir / "run", threshold,
+                            args.calibrate_frames, args.median_gate)
                     scores[n]["hofam_scene_threshold_gated"] = score_scene(
                         fdir / "pred_scene_gated", sources[n], fdir / "scores_scene_gated" / n)
                     if args.gate_fill:
-                        predict_scene(sources[n], fdir / "pred_scene_gated_fill", "hofam", fdir / "run", threshold,
-                                      args.calibrate_frames, args.median_gate, gate_mode="fill",
-                                      flow_preset=args.flow_preset)
+                        segment(sources[n], fdir / "pred_scene_gated_fill", "hofam", fdir / "run", threshold,
+                                args.calibrate_frames, args.median_gate, gate_mode="fill")
                         scores[n]["hofam_scene_threshold_gated_fill"] = score_scene(
                             fdir / "pred_scene_gated_fill", sources[n], fdir / "scores_scene_gated_fill" / n)
         post = None
         if grid:  # nested: the fold's validation scenes choose the post-processing for its unseen scenes
             post = post_on_validation(grid, val, sources, fdir / "run", threshold, fdir, test, args.flow_preset)
             for n in test:
-                predict_scene(sources[n], fdir / "pred_nested", "hofam", fdir / "run", threshold,
-                              post["calibrate_frames"], post["median_gate"], post["gate_mode"],
-                              flow_preset=args.flow_preset)
+                segment(sources[n], fdir / "pred_nested", "hofam", fdir / "run", threshold,
+                        post["calibrate_frames"], post["median_gate"], post["gate_mode"])
                 scores[n]["hofam_nested"] = score_scene(fdir / "pred_nested", sources[n], fdir / "scores_nested" / n)
         hindsight.update(best_thresholds_in_hindsight(fdir / "run", comp, sources, test))
         best = json.loads((fdir / "run" / "best.json").read_text())
@@ -465,8 +464,7 @@ def main(argv=None) -> dict:
         for f in fold_info:
             fdir = Path(f["ckpt"]).parent
             for n in f["test"]:
-                predict_scene(sources[n], fdir / "pred_pooled", "hofam", Path(f["ckpt"]), pooled,
-                              flow_preset=args.flow_preset)
+                segment(sources[n], fdir / "pred_pooled", "hofam", Path(f["ckpt"]), pooled)
                 scores[n]["hofam_pooled_threshold"] = score_scene(fdir / "pred_pooled", sources[n],
                                                                   fdir / "scores_pooled" / n)
 
@@ -494,7 +492,7 @@ def main(argv=None) -> dict:
     report = {
         "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version()},
         "setting": args.setting, "folds": setting["folds"], "steps": setting["steps"], "batch": setting["batch"],
-        "ngf": setting["ngf"], "overrides": args.sets, "flow_preset": args.flow_preset or FLOW_PRESET,
+        "ngf": setting["ngf"], "overrides": args.sets, "flow_preset": args.flow_preset,
         "synthetic_scenes": args.synthetic, "tag": tag,
         "per_scene_f": {n: s for n, s in scores.items() if "hofam" in s},
         "mean_f": means,

@@ -361,13 +361,14 @@ def predict_flow(flow, preset: str):
     return dataclasses.replace(flow, dis_preset=preset)
 
 
-def _hofam_stream(model, cfg, seq, opts: PredictOptions, stages: StageTimes):
+def _hofam_stream(model, flow, seq, opts: PredictOptions, stages: StageTimes):
     """Yields ``(frame, frame_tile, hop, probability, gate)`` for every scored frame, running the
     model (a ``runtimes`` runner) in batches of ``opts.batch_size``: the probability at the model's size
-    (``native_probability``), ``gate`` the median gate's mask at native size, or None."""
+    (``native_probability``), ``gate`` the median gate's mask at native size, or None. ``flow``: the
+    flow settings of the HOP (``predict_flow``)."""
     from hofam_tf.data.flow import iter_hop
 
-    if cfg.flow.estimator == "flo":
+    if flow.estimator == "flo":
         raise HOFAMInputError("predict computes flows itself: the run's flow estimator must be dis or farneback")
     h_model, w_model = model.size
     batch: list = []
@@ -389,10 +390,10 @@ def _hofam_stream(model, cfg, seq, opts: PredictOptions, stages: StageTimes):
         return done
 
     keep: dict = {}
-    frames = stages.timed_iter("decode", seq.iter_frames(lookback=cfg.flow.history, capture=opts.capture()))
+    frames = stages.timed_iter("decode", seq.iter_frames(lookback=flow.history, capture=opts.capture()))
     if opts.median_gate:
         frames = _gate_tap(frames, opts, keep, stages)
-    for item in iter_hop(frames, predict_flow(cfg.flow, opts.flow_preset), workers=opts.workers, stages=stages):
+    for item in iter_hop(frames, flow, workers=opts.workers, stages=stages):
         batch.append(item)
         if len(batch) >= opts.batch_size:
             yield from flush()
@@ -498,7 +499,8 @@ def predict_sequence(model, cfg, seq, output_dir: Path, opts: PredictOptions, pr
     out = output_dir / safe_name(seq.name, "sequence name")
     (out / "summary.json").unlink(missing_ok=True)
     stages = StageTimes({"flows": opts.workers, "masks": MASK_THREADS, "video": 1})
-    stream = (_hofam_stream(model, cfg, seq, opts, stages) if opts.method == "hofam"
+    flow = predict_flow(cfg.flow, opts.flow_preset) if opts.method == "hofam" else None
+    stream = (_hofam_stream(model, flow, seq, opts, stages) if opts.method == "hofam"
               else _classic_stream(opts.method, seq, opts, stages))
     # a video, camera or stream is opened once only (many cameras take one client at a time): its
     # frame rate is read when the frame stream opens it, before the first frame reaches a writer
@@ -583,7 +585,7 @@ def predict_sequence(model, cfg, seq, output_dir: Path, opts: PredictOptions, pr
                "median_gate": opts.median_gate if opts.method == "hofam" else 0.0,
                "gate_mode": opts.gate_mode if opts.median_gate and opts.method == "hofam" else None,
                "runtime": opts.runtime if opts.method == "hofam" else None,
-               "flow": _flow_record(predict_flow(cfg.flow, opts.flow_preset)) if opts.method == "hofam" else None,
+               "flow": _flow_record(flow) if flow is not None else None,
                "roi": str(roi_path) if roi_path is not None else None, "naming": opts.naming,
                "skipped_frames": sum(e["event"] == "skipped_frame" for e in seq.events),
                "reconnects": sum(e["event"] == "reconnect" for e in seq.events),
