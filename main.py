@@ -98,6 +98,11 @@ flags.DEFINE_enum("gate_mode", PredictOptions.gate_mode, list(GATE_MODES),
                   "whole when a share of it is near the rule's changes, else dropped). Not given: the model's own choice "
                   "when its best.json records one, else this default.")
 flags.DEFINE_bool("gate_fill", False, "predict: the same as --gate_mode=fill.")
+flags.DEFINE_float("hysteresis", PredictOptions.hysteresis,
+                   "predict: hysteresis thresholding: pixels at or above the threshold seed objects, and each "
+                   "connected region whose odds are at most this factor below the threshold's and that holds a seed "
+                   "is kept whole (e.g. 10: threshold 0.99 extends objects down to 0.91). 0: off. Not given: the "
+                   "model's own choice when its best.json records one, else this default.")
 flags.DEFINE_integer("reconnect", PredictOptions.reconnect,
                      "predict: reconnection attempts when a camera or stream drops or stalls (waits doubling from "
                      "--reconnect_backoff up to 30 s; frames are numbered on without a gap). 0: end cleanly where it "
@@ -232,14 +237,14 @@ def phase_score() -> None:
 
 
 def _post_settings(ckpt) -> dict:
-    """Predict's post-processing (calibrate_frames, median_gate, gate_mode): each flag given wins;
+    """Predict's post-processing (calibrate_frames, median_gate, gate_mode, hysteresis): each flag given wins;
     otherwise the value the model's run chose on its validation scenes (best.json "post"), else the
     flag's default. A --threshold given alone fixes the threshold (no calibration)."""
     from hofam_tf.model.checkpoints import stored_post
 
     stored = stored_post(ckpt) if ckpt is not None else {}
     flags_now = {"calibrate_frames": FLAGS.calibrate_frames, "median_gate": FLAGS.median_gate,
-                 "gate_mode": FLAGS.gate_mode}
+                 "gate_mode": FLAGS.gate_mode, "hysteresis": FLAGS.hysteresis}
     given = {k: v for k, v in flags_now.items() if FLAGS[k].present}
     if FLAGS.gate_fill:
         if given.get("gate_mode", "fill") != "fill":
@@ -326,7 +331,7 @@ PHASE_FLAGS = {
     "score": {"what to score": ["pred_dir", "gt_dir", "output_dir"], "decision": ["threshold"]},
     "predict": {"input and output": ["input", "output_dir", "ckpt", "method", "max_frames", "roi", "naming"],
                 "live sources": ["reconnect", "reconnect_backoff", "open_timeout", "read_timeout"],
-                "decision and post-processing": ["threshold", "calibrate_frames", "median_gate", "gate_mode", "gate_fill", "post"],
+                "decision and post-processing": ["threshold", "calibrate_frames", "median_gate", "gate_mode", "gate_fill", "hysteresis", "post"],
                 "outputs": ["overlay_video", "side_by_side", "panels"],
                 "running the model": ["runtime", "flow_preset", "eval_batch_size", "inference_precision",
                                       *_MODEL_OVERRIDES]},

@@ -60,22 +60,32 @@ VARIANTS = ("hofam_nested", "hofam_pooled_threshold", "hofam_scene_threshold", "
             "hofam_scene_threshold_gated_fill")
 
 
-# The nested protocol's choices of post-processing (predict's calibrate_frames, median_gate, gate_mode):
+# The nested protocol's choices of post-processing (predict's calibrate_frames, median_gate, gate_mode,
+# hysteresis):
 # each fold segments its validation scenes with every entry, keeps the one with the best mean F there
 # and segments its unseen scenes with it ("hofam_nested"). Only the fold's own validation scenes
 # choose (never a scene the fold reports, nor another fold's validation scene, which may be one).
 POST_GRID = {
-    "plain": (0, 0.0, "pixel"),
-    "calibrated": (200, 0.0, "pixel"),
-    "gate1.5": (0, 1.5, "pixel"),
-    "calibrated_gate0.75": (200, 0.75, "pixel"),
-    "calibrated_gate1.5": (200, 1.5, "pixel"),
-    "calibrated_gate1.5_fill": (200, 1.5, "fill"),
-    "calibrated_gate3_fill": (200, 3.0, "fill"),
-    "gate1.5_fill": (0, 1.5, "fill"),
-    "calibrated_gate1.5_components": (200, 1.5, "components"),
-    "gate1.5_components": (0, 1.5, "components"),
+    "plain": {},
+    "calibrated": {"calibrate_frames": 200},
+    "gate1.5": {"median_gate": 1.5},
+    "calibrated_gate0.75": {"calibrate_frames": 200, "median_gate": 0.75},
+    "calibrated_gate1.5": {"calibrate_frames": 200, "median_gate": 1.5},
+    "calibrated_gate1.5_fill": {"calibrate_frames": 200, "median_gate": 1.5, "gate_mode": "fill"},
+    "calibrated_gate3_fill": {"calibrate_frames": 200, "median_gate": 3.0, "gate_mode": "fill"},
+    "gate1.5_fill": {"median_gate": 1.5, "gate_mode": "fill"},
+    "calibrated_gate1.5_components": {"calibrate_frames": 200, "median_gate": 1.5, "gate_mode": "components"},
+    "gate1.5_components": {"median_gate": 1.5, "gate_mode": "components"},
+    "hyst10": {"hysteresis": 10.0},
+    "hyst10_gate1.5_fill": {"hysteresis": 10.0, "median_gate": 1.5, "gate_mode": "fill"},
 }
+# what an entry leaves out is off: predict's post-processing fields (``checkpoints.POST_FIELDS``)
+POST_OFF = {"calibrate_frames": 0, "median_gate": 0.0, "gate_mode": "pixel", "hysteresis": 0.0}
+
+
+def post_entry(name: str) -> dict:
+    """Every post-processing field (``POST_OFF``'s keys) of the ``POST_GRID`` entry ``name``."""
+    return {**POST_OFF, **POST_GRID[name]}
 
 
 def post_grid_arg(text: str) -> dict:
@@ -86,7 +96,7 @@ def post_grid_arg(text: str) -> dict:
     unknown = sorted(set(names) - set(POST_GRID))
     if unknown:
         raise SystemExit(f"--post_grid: unknown {unknown}; the entries are {list(POST_GRID)}")
-    return {n: POST_GRID[n] for n in names}
+    return {n: post_entry(n) for n in names}
 
 
 def choose_post(val_f: dict, test: list[str]) -> str:
@@ -261,32 +271,32 @@ def score_scene(pred_dir: Path, seq, out: Path) -> float:
 
 
 def predict_scene(seq, out: Path, method: str, ckpt=None, threshold: float = 0.5, calibrate_frames: int = 0,
-                  median_gate: float = 0.0, gate_mode: str = "pixel", flow_preset: str = FLOW_PRESET) -> float:
+                  median_gate: float = 0.0, gate_mode: str = "pixel", flow_preset: str = FLOW_PRESET,
+                  hysteresis: float = 0.0) -> float:
     """Segments one scene into ``out``; returns the threshold used (the scene's own when calibrated).
     ``flow_preset``: predict's DIS preset for HOFAM's HOP."""
     from hofam_tf.tasks.predict import PredictOptions, run_predict
 
     opts = PredictOptions(threshold=threshold, overlay_video=False, method=method, batch_size=8,
                           calibrate_frames=calibrate_frames, median_gate=median_gate, gate_mode=gate_mode,
-                          flow_preset=flow_preset)
+                          flow_preset=flow_preset, hysteresis=hysteresis)
     return run_predict(seq.path, ckpt, out, opts, progress=False)["sequences"][0]["threshold"]
 
 
 def post_on_validation(grid: dict, val: list[str], sources: dict, ckpt, threshold: float, work: Path,
                        reported: list[str], flow_preset: str = FLOW_PRESET) -> dict:
-    """Segments the validation scenes ``val`` with every ``grid`` entry (``POST_GRID``'s
-    (calibrate_frames, median_gate, gate_mode)) at native size under ``work``/val_post, scores them
+    """Segments the validation scenes ``val`` with every ``grid`` entry (``post_entry``: predict's
+    post-processing fields) at native size under ``work``/val_post, scores them
     (``work``/val_post_scores) and returns the choice (``choose_post``, which refuses a scene of
     ``reported``) with every entry's validation F: the "post" record of a fold or a release model."""
     val_f: dict = {key: {} for key in grid}
-    for key, (cal, gate, mode) in grid.items():
+    for key, fields in grid.items():
         for v in val:
-            predict_scene(sources[v], work / "val_post" / key, "hofam", ckpt, threshold, cal, gate, mode, flow_preset)
+            predict_scene(sources[v], work / "val_post" / key, "hofam", ckpt, threshold, flow_preset=flow_preset,
+                          **fields)
             val_f[key][v] = score_scene(work / "val_post" / key, sources[v], work / "val_post_scores" / key / v)
     chosen = choose_post(val_f, reported)
-    cal, gate, mode = grid[chosen]
-    return {"chosen": chosen, "calibrate_frames": cal, "median_gate": gate, "gate_mode": mode,
-            "chosen_on": val, "validation_f": val_f}
+    return {"chosen": chosen, **grid[chosen], "chosen_on": val, "validation_f": val_f}
 
 
 def pick_scenes(sources: dict, names: str, data) -> dict:
@@ -443,7 +453,7 @@ def main(argv=None) -> dict:
             post = post_on_validation(grid, val, sources, fdir / "run", threshold, fdir, test, args.flow_preset)
             for n in test:
                 segment(sources[n], fdir / "pred_nested", "hofam", fdir / "run", threshold,
-                        post["calibrate_frames"], post["median_gate"], post["gate_mode"])
+                        **{k: post[k] for k in POST_OFF})
                 scores[n]["hofam_nested"] = score_scene(fdir / "pred_nested", sources[n], fdir / "scores_nested" / n)
         hindsight.update(best_thresholds_in_hindsight(fdir / "run", comp, sources, test))
         best = json.loads((fdir / "run" / "best.json").read_text())

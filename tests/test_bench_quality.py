@@ -15,7 +15,7 @@ def test_leave_scenes_out_benchmark_tiny(tmp_path, shared_data):
                            f"--work={tmp_path}", "--scenes=highway,office,rain", "--folds=3", "--steps=2",
                            "--ngf=2", "--batch=2", "--set", "train.val_every=1", "--tag=t", "--val_scenes=1",
                            "--calibrate_frames=20", "--median_gate=1.5",
-                           "--post_grid=plain,calibrated_gate1.5_fill", "--flow_preset=fast"],
+                           "--post_grid=plain,calibrated_gate1.5_fill,hyst10", "--flow_preset=fast"],
                           capture_output=True, text=True, cwd=ROOT)
     assert proc.returncode == 0, proc.stderr[-3000:]
     report = json.loads(proc.stdout)
@@ -60,15 +60,19 @@ def test_leave_scenes_out_benchmark_tiny(tmp_path, shared_data):
                 m = json.loads((fdir / "val_post_scores" / key / v / "metrics.json").read_text())
                 assert f == pytest.approx(m["cdnet"]["per_sequence"][v]["f_measure"])
         summary = json.loads((fdir / "pred_nested" / scene / "summary.json").read_text())
-        cal, gate, mode = {"plain": (0, 0.0, None), "calibrated_gate1.5_fill": (200, 1.5, "fill")}[post["chosen"]]
-        assert (summary["calibrate_frames"], summary["median_gate"], summary["gate_mode"]) == (cal, gate, mode)
+        want = {"plain": (0, 0.0, None, 0.0), "calibrated_gate1.5_fill": (200, 1.5, "fill", 0.0),
+                "hyst10": (0, 0.0, None, 10.0)}[post["chosen"]]
+        assert (summary["calibrate_frames"], summary["median_gate"], summary["gate_mode"], summary["hysteresis"]) == want
+        if post["chosen"] == "hyst10":  # odds ten times lower than the threshold's
+            t = summary["threshold"]
+            assert summary["low_threshold"] == pytest.approx(t / (t + 10 * (1 - t)))
         nested = json.loads((fdir / "scores_nested" / scene / "metrics.json").read_text())
         assert fs["hofam_nested"] == pytest.approx(nested["cdnet"]["per_sequence"][scene]["f_measure"])
     # every HOFAM segmentation of the run, validation scenes too, used the --flow_preset given
     assert report["flow_preset"] == "fast"
     runs = tmp_path / "runs" / "t"
     summaries = list(runs.glob("fold*/pred*/*/summary.json")) + list(runs.glob("fold*/val_post/*/*/summary.json"))
-    assert len(summaries) == 3 * (6 + 2)  # 6 columns of one unseen scene, 2 post entries of one validation scene
+    assert len(summaries) == 3 * (6 + 3)  # 6 columns of one unseen scene, 3 post entries of one validation scene
     assert all(json.loads(f.read_text())["flow"]["dis_preset"] == "fast" for f in summaries)
     assert report["protocol"]["validation_only"] == ["hofam", "hofam_nested"]
     assert report["protocol"]["nested_choices"] == {str(f["fold"]): f["post"]["chosen"] for f in report["fold_details"]}

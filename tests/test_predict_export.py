@@ -462,10 +462,11 @@ def test_predict_defaults_are_the_models_validated_post_processing(tmp_path, tin
     assert proc.returncode == 0, proc.stderr[-2000:]
     s = json.loads((tmp_path / "stored" / "cam" / "summary.json").read_text())
     assert (s["threshold"], s["calibrate_frames"], s["median_gate"], s["gate_mode"]) == (0.6, 0, 3.0, "components")
-    proc = predict("given", "--median_gate=1.5", "--gate_fill", "--calibrate_frames=4")
+    assert s["hysteresis"] == 0.0 and s["low_threshold"] == 0.6  # a record from before the field: off
+    proc = predict("given", "--median_gate=1.5", "--gate_fill", "--calibrate_frames=4", "--hysteresis=10")
     assert proc.returncode == 0, proc.stderr[-2000:]
     s = json.loads((tmp_path / "given" / "cam" / "summary.json").read_text())
-    assert (s["calibrate_frames"], s["median_gate"], s["gate_mode"]) == (4, 1.5, "fill")
+    assert (s["calibrate_frames"], s["median_gate"], s["gate_mode"], s["hysteresis"]) == (4, 1.5, "fill", 10.0)
     bad = predict("bad", "--gate_fill", "--gate_mode=pixel")
     assert bad.returncode == 2 and "--gate_fill means --gate_mode=fill" in bad.stderr
     assert not (tmp_path / "bad").exists()
@@ -486,3 +487,79 @@ def test_fill_holes_matches_scipy_on_random_masks():
     ring = np.zeros((9, 9), bool)
     ring[2:7, 2:7], ring[3:6, 3:6] = True, False
     assert fill_holes(ring)[4, 4] and not fill_holes(ring)[0, 0]
+
+
+def _hysteresis_by_scipy(prob, high, low):
+    """Hysteresis thresholding written independently: scipy's 8-connected labelling of the low mask,
+    each label kept when any of its pixels is at or above ``high``."""
+    from scipy.ndimage import label
+
+    labels, _ = label(prob >= low, structure=np.ones((3, 3)))
+    seeded = np.unique(labels[(prob >= high) & (labels > 0)])
+    return np.isin(labels, seeded) & (labels > 0)
+
+
+def test_hysteresis_keeps_the_connected_regions_that_hold_a_sure_pixel():
+    from hofam_tf.tasks.predict import hysteresis_mask, low_threshold
+
+    # the low threshold's odds are K times lower than the threshold's
+    for t, k in ((0.99, 10), (0.97, 100), (0.5, 3)):
+        low = low_threshold(t, k)
+        assert (t / (1 - t)) / (low / (1 - low)) == pytest.approx(k)
+    assert low_threshold(0.9, 0) == low_threshold(0.9, 1) == 0.9 and low_threshold(1.0, 10) == 1.0
+    rng = np.random.default_rng(5)
+    for _ in range(30):
+        h, w = rng.integers(1, 90, 2)
+        prob = cv2.GaussianBlur(rng.random((h, w)).astype(np.float32), (0, 0), float(rng.uniform(0.5, 3)))
+        prob = (prob - prob.min()) / max(float(np.ptp(prob)), 1e-6)
+        t, k = float(rng.uniform(0.3, 0.95)), float(rng.choice([2.0, 10.0, 100.0]))
+        got = hysteresis_mask(prob, t, k)
+        np.testing.assert_array_equal(got, _hysteresis_by_scipy(prob, t, low_threshold(t, k)))
+        assert (got >= (prob >= t)).all()  # only ever adds pixels to the plain mask
+        np.testing.assert_array_equal(hysteresis_mask(prob, t, 0.0), prob >= t)
+    # a weak object with a sure core comes back whole; a weak blob with none stays out
+    prob = np.zeros((20, 40), np.float32)
+    prob[4:12, 3:12] = 0.8
+    prob[7, 7] = 0.995
+    prob[4:12, 25:35] = 0.9
+    mask = hysteresis_mask(prob, 0.99, 100)
+    assert mask[4:12, 3:12].all() and not mask[:, 20:].any() and mask.sum() == 72
+
+
+def test_hysteresis_option_is_checked_and_recorded_by_runs(tmp_path):
+    from hofam_tf.model.checkpoints import POST_FIELDS, stored_post
+
+    for bad in (-1.0, 0.5, 1e7):
+        with pytest.raises(HOFAMInputError, match="hysteresis"):
+            PredictOptions(hysteresis=bad)
+    PredictOptions(hysteresis=1.0)
+    post = {"chosen": "x", "calibrate_frames": 0, "median_gate": 1.5, "gate_mode": "fill"}
+    (tmp_path / "best.json").write_text(json.dumps({"threshold": 0.9, "post": post}))
+    fields = {k: v for k, v in post.items() if k != "chosen"}
+    assert stored_post(tmp_path) == {**fields, "hysteresis": 0.0}  # a record from before the field: off
+    (tmp_path / "best.json").write_text(json.dumps({"threshold": 0.9, "post": {**post, "hysteresis": 10.0}}))
+    assert stored_post(tmp_path)["hysteresis"] == 10.0 and set(stored_post(tmp_path)) == set(POST_FIELDS)
+    (tmp_path / "best.json").write_text(json.dumps({"threshold": 0.9, "post": {"calibrate_frames": 0}}))
+    with pytest.raises(HOFAMInputError, match="lacks median_gate, gate_mode"):
+        stored_post(tmp_path)
+
+
+def test_predict_with_hysteresis_extends_the_plain_masks_from_their_seeds(tmp_path, tiny_model):
+    """The same video at the same threshold, with and without hysteresis: every mask with it holds
+    the plain mask, and each of its 8-connected regions holds a pixel of the plain mask."""
+    images, _ = make_scene(4, frames=10, size=256)
+    _write_video(tmp_path / "cam.avi", [cv2.resize(i, (320, 240)) for i in images])
+    base = PredictOptions(overlay_video=False, batch_size=4, threshold=0.5, calibrate_frames=0, median_gate=0.0)
+    run_predict(tmp_path / "cam.avi", tiny_model, tmp_path / "plain", base)
+    summary = run_predict(tmp_path / "cam.avi", tiny_model, tmp_path / "hyst",
+                          dataclasses.replace(base, hysteresis=1e6))["sequences"][0]
+    assert summary["hysteresis"] == 1e6 and summary["low_threshold"] == pytest.approx(0.5 / (0.5 + 1e6 * 0.5))
+    grown = 0
+    for path in sorted((tmp_path / "plain" / "cam" / "masks").glob("*.png")):
+        plain = np.array(Image.open(path)) > 0
+        hyst = np.array(Image.open(tmp_path / "hyst" / "cam" / "masks" / path.name)) > 0
+        assert (hyst >= plain).all()
+        n, labels = cv2.connectedComponents(hyst.astype(np.uint8), connectivity=8)
+        assert set(range(1, n)) <= set(np.unique(labels[plain]))
+        grown += int(hyst.sum() - plain.sum())
+    assert grown > 0  # an untrained model's probabilities hover near 0.5: the low threshold adds pixels

@@ -71,14 +71,17 @@ def stored_threshold(ckpt: str | Path) -> float:
 
 # The fields of predict's post-processing a run may record in best.json under "post", chosen on its
 # validation scenes (bench/train_release.py); predict takes them as its defaults for that model.
-POST_FIELDS = ("calibrate_frames", "median_gate", "gate_mode")
+POST_FIELDS = ("calibrate_frames", "median_gate", "gate_mode", "hysteresis")
+# fields added after runs had recorded a "post", with the value those runs used
+POST_FIELDS_LATER = {"hysteresis": 0.0}
 
 
 def stored_post(ckpt: str | Path) -> dict:
     """The post-processing the run chose on its validation scenes (``POST_FIELDS`` of best.json's
-    "post"), or {} when it chose none."""
+    "post"; a field of ``POST_FIELDS_LATER`` a run did not record takes the value it used), or {}
+    when it chose none."""
     info = best_info(ckpt) or {}
-    post = info.get("post") or {}
+    post = {**POST_FIELDS_LATER, **(info.get("post") or {})} if info.get("post") else {}
     missing = [k for k in POST_FIELDS if k not in post]
     if post and missing:
         raise HOFAMInputError(f"{run_dir_of(ckpt) / BEST_NAME}: its \"post\" lacks {', '.join(missing)}")

@@ -10,7 +10,8 @@ scene-adaptive threshold is chosen on them). Outputs under ``output_dir/<sequenc
 
     masks/<frame id>.png     0/255 mask at the input's native resolution
                              (probabilities resized bilinearly, thresholded at the scene-adaptive
-                             threshold, trimmed by the median gate: ``PredictOptions``)
+                             threshold, optionally extended by hysteresis, trimmed by the
+                             median gate: ``PredictOptions``)
     overlay.mp4              foreground tinted over the frames (MPEG-4, native size)
     panels/<frame id>.png    optional [frame | GT | HOP | prediction] at 256 (GT tile: 170 grey)
     summary.json             written last: frames, seconds, frames/s
@@ -96,6 +97,9 @@ CALIBRATION_BYTES = 1 << 30
 # GATE_OVERLAP; a fixed constant, not tuned on any scene).
 GATE_MODES = ("pixel", "fill", "components")
 GATE_OVERLAP = 0.2
+# Hysteresis (``PredictOptions.hysteresis``, off by default: ``hysteresis_mask``): the most the odds
+# of a pixel may fall below the threshold's and still join a connected object seeded above it.
+MAX_HYSTERESIS = 1e6
 # The DIS preset predict computes the HOP with ("run": the run's own ``FlowConfig.dis_preset``; the
 # reverse check and every other flow setting are always the run's). "balanced" costs 43 % of
 # "medium" per flow, and the leave-scenes-out benchmark found unseen-scene F with it within 0.005 of
@@ -134,6 +138,9 @@ class PredictOptions:
     median_gate: float = MEDIAN_GATE
     # how the gate trims the mask (GATE_MODES, see ``apply_gate``)
     gate_mode: str = "pixel"
+    # hysteresis (HOFAM only; 0: off): the factor K by which a pixel's odds may fall below the
+    # threshold's and still be foreground when connected to a pixel above it (``hysteresis_mask``)
+    hysteresis: float = 0.0
     # what runs the model (hofam_tf.tasks.runtimes): "tf", or "onnxruntime" on an export folder
     runtime: str = "tf"
     # the DIS preset of predict's HOP: "run" (the run's own) or one of DIS_PRESETS (see ``predict_flow``)
@@ -168,6 +175,9 @@ class PredictOptions:
             raise HOFAMInputError(f"unknown gate mode {self.gate_mode!r}; the modes are {', '.join(GATE_MODES)}")
         if not 0.0 <= self.threshold <= 1.0:
             raise HOFAMInputError(f"threshold must be in [0, 1], got {self.threshold}")
+        if self.hysteresis != 0 and not 1.0 <= self.hysteresis <= MAX_HYSTERESIS:
+            raise HOFAMInputError(f"hysteresis must be 0 (off) or an odds factor of 1 to {MAX_HYSTERESIS:g}, "
+                                  f"got {self.hysteresis}")
         from hofam_tf.data.flow import DIS_PRESETS
 
         if self.flow_preset != "run" and self.flow_preset not in DIS_PRESETS:
@@ -322,6 +332,34 @@ def apply_gate(fg: np.ndarray, gate: np.ndarray, mode: str = "pixel") -> np.ndar
     if mode != "fill" or not gated.any():
         return gated
     return fg & fill_holes(gated)
+
+
+def low_threshold(threshold: float, hysteresis: float) -> float:
+    """The probability whose odds are ``hysteresis`` times lower than ``threshold``'s (odds p/(1-p));
+    ``threshold`` itself when hysteresis is off (0) or 1."""
+    if hysteresis <= 1 or not 0.0 < threshold < 1.0:
+        return threshold
+    return threshold / (threshold + hysteresis * (1.0 - threshold))
+
+
+def hysteresis_mask(prob: np.ndarray, threshold: float, hysteresis: float) -> np.ndarray:
+    """Foreground of the probability map ``prob`` by hysteresis, as Canny's edges: the pixels at or
+    above ``threshold`` seed objects, and each 8-connected region of pixels at or above
+    ``low_threshold(threshold, hysteresis)`` that holds a seed is kept whole; a region with no seed
+    is dropped. The threshold that suits one unseen scene does not suit another: a scene unlike
+    the training scenes gets lower probabilities over its whole objects, and a high threshold keeps
+    only their cores. Hysteresis extends a sure core to the object's extent without letting the
+    weak blobs that have no sure pixel (a ripple, a shadow, flow noise) through. Plain thresholding
+    when ``hysteresis`` is 0 or 1."""
+    seeds = prob >= threshold
+    low = low_threshold(threshold, hysteresis)
+    if low == threshold or not seeds.any():
+        return seeds
+    n, labels = cv2.connectedComponents((prob >= low).astype(np.uint8), connectivity=8)
+    keep = np.zeros(n, bool)
+    keep[labels[seeds]] = True
+    keep[0] = False
+    return keep[labels]
 
 
 def fill_holes(mask: np.ndarray) -> np.ndarray:
@@ -512,6 +550,7 @@ def predict_sequence(model, cfg, seq, output_dir: Path, opts: PredictOptions, pr
         sinks["side_by_side"] = _VideoSink(out / "side_by_side.mp4", fps)
     roi_path = opts.roi or seq.roi_path
     roi, kernel = None, post_kernel(opts.post)
+    hysteresis = opts.hysteresis if opts.method == "hofam" else 0.0
     t0, count, ok, interrupted = time.time(), 0, False, False
     total = seq.count_scored()
     if opts.max_frames:
@@ -536,7 +575,7 @@ def predict_sequence(model, cfg, seq, output_dir: Path, opts: PredictOptions, pr
         for fr, tile, hop, prob, gate in stream:
             with stages.timed("post"):
                 native = native_probability(prob, fr.rgb.shape)
-                fg = native >= threshold
+                fg = hysteresis_mask(native, threshold, hysteresis)
                 if gate is not None:
                     fg = apply_gate(fg, gate, opts.gate_mode)
                 if kernel:
@@ -584,6 +623,7 @@ def predict_sequence(model, cfg, seq, output_dir: Path, opts: PredictOptions, pr
                "agreement_by_threshold": agreement,
                "median_gate": opts.median_gate if opts.method == "hofam" else 0.0,
                "gate_mode": opts.gate_mode if opts.median_gate and opts.method == "hofam" else None,
+               "hysteresis": hysteresis, "low_threshold": low_threshold(threshold, hysteresis),
                "runtime": opts.runtime if opts.method == "hofam" else None,
                "flow": _flow_record(flow) if flow is not None else None,
                "roi": str(roi_path) if roi_path is not None else None, "naming": opts.naming,
