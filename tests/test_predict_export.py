@@ -563,3 +563,27 @@ def test_predict_with_hysteresis_extends_the_plain_masks_from_their_seeds(tmp_pa
         assert set(range(1, n)) <= set(np.unique(labels[plain]))
         grown += int(hyst.sum() - plain.sum())
     assert grown > 0  # an untrained model's probabilities hover near 0.5: the low threshold adds pixels
+
+
+def test_median_gate_near_a_mask_is_the_whole_frames_gate_on_it():
+    """``MedianGate.near`` computes the rule only near the mask; every gate mode must give the same
+    masks as with the whole frame's gate, for sparse, dense, border-touching and empty masks."""
+    from hofam_tf.tasks.predict import GATE_MODES, MedianGate, apply_gate, median_gate_kernel
+
+    rng = np.random.default_rng(11)
+    for h, w, radius in ((240, 320, 1.5), (300, 517, 3.0), (130, 70, 0.75), (1080, 1920, 1.5)):
+        base = rng.integers(0, 256, (h, w), dtype=np.uint8)
+        earlier = [np.clip(base.astype(int) + rng.integers(-8, 9, (h, w)), 0, 255).astype(np.uint8) for _ in range(9)]
+        gray = base.copy()
+        for _ in range(6):  # moved objects: patches that differ from the background
+            y, x = rng.integers(0, h - 10), rng.integers(0, w - 10)
+            gray[y:y + rng.integers(5, 60), x:x + rng.integers(5, 60)] = rng.integers(0, 256)
+        kernel = median_gate_kernel(radius, (h, w))
+        whole = MedianGate(gray, earlier, kernel).full().mask
+        for density in (0.0, 0.0005, 0.01, 0.3):
+            fg = cv2.dilate((rng.random((h, w)) < density).astype(np.uint8), np.ones((7, 7), np.uint8)) > 0
+            fg[0, :3] = density > 0.001  # touches the border
+            near = MedianGate(gray, earlier, kernel).near(fg)
+            np.testing.assert_array_equal(near & fg, whole & fg)
+            for mode in GATE_MODES:
+                np.testing.assert_array_equal(apply_gate(fg, near, mode), apply_gate(fg, whole, mode))

@@ -69,13 +69,23 @@ class MedianSegmenter:
 
     def changed(self, t: int) -> np.ndarray:
         """Boolean mask of the frame at position ``t``, the last one observed."""
+        return median_changed(self.seen[t], self.earlier(t))
+
+    def earlier(self, t: int) -> list:
+        """The ``MEDIAN_FRAMES`` grey frames whose median is the background of the frame at
+        position ``t``, the last one observed: ``MEDIAN_STRIDE`` apart before it, clamped to the
+        earliest seen."""
         from hofam_tf.data.flow import reference_index
 
         first = min(self.seen)
-        earlier = [self.seen[min(k for k in self.seen if k >= max(reference_index(t, MEDIAN_STRIDE * j), first))]
-                   for j in range(1, MEDIAN_FRAMES + 1)]
-        diff = np.abs(self.seen[t].astype(np.int16) - pixel_median(earlier).astype(np.int16))
-        return diff >= MEDIAN_THRESHOLD
+        return [self.seen[min(k for k in self.seen if k >= max(reference_index(t, MEDIAN_STRIDE * j), first))]
+                for j in range(1, MEDIAN_FRAMES + 1)]
+
+
+def median_changed(gray: np.ndarray, earlier: list) -> np.ndarray:
+    """The median rule's decision, pixel by pixel: |``gray`` - per-pixel median of ``earlier``| >=
+    ``MEDIAN_THRESHOLD`` (any equally shaped windows of the frames)."""
+    return np.abs(gray.astype(np.int16) - pixel_median(earlier).astype(np.int16)) >= MEDIAN_THRESHOLD
 
 
 class HopSegmenter:
