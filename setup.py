@@ -1,5 +1,12 @@
 """Installs the hofam_tf library and the data_prep command-line tools."""
+import re
+from pathlib import Path
+
 from setuptools import find_packages, setup
+
+# the version lives in hofam_tf/__init__.py only (read as text: installing must not import TensorFlow)
+VERSION = re.search(r'^__version__ = "([^"]+)"', (Path(__file__).parent / "hofam_tf" / "__init__.py").read_text(),
+                    re.M).group(1)
 
 BASE = [
     "numpy>=1.26",
@@ -15,7 +22,7 @@ ONNX = ["tf2onnx>=1.17", "onnxruntime>=1.20", "onnx>=1.16"]
 
 setup(
     name="hofam-tf",
-    version="0.1.0",
+    version=VERSION,
     description="TensorFlow 2 / Keras 3 port of HOFAM (Hierarchical Optical Flow Attention Model)",
     python_requires=">=3.10",
     packages=find_packages(include=["hofam_tf", "hofam_tf.*", "data_prep", "data_prep.*"]),

@@ -211,3 +211,14 @@ def test_readme_user_commands_run_on_real_footage(tmp_path, shared_data):
     metrics = json.loads((tmp_path / "score" / "metrics.json").read_text())
     assert set(metrics["cdnet"]["per_sequence"]) == {"baseline_highway", "baseline_office", "baseline_pedestrians"}
     assert metrics["skipped_sequences"] == [] and metrics["images"] == 3 * 51
+
+
+def test_the_package_version_is_the_newest_changelog_entry():
+    """One version: hofam_tf.__version__ (setup.py reads it) is the README changelog's newest entry."""
+    from importlib.metadata import version
+
+    import hofam_tf
+
+    entries = re.findall(r"^- \*\*(\d+\.\d+)\.\*\*", (ROOT / "README.md").read_text(), flags=re.M)
+    assert entries and hofam_tf.__version__ == f"{entries[0]}.0"
+    assert version("hofam-tf") == hofam_tf.__version__
