@@ -442,7 +442,7 @@ def _gate_tap(frames, opts: PredictOptions, keep: dict, stages: StageTimes, held
 
     rule, kernel = MedianSegmenter(), None
     for fr in frames:
-        with stages.timed("decode"):  # on the decode thread (``decoded_frames``)
+        with stages.timed("gate"):
             t = rule.observe(fr.rgb, fr.index)
             if fr.scored:
                 if kernel is None:
@@ -450,32 +450,6 @@ def _gate_tap(frames, opts: PredictOptions, keep: dict, stages: StageTimes, held
                 gate = MedianGate(rule.seen[t], rule.earlier(t), kernel)
                 keep[fr.index] = gate.full() if held else gate
         yield fr
-
-
-# Frames are decoded on a thread of their own, at most DECODE_AHEAD frames ahead of the main thread;
-# when the main thread stops early, it waits at most JOIN_TIMEOUT seconds for the decode thread to
-# close its source (a live source may be waiting to reconnect: the thread closes it once it returns).
-DECODE_AHEAD = 8
-JOIN_TIMEOUT = 2.0
-
-
-def decoded_frames(frames, max_frames: int = 0):
-    """``frames`` (a stream of ``sources.Frame``, with whatever taps it carries) produced on the
-    decode thread, in order (``prefetch``): decoding overlaps the main thread's resizing, model
-    and post-processing. Errors, the end of the input and an early stop behave as before; with
-    ``max_frames`` (``PredictOptions.max_frames``) the thread reads no frame past the last one
-    scored, so reading ahead never opens a live source again for frames nobody will see."""
-    from hofam_tf.tasks.prefetch import prefetch
-
-    def up_to_the_last_scored():
-        scored = 0
-        for fr in frames:
-            yield fr
-            scored += fr.scored
-            if max_frames and scored >= max_frames:
-                return
-
-    return prefetch(up_to_the_last_scored(), DECODE_AHEAD, name="decode", join_timeout=JOIN_TIMEOUT)
 
 
 def predict_flow(flow, preset: str):
@@ -520,7 +494,6 @@ def _hofam_stream(model, flow, seq, opts: PredictOptions, stages: StageTimes):
     frames = stages.timed_iter("decode", seq.iter_frames(lookback=flow.history, capture=opts.capture()))
     if opts.median_gate:
         frames = _gate_tap(frames, opts, keep, stages, held=bool(opts.calibrate_frames))
-    frames = decoded_frames(frames, opts.max_frames)
     for item in iter_hop(frames, flow, workers=opts.workers, stages=stages):
         batch.append(item)
         if len(batch) >= opts.batch_size:
@@ -576,8 +549,7 @@ def _classic_stream(method: str, seq, opts: PredictOptions, stages: StageTimes):
 
     segment = make_segmenter(method)
     flow = HOP_RULE_FLOW
-    frames = decoded_frames(stages.timed_iter("decode", seq.iter_frames(lookback=flow.history, capture=opts.capture())),
-                            opts.max_frames)
+    frames = stages.timed_iter("decode", seq.iter_frames(lookback=flow.history, capture=opts.capture()))
     if segment.needs_all_frames:
         blank = np.zeros((TILE, TILE, 3), np.uint8)
         for fr in frames:
@@ -627,7 +599,7 @@ def predict_sequence(model, cfg, seq, output_dir: Path, opts: PredictOptions, pr
 
     out = output_dir / safe_name(seq.name, "sequence name")
     (out / "summary.json").unlink(missing_ok=True)
-    stages = StageTimes({"decode": 1, "flows": opts.workers, "masks": MASK_THREADS, "video": 1})
+    stages = StageTimes({"flows": opts.workers, "masks": MASK_THREADS, "video": 1})
     flow = predict_flow(cfg.flow, opts.flow_preset) if opts.method == "hofam" else None
     stream = (_hofam_stream(model, flow, seq, opts, stages) if opts.method == "hofam"
               else _classic_stream(opts.method, seq, opts, stages))

@@ -1,14 +1,13 @@
 """Where predict's time goes: seconds per pipeline stage, measured in the run itself.
 
-The stages (``STAGES``): ``decode`` (reading and decoding frames, and the median rule's grey
-copy of each, on the decode thread), ``resize`` (frame tiles and their grey versions), ``flows``
-(the HOP images' optical flows, on the flow worker threads: compute time, which overlaps the
-rest), ``gate`` (the median rule behind the median gate, near the mask), ``model``,
-``calibration`` (the scene-adaptive threshold), ``post`` (threshold, hysteresis, gate, filters
-and ROI at native size), ``masks`` (PNG writing) and ``video`` (overlay drawing and MP4 writing).
-The decoding, the flows, the masks and the video run on their own threads (``threads``: how many
-each), beside the main thread, which runs the other stages one after another, so its share of a
-frame is their sum. The stage that bounds the frame rate is the threaded stage whose time per frame divided by
+The stages (``STAGES``): ``decode`` (reading and decoding frames), ``resize`` (frame tiles and
+their grey versions), ``flows`` (the HOP images' optical flows, on the flow worker threads:
+compute time, which overlaps the rest), ``gate`` (the median rule behind the median gate),
+``model``, ``calibration`` (the scene-adaptive threshold), ``post`` (threshold, gate, filters and
+ROI at native size), ``masks`` (PNG writing) and ``video`` (overlay drawing and MP4 writing).
+The flows, the masks and the video run on their own threads (``threads``: how many each), beside
+the main thread, which runs the other stages one after another, so its share of a frame is their
+sum. The stage that bounds the frame rate is the threaded stage whose time per frame divided by
 its threads is largest, unless the whole main-thread share is larger: then the largest
 main-thread stage.
 """
@@ -19,7 +18,7 @@ import time
 from contextlib import contextmanager
 
 STAGES = ("decode", "resize", "flows", "gate", "model", "calibration", "post", "masks", "video")
-WORKER_STAGES = ("decode", "flows", "masks", "video")  # run on threads of their own, beside the main thread
+WORKER_STAGES = ("flows", "masks", "video")  # run on threads of their own, overlapping the main thread
 
 
 class StageTimes:
