@@ -88,6 +88,10 @@ flags.DEFINE_integer("calibrate_frames", PredictOptions.calibrate_frames,
                      "HOFAM's masks agree best with the median-background rule (no labels). 0: off, the run's "
                      "validated threshold; a given --threshold also turns it off unless this flag is given too. Not given: the "
                      "model's own choice when its best.json records one (\"post\"), else this default.")
+flags.DEFINE_float("calibrate_range", PredictOptions.calibrate_range,
+                   "predict: bound of the scene-adaptive threshold: only thresholds whose odds lie within this "
+                   "factor of the validated threshold's either way (e.g. 10: 0.95 may move to 0.66-0.99). 0: "
+                   "any. Not given: the model's own choice when its best.json records one, else this default.")
 flags.DEFINE_float("median_gate", PredictOptions.median_gate,
                    "predict: keep a HOFAM mask's pixel only within this radius (tile pixels, scaled to the frame) of "
                    "a pixel the median-background rule marks changed: trims flow halos (0: off). Not given: the model's own "
@@ -237,14 +241,15 @@ def phase_score() -> None:
 
 
 def _post_settings(ckpt) -> dict:
-    """Predict's post-processing (calibrate_frames, median_gate, gate_mode, hysteresis): each flag given wins;
+    """Predict's post-processing (``checkpoints.POST_FIELDS``): each flag given wins;
     otherwise the value the model's run chose on its validation scenes (best.json "post"), else the
     flag's default. A --threshold given alone fixes the threshold (no calibration)."""
     from hofam_tf.model.checkpoints import stored_post
 
     stored = stored_post(ckpt) if ckpt is not None else {}
     flags_now = {"calibrate_frames": FLAGS.calibrate_frames, "median_gate": FLAGS.median_gate,
-                 "gate_mode": FLAGS.gate_mode, "hysteresis": FLAGS.hysteresis}
+                 "gate_mode": FLAGS.gate_mode, "hysteresis": FLAGS.hysteresis,
+                 "calibrate_range": FLAGS.calibrate_range}
     given = {k: v for k, v in flags_now.items() if FLAGS[k].present}
     if FLAGS.gate_fill:
         if given.get("gate_mode", "fill") != "fill":
@@ -331,7 +336,8 @@ PHASE_FLAGS = {
     "score": {"what to score": ["pred_dir", "gt_dir", "output_dir"], "decision": ["threshold"]},
     "predict": {"input and output": ["input", "output_dir", "ckpt", "method", "max_frames", "roi", "naming"],
                 "live sources": ["reconnect", "reconnect_backoff", "open_timeout", "read_timeout"],
-                "decision and post-processing": ["threshold", "calibrate_frames", "median_gate", "gate_mode", "gate_fill", "hysteresis", "post"],
+                "decision and post-processing": ["threshold", "calibrate_frames", "calibrate_range", "median_gate", "gate_mode", "gate_fill",
+                                             "hysteresis", "post"],
                 "outputs": ["overlay_video", "side_by_side", "panels"],
                 "running the model": ["runtime", "flow_preset", "eval_batch_size", "inference_precision",
                                       *_MODEL_OVERRIDES]},

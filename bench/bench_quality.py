@@ -78,9 +78,13 @@ POST_GRID = {
     "gate1.5_components": {"median_gate": 1.5, "gate_mode": "components"},
     "hyst10": {"hysteresis": 10.0},
     "hyst10_gate1.5_fill": {"hysteresis": 10.0, "median_gate": 1.5, "gate_mode": "fill"},
+    "calibrated10": {"calibrate_frames": 200, "calibrate_range": 10.0},
+    "calibrated10_gate1.5_fill": {"calibrate_frames": 200, "calibrate_range": 10.0, "median_gate": 1.5,
+                                  "gate_mode": "fill"},
 }
 # what an entry leaves out is off: predict's post-processing fields (``checkpoints.POST_FIELDS``)
-POST_OFF = {"calibrate_frames": 0, "median_gate": 0.0, "gate_mode": "pixel", "hysteresis": 0.0}
+POST_OFF = {"calibrate_frames": 0, "median_gate": 0.0, "gate_mode": "pixel", "hysteresis": 0.0,
+            "calibrate_range": 0.0}
 
 
 def post_entry(name: str) -> dict:
@@ -272,14 +276,14 @@ def score_scene(pred_dir: Path, seq, out: Path) -> float:
 
 def predict_scene(seq, out: Path, method: str, ckpt=None, threshold: float = 0.5, calibrate_frames: int = 0,
                   median_gate: float = 0.0, gate_mode: str = "pixel", flow_preset: str = FLOW_PRESET,
-                  hysteresis: float = 0.0) -> float:
+                  hysteresis: float = 0.0, calibrate_range: float = 0.0) -> float:
     """Segments one scene into ``out``; returns the threshold used (the scene's own when calibrated).
     ``flow_preset``: predict's DIS preset for HOFAM's HOP."""
     from hofam_tf.tasks.predict import PredictOptions, run_predict
 
     opts = PredictOptions(threshold=threshold, overlay_video=False, method=method, batch_size=8,
                           calibrate_frames=calibrate_frames, median_gate=median_gate, gate_mode=gate_mode,
-                          flow_preset=flow_preset, hysteresis=hysteresis)
+                          flow_preset=flow_preset, hysteresis=hysteresis, calibrate_range=calibrate_range)
     return run_predict(seq.path, ckpt, out, opts, progress=False)["sequences"][0]["threshold"]
 
 

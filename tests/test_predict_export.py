@@ -235,6 +235,13 @@ def test_scene_threshold_picks_the_masks_that_match_the_changed_pixels():
     threshold, weak = scene_threshold(empty, None, 0.5)
     assert threshold == 0.5 and 0 < max(weak.values()) < 0.1
     assert set(agreement) == {str(t) for t in THRESHOLDS}
+    # bounded: from a validated 0.97 (odds 32.3), odds within 3x reach 0.915..0.99, so the best
+    # agreement there is 0.95 (the object alone); within 1.1x only 0.97 itself, which marks nothing
+    # the rule marks, so the fallback stays
+    bounded, same = scene_threshold(items, None, 0.97, odds_range=3)
+    assert bounded == 0.95 and same == agreement
+    assert scene_threshold(items, None, 0.97, odds_range=1.1)[0] == 0.97
+    assert scene_threshold(items, None, 0.6, odds_range=1000)[0] == 0.75  # wide: the unbounded choice
 
 
 def test_predict_with_a_scene_threshold_replays_the_calibration_frames(tmp_path, tiny_model, monkeypatch):
@@ -463,10 +470,12 @@ def test_predict_defaults_are_the_models_validated_post_processing(tmp_path, tin
     s = json.loads((tmp_path / "stored" / "cam" / "summary.json").read_text())
     assert (s["threshold"], s["calibrate_frames"], s["median_gate"], s["gate_mode"]) == (0.6, 0, 3.0, "components")
     assert s["hysteresis"] == 0.0 and s["low_threshold"] == 0.6  # a record from before the field: off
-    proc = predict("given", "--median_gate=1.5", "--gate_fill", "--calibrate_frames=4", "--hysteresis=10")
+    proc = predict("given", "--median_gate=1.5", "--gate_fill", "--calibrate_frames=4", "--hysteresis=10",
+                   "--calibrate_range=5")
     assert proc.returncode == 0, proc.stderr[-2000:]
     s = json.loads((tmp_path / "given" / "cam" / "summary.json").read_text())
     assert (s["calibrate_frames"], s["median_gate"], s["gate_mode"], s["hysteresis"]) == (4, 1.5, "fill", 10.0)
+    assert s["calibrate_range"] == 5.0
     bad = predict("bad", "--gate_fill", "--gate_mode=pixel")
     assert bad.returncode == 2 and "--gate_fill means --gate_mode=fill" in bad.stderr
     assert not (tmp_path / "bad").exists()
@@ -532,11 +541,13 @@ def test_hysteresis_option_is_checked_and_recorded_by_runs(tmp_path):
     for bad in (-1.0, 0.5, 1e7):
         with pytest.raises(HOFAMInputError, match="hysteresis"):
             PredictOptions(hysteresis=bad)
+        with pytest.raises(HOFAMInputError, match="calibrate_range"):
+            PredictOptions(calibrate_range=bad)
     PredictOptions(hysteresis=1.0)
     post = {"chosen": "x", "calibrate_frames": 0, "median_gate": 1.5, "gate_mode": "fill"}
     (tmp_path / "best.json").write_text(json.dumps({"threshold": 0.9, "post": post}))
     fields = {k: v for k, v in post.items() if k != "chosen"}
-    assert stored_post(tmp_path) == {**fields, "hysteresis": 0.0}  # a record from before the field: off
+    assert stored_post(tmp_path) == {**fields, "hysteresis": 0.0, "calibrate_range": 0.0}  # older record: off
     (tmp_path / "best.json").write_text(json.dumps({"threshold": 0.9, "post": {**post, "hysteresis": 10.0}}))
     assert stored_post(tmp_path)["hysteresis"] == 10.0 and set(stored_post(tmp_path)) == set(POST_FIELDS)
     (tmp_path / "best.json").write_text(json.dumps({"threshold": 0.9, "post": {"calibrate_frames": 0}}))

@@ -97,8 +97,8 @@ CALIBRATION_BYTES = 1 << 30
 # GATE_OVERLAP; a fixed constant, not tuned on any scene).
 GATE_MODES = ("pixel", "fill", "components")
 GATE_OVERLAP = 0.2
-# Hysteresis (``PredictOptions.hysteresis``, off by default: ``hysteresis_mask``): the most the odds
-# of a pixel may fall below the threshold's and still join a connected object seeded above it.
+# Hysteresis (``PredictOptions.hysteresis``, off by default: ``hysteresis_mask``) and the scene-adaptive
+# threshold's bound (``calibrate_range``): the largest odds factor either takes.
 MAX_HYSTERESIS = 1e6
 # The DIS preset predict computes the HOP with ("run": the run's own ``FlowConfig.dis_preset``; the
 # reverse check and every other flow setting are always the run's). "balanced" costs 43 % of
@@ -134,6 +134,9 @@ class PredictOptions:
     # scene-adaptive threshold (HOFAM only; 0: off, use ``threshold``): see ``scene_threshold``;
     # at most ``max_frames`` when that is set
     calibrate_frames: int = CALIBRATE_FRAMES
+    # the scene-adaptive threshold's bound: its odds within this factor of ``threshold``'s either way
+    # (0: any threshold of the grid; see ``scene_threshold``)
+    calibrate_range: float = 0.0
     # median gate (HOFAM only; 0: off): see ``median_gate_kernel``
     median_gate: float = MEDIAN_GATE
     # how the gate trims the mask (GATE_MODES, see ``apply_gate``)
@@ -175,6 +178,9 @@ class PredictOptions:
             raise HOFAMInputError(f"unknown gate mode {self.gate_mode!r}; the modes are {', '.join(GATE_MODES)}")
         if not 0.0 <= self.threshold <= 1.0:
             raise HOFAMInputError(f"threshold must be in [0, 1], got {self.threshold}")
+        if self.calibrate_range != 0 and not 1.0 <= self.calibrate_range <= MAX_HYSTERESIS:
+            raise HOFAMInputError(f"calibrate_range must be 0 (no bound) or an odds factor of 1 to "
+                                  f"{MAX_HYSTERESIS:g}, got {self.calibrate_range}")
         if self.hysteresis != 0 and not 1.0 <= self.hysteresis <= MAX_HYSTERESIS:
             raise HOFAMInputError(f"hysteresis must be 0 (off) or an odds factor of 1 to {MAX_HYSTERESIS:g}, "
                                   f"got {self.hysteresis}")
@@ -502,7 +508,18 @@ def _hofam_stream(model, flow, seq, opts: PredictOptions, stages: StageTimes):
         yield from flush()
 
 
-def scene_threshold(items: list, roi: np.ndarray | None, fallback: float) -> tuple[float, dict]:
+def within_odds(threshold: float, reference: float, factor: float) -> bool:
+    """Whether ``threshold``'s odds lie within ``factor`` times of ``reference``'s either way
+    (always when ``factor`` is 0: no bound)."""
+    if not factor:
+        return True
+    odds = lambda p: min(max(p, 1e-6), 1 - 1e-6) / (1 - min(max(p, 1e-6), 1 - 1e-6))  # noqa: E731
+    ratio = odds(threshold) / odds(reference)
+    return 1 / factor - 1e-9 <= ratio <= factor + 1e-9
+
+
+def scene_threshold(items: list, roi: np.ndarray | None, fallback: float,
+                    odds_range: float = 0.0) -> tuple[float, dict]:
     """The scene-adaptive threshold (``PredictOptions.calibrate_frames``), chosen without labels:
     ``items`` are the first scored frames of a sequence as ``(frame, tile, hop, probability, ...)``
     (the probability at any size: ``native_probability``); each frame is also segmented by the
@@ -515,7 +532,10 @@ def scene_threshold(items: list, roi: np.ndarray | None, fallback: float) -> tup
     and where the model's masks match them best is where they neither swell into halos nor lose
     the objects. ``fallback`` when the best agreement is under ``MIN_AGREEMENT`` (e.g. a video that
     starts with an empty scene, where the rule's few noisy pixels would otherwise pick a threshold
-    at random)."""
+    at random). ``odds_range`` (``PredictOptions.calibrate_range``): only thresholds whose odds lie
+    within that factor of ``fallback``'s (the run's validated threshold) either way may be chosen,
+    so a scene whose background the rule sees as changed (water, snow) cannot pull the threshold
+    far from the validated one; 0: any threshold of the grid."""
     from hofam_tf.tasks.baselines import MedianSegmenter
     from hofam_tf.tasks.validation import THRESHOLDS
 
@@ -536,9 +556,10 @@ def scene_threshold(items: list, roi: np.ndarray | None, fallback: float) -> tup
     total = model_fg + rule_fg
     dice = np.divide(2 * both, total, out=np.zeros_like(both), where=total > 0)
     agreement = {str(t): round(float(d), 4) for t, d in zip(THRESHOLDS, dice)}
-    if dice.max() < MIN_AGREEMENT:
+    allowed = np.array([within_odds(t, fallback, odds_range) for t in THRESHOLDS])
+    if not allowed.any() or dice[allowed].max() < MIN_AGREEMENT:
         return fallback, agreement
-    return float(THRESHOLDS[int(np.argmax(dice))]), agreement
+    return float(THRESHOLDS[int(np.argmax(np.where(allowed, dice, -1.0)))]), agreement
 
 
 def _classic_stream(method: str, seq, opts: PredictOptions, stages: StageTimes):
@@ -633,7 +654,7 @@ def predict_sequence(model, cfg, seq, output_dir: Path, opts: PredictOptions, pr
             if head and roi_path is not None:
                 roi = read_roi(roi_path, head[0][0].rgb.shape[:2])
             with stages.timed("calibration"):
-                threshold, agreement = scene_threshold(head, roi, opts.threshold)
+                threshold, agreement = scene_threshold(head, roi, opts.threshold, opts.calibrate_range)
             stream = itertools.chain(head, stream)
         for fr, tile, hop, prob, gate in stream:
             with stages.timed("post"):
@@ -686,7 +707,8 @@ def predict_sequence(model, cfg, seq, output_dir: Path, opts: PredictOptions, pr
                "overlay_video": str(out / "overlay.mp4") if "overlay" in sinks and ok else None,
                "side_by_side_video": str(out / "side_by_side.mp4") if "side_by_side" in sinks and ok else None,
                "masks": str(out / "masks"), "threshold": threshold, "post": opts.post,
-               "calibrate_frames": opts.calibrate_frames, "calibration_frames_held": held,
+               "calibrate_frames": opts.calibrate_frames, "calibrate_range": opts.calibrate_range,
+               "calibration_frames_held": held,
                "agreement_by_threshold": agreement,
                "median_gate": opts.median_gate if opts.method == "hofam" else 0.0,
                "gate_mode": opts.gate_mode if opts.median_gate and opts.method == "hofam" else None,
