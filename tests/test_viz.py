@@ -20,6 +20,25 @@ def test_overlay_tints_foreground_by_its_formula(alpha, colour):
     assert out.dtype == np.uint8 and out is not frame
 
 
+@pytest.mark.parametrize("bgr", [False, True])
+@pytest.mark.parametrize("region", ["box", "corners", "none", "all"])
+def test_overlay_inside_and_outside_the_foregrounds_box(region, bgr):
+    """Only the bounding box of the foreground is tinted; the BGR output is the RGB one reversed."""
+    rng = np.random.default_rng(2)
+    frame = rng.integers(0, 256, (48, 64, 3), dtype=np.uint8)
+    fg = np.zeros((48, 64), bool)
+    if region == "box":
+        fg[10:20, 30:41] = rng.random((10, 11)) > 0.3
+    elif region == "corners":  # a box that spans the whole frame, mostly background inside
+        fg[0, 0] = fg[-1, -1] = True
+    elif region == "all":
+        fg[:] = True
+    out = overlay(frame, fg, bgr=bgr)
+    tinted = ((1 - 0.5) * frame.astype(np.float32) + 0.5 * np.float32((255, 0, 64))).astype(np.uint8)
+    expected = np.where(fg[..., None], tinted, frame)
+    np.testing.assert_array_equal(out[..., ::-1] if bgr else out, expected)
+
+
 def test_overlay_of_a_non_contiguous_frame():
     frame = np.random.default_rng(1).integers(0, 256, (20, 40, 3), dtype=np.uint8)[:, ::2]
     fg = np.zeros((20, 20), bool)

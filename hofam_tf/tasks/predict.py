@@ -209,13 +209,17 @@ class _VideoSink:
         self.tmp = self._ctx.__enter__()
 
     def write(self, rgb: np.ndarray) -> None:
+        self.write_bgr(cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
+
+    def write_bgr(self, bgr: np.ndarray) -> None:
+        """A frame already in OpenCV's BGR order."""
         if self.writer is None:
-            h, w = rgb.shape[:2]
+            h, w = bgr.shape[:2]
             fps = self.fps() if callable(self.fps) else self.fps
             self.writer = cv2.VideoWriter(str(self.tmp), cv2.VideoWriter_fourcc(*"mp4v"), fps, (w, h))
             if not self.writer.isOpened():
                 raise HOFAMInputError(f"{self.path}: cannot open an MP4 writer")
-        self.writer.write(cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
+        self.writer.write(bgr)
 
     def close(self, ok: bool) -> None:
         if self.writer is not None:
@@ -271,7 +275,7 @@ class _Outputs:
         from hofam_tf.tasks.viz import overlay, side_by_side
 
         if "overlay" in self.sinks:
-            self.sinks["overlay"].write(overlay(rgb, fg))
+            self.sinks["overlay"].write_bgr(overlay(rgb, fg, bgr=True))
         if "side_by_side" in self.sinks:
             self.sinks["side_by_side"].write(side_by_side(rgb, fg))
 

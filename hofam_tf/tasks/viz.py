@@ -38,18 +38,26 @@ def error_map(pred_fg: np.ndarray, labels: np.ndarray) -> np.ndarray:
     return out
 
 
-def overlay(frame: np.ndarray, pred_fg: np.ndarray, colour=(255, 0, 64), alpha: float = 0.5) -> np.ndarray:
-    """Foreground tinted over the frame, uint8 [H,W,3]: uint8((1 - alpha) x + alpha colour) in
-    float32 where ``pred_fg``, the frame elsewhere. The tint of each of the 256 levels is computed
-    once per channel (a lookup table) and applied with OpenCV, which releases the GIL: 1920x1080
-    in about 11 ms instead of 70 ms of NumPy float work (both timed on 2 busy cores)."""
+def overlay(frame: np.ndarray, pred_fg: np.ndarray, colour=(255, 0, 64), alpha: float = 0.5,
+            bgr: bool = False) -> np.ndarray:
+    """Foreground tinted over the RGB ``frame``, uint8 [H,W,3]: uint8((1 - alpha) x + alpha colour)
+    in float32 where ``pred_fg``, the frame elsewhere; ``bgr``: returned in OpenCV's BGR order (what
+    a video writer takes), with no second conversion of the whole frame. The tint of each of the
+    256 levels is computed once per channel (a lookup table) and applied with OpenCV, which releases
+    the GIL, and only inside the bounding box of ``pred_fg``: a 1920x1080 frame with a few objects
+    costs a copy of the frame, not three passes over it."""
     import cv2
 
+    colour = np.asarray(colour, np.float32)[::-1] if bgr else np.asarray(colour, np.float32)
     levels = np.arange(256, dtype=np.float32)[:, None]
-    lut = ((1 - alpha) * levels + alpha * np.asarray(colour, np.float32)).astype(np.uint8)  # [256, 3]
+    lut = ((1 - alpha) * levels + alpha * colour).astype(np.uint8)  # [256, 3]
     frame = np.ascontiguousarray(frame, np.uint8)
-    out = frame.copy()
-    cv2.copyTo(cv2.LUT(frame, lut[None]), np.asarray(pred_fg, np.uint8), out)
+    out = cv2.cvtColor(frame, cv2.COLOR_RGB2BGR) if bgr else frame.copy()
+    mask = np.ascontiguousarray(pred_fg, np.uint8)
+    x, y, w, h = cv2.boundingRect(mask)  # of the non-zero pixels; (0, 0, 0, 0) when there are none
+    if w and h:
+        box = out[y:y + h, x:x + w]  # a view: copyTo writes into out
+        cv2.copyTo(cv2.LUT(box, lut[None]), mask[y:y + h, x:x + w], box)
     return out
 
 
