@@ -55,6 +55,32 @@ def validation_scenes(sources: dict, data: Path, names: str, seed: int) -> list[
     return sorted(rng.choice(groups[g]) for g in sorted(groups))
 
 
+MIN_STORAGE_AGREEMENT = 0.999  # float16 storage: the least fraction of validation pixels whose masks agree
+
+
+def store_half(out: Path, val_pattern: str, threshold: float) -> dict:
+    """Rewrites ``out``'s model.keras with float16 weights (``checkpoints.save_half``) once its masks
+    at ``threshold`` agree with the float32 model's on at least ``MIN_STORAGE_AGREEMENT`` of the
+    validation pixels; the float32 file stays otherwise, and the run stops with an error."""
+    from hofam_tf.model.checkpoints import FINAL_MODEL, load_for_inference, save_half
+    from hofam_tf.tasks.validation import Validator
+
+    if not val_pattern:
+        raise SystemExit("--storage float16 needs validation scenes to check the masks against float32")
+    full, cfg = load_for_inference(out / FINAL_MODEL)
+    candidate = out / ".half.keras"
+    save_half(full, cfg, candidate)
+    half, _ = load_for_inference(candidate)
+    agreement = Validator(val_pattern, background=cfg.model.reference).mask_agreement(full, half, threshold)
+    if agreement < MIN_STORAGE_AGREEMENT:
+        candidate.unlink()
+        raise SystemExit(f"{out / FINAL_MODEL}: float16 storage changes the masks of {1 - agreement:.4%} of the "
+                         f"validation pixels (at most {1 - MIN_STORAGE_AGREEMENT:.1%}); kept in float32")
+    os.replace(candidate, out / FINAL_MODEL)
+    return {"dtype": "float16", "mask_agreement_with_float32": agreement, "threshold": threshold,
+            "on": "every pixel of the validation records"}
+
+
 def main(argv=None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data", default=str(ROOT.parent / "shared" / "data"))
@@ -78,6 +104,10 @@ def main(argv=None) -> dict:
     ap.add_argument("--post_grid", default="all",
                     help="predict's post-processing entries (bench.bench_quality.POST_GRID) tried on the validation "
                          "scenes; the best is stored in best.json as the model's predict defaults ('none': not)")
+    ap.add_argument("--storage", choices=("float32", "float16"), default="float32",
+                    help="dtype of model.keras's weights: float16 halves the file (predict computes in float32 or "
+                         "bfloat16 either way); refused unless its masks agree with float32's on >= 99.9%% of the "
+                         "validation pixels")
     ap.add_argument("--threshold_from", default="",
                     help="where --threshold comes from (stored in best.json; required with --threshold)")
     args = ap.parse_args(argv)
@@ -156,6 +186,8 @@ def main(argv=None) -> dict:
             "validation_curve": {h["step"]: h["f_measure"] for h in validated.get("history", [])},
             "validation_per_threshold": validated.get("per_threshold"),
             "train_seconds": train_seconds, "final_loss": final_loss}
+    if args.storage == "float16":
+        info["storage"] = store_half(out, cfg.train.val_pattern if val else "", threshold)
     write_json(out / BEST_NAME, info)
     grid = post_grid_arg(args.post_grid) if val else {}
     if grid:  # the validation scenes choose predict's post-processing for this model, at native size

@@ -19,6 +19,9 @@ HOP_SCALINGS = ("motion", "grey")  # AugmentConfig.hop_scaling
 LR_SCHEDULES = ("constant", "cosine")  # TrainConfig.lr_schedule
 FLOW_ESTIMATORS = ("dis", "farneback", "flo")
 DTYPE_POLICIES = ("float32", "mixed_bfloat16", "mixed_float16")
+# a model.keras whose weights are stored in half precision (``checkpoints.save_half``); never a policy
+# a model trains or runs in: loading rebuilds it in float32
+STORAGE_DTYPE = "float16"
 # Default folders that connect the steps (relative to the working directory): merge.py writes
 # composites, tfrecord.py turns them into records, main.py trains a run from those records.
 DEFAULT_COMPOSITES_DIR = "data/composites"
@@ -214,7 +217,8 @@ class ModelConfig:
     hop_channels: "rgb" feeds all three HOP channels (the original's test phase); "r" keeps only
       Op(tau3) and zeroes G and B (the original's demo phase, bug B7).
     bottleneck_stride: 1 (default) or 2 (the original's fusion0); identical at 256x256.
-    dtype: Keras dtype policy name: "float32", "mixed_bfloat16" or "mixed_float16".
+    dtype: Keras dtype policy name: "float32", "mixed_bfloat16" or "mixed_float16"; "float16"
+      (``STORAGE_DTYPE``) only in a model.keras stored in half precision, which loads as float32.
     reference: the background-reference variant (opt-in; default False, the original's two
       inputs): a third input ``background`` [B,H,W,3] (``FlowConfig.reference_stride``) is stacked
       with the frame as six channels of the frame encoder's first convolution, the only layer
@@ -256,7 +260,7 @@ class ModelConfig:
             raise HOFAMInputError("bottleneck_stride must be 1 or 2")
         if self.bottleneck_stride == 2 and (self.height, self.width) != (TILE, TILE):
             raise HOFAMInputError("bottleneck_stride=2 (the original) only works at 256x256")
-        if self.dtype not in DTYPE_POLICIES:
+        if self.dtype not in DTYPE_POLICIES + (STORAGE_DTYPE,):
             raise HOFAMInputError(f"unknown dtype policy {self.dtype!r}")
 
 

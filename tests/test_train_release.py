@@ -73,6 +73,15 @@ def test_release_training_validates_on_scenes_it_never_trains_on(tmp_path, share
                 assert f == pytest.approx(next(iter(m["cdnet"]["per_sequence"].values()))["f_measure"])
             summary = json.loads(next((tmp_path / "curve" / f"step{step}" / mode).glob("*/summary.json")).read_text())
             assert (summary["calibrate_frames"] > 0) == (mode == "defaults")
+    # float16 storage: the same run again, the file rewritten once its masks agree with float32's
+    half = subprocess.run(cmd + ["--storage=float16"], capture_output=True, text=True, cwd=ROOT)
+    assert half.returncode == 0, half.stderr[-3000:]
+    storage = json.loads((tmp_path / "out" / "best.json").read_text())["storage"]
+    assert storage["dtype"] == "float16" and storage["mask_agreement_with_float32"] >= 0.999
+    from hofam_tf.model.checkpoints import load_for_inference
+
+    model, loaded = load_for_inference(tmp_path / "out")
+    assert loaded.model.dtype == "float32" and loaded.model.ngf == 2
     # a threshold from elsewhere must say where it came from
     bad = subprocess.run(cmd + ["--threshold=0.9"], capture_output=True, text=True, cwd=ROOT)
     assert bad.returncode == 2 and "--threshold_from" in bad.stderr

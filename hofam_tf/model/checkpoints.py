@@ -17,7 +17,7 @@ from pathlib import Path
 import keras
 import tensorflow as tf
 
-from hofam_tf.config import RunConfig
+from hofam_tf.config import STORAGE_DTYPE, RunConfig
 from hofam_tf.errors import HOFAMInputError
 
 CONFIG_NAME = "config.json"
@@ -141,6 +141,10 @@ def _load(ckpt: str | Path, model_overrides: dict | None = None):
                     f"{cfg_path if cfg_path.exists() else 'no ' + CONFIG_NAME + ' beside it'} gives reference_stride="
                     f"{cfg.flow.reference_stride} (the flow settings that make its inputs)")
             cfg = dataclasses.replace(cfg, model=model.model_config)
+            if cfg.model.dtype == STORAGE_DTYPE:  # stored in half precision (save_half): computed in float32
+                from hofam_tf.model.hofam import rebuild_with
+
+                model, cfg = rebuild_with(model, cfg, dtype="float32")
         if overrides:  # --hop_channels / --faithful_tf1 apply to .keras files too: same weights, new graph
             from hofam_tf.model.hofam import rebuild_with
 
@@ -180,6 +184,19 @@ def _load(ckpt: str | Path, model_overrides: dict | None = None):
     model = build_hofam(cfg.model)
     restore_weights(model, prefix)
     return model, cfg
+
+
+def save_half(model, cfg, path: str | Path) -> None:
+    """Saves ``model`` (a HOFAM built from ``cfg.model``) as a .keras file whose weights are stored
+    in float16 (``config.STORAGE_DTYPE``), atomically: half the size of float32. Loading it
+    (``load_for_inference``) rebuilds it in float32, or the precision asked for; the weights are
+    the float32 ones rounded to the nearest float16."""
+    from hofam_tf.files import atomic_path
+    from hofam_tf.model.hofam import rebuild_with
+
+    half, _ = rebuild_with(model, cfg, dtype=STORAGE_DTYPE)
+    with atomic_path(Path(path)) as tmp:
+        half.save(tmp)
 
 
 def restore_weights(model, prefix: str) -> None:

@@ -96,3 +96,16 @@ class Validator:
         per = f_by_threshold({k: (v[0], v[1]) for k, v in counts.items()})
         best = max(per, key=lambda t: (per[t], -abs(t - 0.5)))
         return ValResult(per[best], best, per)
+
+    def mask_agreement(self, model, other, threshold: float) -> float:
+        """The fraction of the validation pixels (every pixel of every example) where the masks of
+        ``model`` and ``other`` at ``threshold`` agree."""
+        from hofam_tf.model.hofam import tile_probabilities
+
+        predict_a, predict_b = tile_probabilities(model), tile_probabilities(other)
+        same = total = 0
+        for b in self.batches:
+            x = model_inputs(b[FRAME_KEY], b[HOP_KEY], b.get(BACKGROUND_KEY))
+            a, o = predict_a(x).numpy() >= threshold, predict_b(x).numpy() >= threshold
+            same, total = same + int((a == o).sum()), total + a.size
+        return same / total if total else 1.0
