@@ -67,11 +67,15 @@ def store_half(out: Path, val_pattern: str, threshold: float) -> dict:
 
     if not val_pattern:
         raise SystemExit("--storage float16 needs validation scenes to check the masks against float32")
-    full, cfg = load_for_inference(out / FINAL_MODEL)
+    full, cfg = load_for_inference(out / FINAL_MODEL, precision="float32")  # both compared in float32
     candidate = out / ".half.keras"
-    save_half(full, cfg, candidate)
-    half, _ = load_for_inference(candidate)
-    agreement = Validator(val_pattern, background=cfg.model.reference).mask_agreement(full, half, threshold)
+    try:
+        save_half(full, cfg, candidate)
+        half, _ = load_for_inference(candidate, precision="float32")
+        agreement = Validator(val_pattern, background=cfg.model.reference).mask_agreement(full, half, threshold)
+    except BaseException:
+        candidate.unlink(missing_ok=True)
+        raise
     if agreement < MIN_STORAGE_AGREEMENT:
         candidate.unlink()
         raise SystemExit(f"{out / FINAL_MODEL}: float16 storage changes the masks of {1 - agreement:.4%} of the "
