@@ -162,6 +162,7 @@ def reference_scene(tmp_path_factory):
     return {"root": root, "flow": flow}
 
 
+@pytest.mark.slow
 def test_records_carry_the_reference_and_training_adopts_it(reference_scene):
     from hofam_tf.data.dataset import read_examples
 
@@ -177,6 +178,7 @@ def test_records_carry_the_reference_and_training_adopts_it(reference_scene):
     assert json.loads((root / "run" / "best.json").read_text())["step"] == 3  # validated with the reference
 
 
+@pytest.mark.slow
 def test_the_reference_model_refuses_records_without_the_reference(reference_scene, tmp_path, cdnet_records):
     from hofam_tf.tasks.evaluate import run_test
 
@@ -185,6 +187,7 @@ def test_the_reference_model_refuses_records_without_the_reference(reference_sce
                  progress=False)
 
 
+@pytest.mark.slow
 def test_predict_and_test_run_the_reference_model(reference_scene, tmp_path):
     from hofam_tf.data.sources import discover
     from hofam_tf.files import read_image
@@ -216,6 +219,7 @@ def test_predict_and_test_run_the_reference_model(reference_scene, tmp_path):
         assert np.mean((mask > 127) == (prob >= summary["sequences"][0]["threshold"])) > 0.999
 
 
+@pytest.mark.slow
 def test_a_reference_model_without_its_flow_settings_is_refused(reference_scene, tmp_path):
     import shutil
 
@@ -226,6 +230,7 @@ def test_a_reference_model_without_its_flow_settings_is_refused(reference_scene,
         load_for_inference(tmp_path / "model.keras")
 
 
+@pytest.mark.slow
 def test_onnx_export_of_the_variant_agrees_with_tf(reference_scene, tmp_path):
     pytest.importorskip("onnxruntime")
     pytest.importorskip("tf2onnx")
@@ -245,6 +250,7 @@ def test_onnx_export_of_the_variant_agrees_with_tf(reference_scene, tmp_path):
         ort(x[0], x[1])
 
 
+@pytest.mark.slow
 def test_tensorboard_images_are_the_input_bytes(reference_scene):
     """The frame, HOP and background summaries are the model's byte inputs, not floats read as
     [0, 1] (which would saturate every pixel above 1 to white)."""

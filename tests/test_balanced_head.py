@@ -125,6 +125,7 @@ def balanced_runs(synthetic_records, tmp_path_factory):
     return {False: out / "False", True: out / "True"}
 
 
+@pytest.mark.slow
 def test_training_moves_the_head_and_leaves_the_trunk_as_the_plain_model_trains_it(balanced_runs):
     import keras
 

@@ -37,6 +37,7 @@ def test_half_storage_round_trip(tmp_path):
     assert not list(tmp_path.glob(".tmp-*"))  # written, then renamed
 
 
+@pytest.mark.slow
 def test_release_storage_is_checked_against_float32(tmp_path, cdnet_records, monkeypatch):
     import bench.train_release as release
 
