@@ -341,6 +341,10 @@ class AugmentConfig:
       the batch (``augment.swap_frames``; another scene or moment), HOP and labels kept: the frame
       then shows real-looking objects and textures that the labels say nothing about, and only
       the motion tells where the foreground is. 0 is off.
+    paste: probability that the next example's objects in the batch are pasted into an example
+      (``augment.paste_objects``): frame, HOP and labels inside the other example's mask dilated
+      by ``paste_margin`` tile pixels, the frame blended over a soft edge, so objects move over
+      backgrounds they were not filmed on. 0 is off.
     frame_drop: probability that an example's frame is replaced by uniform random noise, so the
     model must find the foreground from the motion alone and cannot lean on memorised scene
     looks (noise rather than a flat frame: a constant input makes the layer norm's gradients
@@ -374,6 +378,10 @@ class AugmentConfig:
     channel_drop: float = option(0.0, "Augmentation: probability that one HOP channel (frame interval), "
                                  "drawn per example, keeps only a random fraction of its motion.",
                                  flag="aug_channel_drop")
+    paste: float = option(0.0, "Augmentation: probability that another example's objects (frame, HOP "
+                          "and labels) are pasted into an example.", flag="aug_paste")
+    paste_margin: int = option(2, "Augmentation: the pasted region is the other example's mask dilated "
+                               "by this many tile pixels.", flag="aug_paste_margin")
     hop_noise_grid: int = option(8, "Augmentation: the noise floor's field is drawn on this square "
                                  "grid and resized to the tile (smaller is smoother).")
     hop_scaling: str = option("motion", "Augmentation: zoom and gain scale the HOP's encoded motion "
@@ -382,7 +390,7 @@ class AugmentConfig:
 
     # Fields added after run configs were first written, with the value an absent key stands for.
     ABSENT_MEANS = {"hop_scaling": "grey", "max_crop": 1.0, "hop_noise": 0.0, "still": 0.0,
-                    "frame_swap": 0.0, "hop_spread": 0, "channel_drop": 0.0}
+                    "frame_swap": 0.0, "hop_spread": 0, "channel_drop": 0.0, "paste": 0.0}
 
     def __post_init__(self) -> None:
         if not 1 <= self.max_crop <= 3:
@@ -393,13 +401,15 @@ class AugmentConfig:
             raise HOFAMInputError(f"augment hop_noise must be >= 0, got {self.hop_noise}")
         if self.hop_spread < 0:
             raise HOFAMInputError(f"augment hop_spread must be >= 0, got {self.hop_spread}")
+        if self.paste_margin < 0:
+            raise HOFAMInputError(f"augment paste_margin must be >= 0, got {self.paste_margin}")
         if self.hop_noise_grid < 1:
             raise HOFAMInputError(f"augment hop_noise_grid must be >= 1, got {self.hop_noise_grid}")
         if self.hop_gain < 1:
             raise HOFAMInputError(f"augment hop_gain must be >= 1, got {self.hop_gain}")
         if self.hop_scaling not in HOP_SCALINGS:
             raise HOFAMInputError(f"augment hop_scaling must be one of {HOP_SCALINGS}, got {self.hop_scaling!r}")
-        for name in ("flip", "grey", "blur", "frame_drop", "still", "frame_swap", "channel_drop"):
+        for name in ("flip", "grey", "blur", "frame_drop", "still", "frame_swap", "channel_drop", "paste"):
             if not 0 <= getattr(self, name) <= 1:
                 raise HOFAMInputError(f"augment {name} is a probability, got {getattr(self, name)}")
         for name in ("brightness", "contrast", "colour", "noise"):

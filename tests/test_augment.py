@@ -282,6 +282,62 @@ def test_frame_swap_gives_an_example_the_next_ones_frame_and_keeps_its_labels():
         np.testing.assert_array_equal(with_swap[k].numpy(), without[k].numpy())
 
 
+def _pasted(own_frame, own, other, margin):
+    """What pasting ``other``'s objects into ``own`` gives, computed with OpenCV: frame blended by
+    the dilated mask blurred twice (binomial 3x3, mirrored edges), HOP, mask and weight replaced."""
+    size = 2 * margin + 1
+    region = cv2.dilate(other["mask"][..., 0], np.ones((size, size), np.uint8))
+    k = np.outer([1, 2, 1], [1, 2, 1]) / 16.0
+    soft = region.astype(np.float64)
+    for _ in range(2):
+        soft = cv2.filter2D(soft, -1, k, borderType=cv2.BORDER_REFLECT)
+    soft = soft[..., None]
+    out = {"frame": own_frame * (1 - soft) + other["frame"] * soft}
+    for key in ("hop", "mask", "weight"):
+        out[key] = np.where(region[..., None] > 0.5, other[key], own[key])
+    return out
+
+
+def test_paste_objects_moves_the_next_examples_objects_with_their_motion_and_labels():
+    ex = _batch(16)
+    hop = np.stack([np.full((256, 256, 3), 10 + 12 * i, np.uint8) for i in range(16)])
+    ex["hop"] = tf.constant(hop)
+    weight = np.ones((16, 256, 256, 1), np.float32)
+    weight[:, :8] = 0  # an ignored band: the pasted object's own weights come along
+    ex["weight"] = tf.constant(weight)
+    ex["target_num"] = tf.constant(np.arange(16) % 3 + 1, tf.int64)
+    arrays = {k: tf.cast(v, tf.float32).numpy() for k, v in ex.items() if k != "target_num"}
+    out = augment_batch(ex, [4, 1], dataclasses.replace(OFF, paste=0.5, paste_margin=3))
+    got = {k: v.numpy() for k, v in out.items()}
+    pasted = []
+    for i in range(16):
+        own = {k: v[i] for k, v in arrays.items()}
+        other = {k: v[(i + 1) % 16] for k, v in arrays.items()}
+        if np.array_equal(got["mask"][i], own["mask"]) and np.allclose(got["hop"][i], own["hop"], atol=1e-3):
+            pasted.append(False)
+            np.testing.assert_allclose(got["frame"][i], own["frame"], atol=1e-3)
+            assert got["target_num"][i] == i % 3 + 1
+            continue
+        pasted.append(True)
+        want = _pasted(own["frame"], own, other, 3)
+        np.testing.assert_allclose(got["frame"][i], want["frame"], atol=0.05)
+        np.testing.assert_allclose(got["hop"][i], want["hop"], atol=1e-3)  # (gain 1 is not bit-exact)
+        for key in ("mask", "weight"):
+            np.testing.assert_array_equal(got[key][i], want[key])
+        assert got["mask"][i].sum() >= other["mask"].sum()  # the whole object came along
+        assert got["target_num"][i] == i % 3 + 1 + (i + 1) % 16 % 3 + 1
+    assert 3 <= sum(pasted) <= 13
+    one = {k: v[:1] for k, v in ex.items()}  # nothing to paste from
+    alone = augment_batch(one, [4, 1], dataclasses.replace(OFF, paste=1.0))
+    for k in ("frame", "hop", "mask", "weight"):
+        np.testing.assert_allclose(alone[k].numpy(), arrays[k][:1], atol=1e-3)
+    full = AugmentConfig()  # its own seed: without pastes in a batch, the other draws are as without it
+    with_paste = augment_batch(_batch(16), [2, 9], dataclasses.replace(full, paste=1e-9))
+    without = augment_batch(_batch(16), [2, 9], full)
+    for k in ("frame", "hop", "mask"):
+        np.testing.assert_allclose(with_paste[k].numpy(), without[k].numpy(), atol=1e-3)
+
+
 def test_beta_after_a_crop_that_keeps_every_object_is_exact():
     """The loss's beta from (cropped N_fg, stored target_num) equals beta from connected components
     of the augmented mask itself."""
@@ -318,6 +374,10 @@ def test_bad_settings_are_refused():
         AugmentConfig(frame_swap=2.0)
     with pytest.raises(HOFAMInputError, match="hop_spread"):
         AugmentConfig(hop_spread=-1)
+    with pytest.raises(HOFAMInputError, match="paste"):
+        AugmentConfig(paste=1.5)
+    with pytest.raises(HOFAMInputError, match="paste_margin"):
+        AugmentConfig(paste_margin=-1)
 
 
 @pytest.mark.slow

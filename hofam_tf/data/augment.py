@@ -22,9 +22,9 @@ Training passes the run's flow settings, which come from the records' dataset.js
 record none (the authors' demo composites, their own HOP) are scaled as if made with them.
 The flow-noise floor (``motion_noise``, ``AugmentConfig.hop_noise``) is added last, to the motion
 decoded the same way, on a seed of its own. Before it come the HOP's spread (``spread_motion``, on
-by default), still examples (``still_examples``), frame swap (``swap_frames``) and the channel
-drop (``drop_channel``, all three off by default), each on a seed of its own too, so turning one
-on or off leaves every other draw as it was.
+by default), pasted objects (``paste_objects``), still examples (``still_examples``), frame swap
+(``swap_frames``) and the channel drop (``drop_channel``, the last four off by default), each on a
+seed of its own too, so turning one on or off leaves every other draw as it was.
 
 With ``FlowConfig.background_stride`` channel B holds a background difference, not motion: it gets
 the crop and flip, and the HOP gain as a contrast change (its grey levels times the gain, clipped),
@@ -188,6 +188,47 @@ def swap_frames(ex: dict, seed, cfg: AugmentConfig) -> dict:
     return out
 
 
+def paste_objects(ex: dict, seed, cfg: AugmentConfig) -> dict:
+    """With probability ``cfg.paste`` per example, the next example's foreground in the batch (the
+    last takes the first's) is pasted into it with its frame pixels, HOP and labels: a region R,
+    the next example's mask dilated by ``cfg.paste_margin`` tile pixels (so the flow's halo around
+    the object comes along), replaces the example's own pixels there. Frame and background
+    reference blend over a soft edge (R blurred by two 3x3 binomial passes) so that the paste
+    leaves no hard seam in the frame; HOP, mask and weight take R's values outright (the pasted
+    object's labels are exact, and R's unknown or outside-ROI pixels keep weight 0). The
+    background reference is not pasted into: the pasted object is not part of this scene's
+    background. ``target_num`` becomes the sum of both examples' counts (an own object hidden
+    entirely under the paste is still counted, which errs on the side of small objects, as a crop
+    does). A batch of one is left as it is.
+
+    Objects then move over backgrounds they were never filmed on, so the model cannot tie the
+    foreground to the looks of its training scenes."""
+    batch = tf.shape(ex[FRAME_KEY])[0]
+    paste = _chosen(seed, batch, cfg.paste) & (batch > 1)
+
+    def other(x):
+        return tf.roll(x, shift=-1, axis=0)
+
+    mask = tf.cast(ex["mask"], tf.float32)
+    region = other(mask)
+    if cfg.paste_margin > 0:
+        region = tf.nn.max_pool2d(region, 2 * cfg.paste_margin + 1, 1, "SAME")
+    region = tf.where(paste, region, 0.0)
+    soft = _blur3(_blur3(region))
+    out = dict(ex)
+    out[FRAME_KEY] = tf.cast(ex[FRAME_KEY], tf.float32) * (1.0 - soft) + \
+        tf.cast(other(ex[FRAME_KEY]), tf.float32) * soft
+    hard = region > 0.5
+    for key in (HOP_KEY, "mask", "weight"):
+        x = tf.cast(ex[key], tf.float32)
+        out[key] = tf.where(hard, other(x), x)
+    if "target_num" in ex:
+        own = tf.maximum(ex["target_num"], 0)
+        out["target_num"] = tf.where(paste[:, 0, 0, 0], own + tf.maximum(other(ex["target_num"]), 0),
+                                     ex["target_num"])
+    return out
+
+
 def geometry(ex: dict, seed, cfg: AugmentConfig, flow: FlowConfig = FlowConfig()) -> dict:
     """Same random crop and flip for frame, HOP, mask and weight; the HOP's motion scaled by
     1/side (``scale_motion``). Outside the tile (zoom out) everything is 0: a black frame, no
@@ -254,6 +295,8 @@ def augment_batch(ex: dict, seed, cfg: AugmentConfig, flow: FlowConfig = FlowCon
     def own_seed(n):  # the optional steps' draws, so the others are those of runs without them
         return tf.random.experimental.stateless_fold_in(seed, n)
 
+    if cfg.paste > 0:
+        out = paste_objects(out, own_seed(8), cfg)
     if cfg.still > 0:
         out = still_examples(out, own_seed(4), cfg)
     if cfg.hop_spread > 0:
