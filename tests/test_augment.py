@@ -165,6 +165,11 @@ def test_old_run_configs_keep_grey_scaling():
     del recorded["augment"]["hop_spread"]
     assert RunConfig.from_dict(recorded).augment.hop_spread == 0
     assert RunConfig.from_dict(recorded).augment.frame_swap == 0.0
+    recorded["augment"]["paste"] = 0.25
+    assert RunConfig.from_dict(recorded).augment.paste == 0.25
+    del recorded["augment"]["paste"]
+    del recorded["augment"]["paste_margin"]
+    assert RunConfig.from_dict(recorded).augment.paste == 0.0  # no pasted objects then
     assert RunConfig.from_dict(RunConfig().to_dict()).augment.hop_scaling == "motion"
     with pytest.raises(HOFAMInputError, match="hop_scaling"):
         AugmentConfig(hop_scaling="log")
