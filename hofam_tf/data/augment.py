@@ -192,9 +192,8 @@ def paste_objects(ex: dict, seed, cfg: AugmentConfig) -> dict:
     """With probability ``cfg.paste`` per example, the next example's foreground in the batch (the
     last takes the first's) is pasted into it with its frame pixels, HOP and labels: a region R,
     the next example's mask dilated by ``cfg.paste_margin`` tile pixels (so the flow's halo around
-    the object comes along), replaces the example's own pixels there. Frame and background
-    reference blend over a soft edge (R blurred by two 3x3 binomial passes) so that the paste
-    leaves no hard seam in the frame; HOP, mask and weight take R's values outright (the pasted
+    the object comes along), replaces the example's own pixels there. The frame blends over a
+    soft edge (R blurred by two 3x3 binomial passes) so that the paste leaves no hard seam in it; HOP, mask and weight take R's values outright (the pasted
     object's labels are exact, and R's unknown or outside-ROI pixels keep weight 0). The
     background reference is not pasted into: the pasted object is not part of this scene's
     background. ``target_num`` becomes the sum of both examples' counts (an own object hidden
