@@ -55,6 +55,11 @@ def _chosen(seed, batch, probability):
     return _per_image(_uniform(seed, batch) < probability)
 
 
+def _next_in_batch(x):
+    """Each example's neighbour in the batch: the next one, the last takes the first's."""
+    return tf.roll(x, shift=-1, axis=0)
+
+
 def _blur3(x):
     """3x3 binomial blur of float [B,H,W,C], edges replicated."""
     k = tf.constant([1.0, 2.0, 1.0]) / 4.0
@@ -184,7 +189,7 @@ def swap_frames(ex: dict, seed, cfg: AugmentConfig) -> dict:
     out = dict(ex)
     for key in (FRAME_KEY, BACKGROUND_KEY):  # a frame goes with its own scene's background
         if key in ex:
-            out[key] = tf.where(swap, tf.roll(ex[key], shift=-1, axis=0), ex[key])
+            out[key] = tf.where(swap, _next_in_batch(ex[key]), ex[key])
     return out
 
 
@@ -193,21 +198,18 @@ def paste_objects(ex: dict, seed, cfg: AugmentConfig) -> dict:
     last takes the first's) is pasted into it with its frame pixels, HOP and labels: a region R,
     the next example's mask dilated by ``cfg.paste_margin`` tile pixels (so the flow's halo around
     the object comes along), replaces the example's own pixels there. The frame blends over a
-    soft edge (R blurred by two 3x3 binomial passes) so that the paste leaves no hard seam in it; HOP, mask and weight take R's values outright (the pasted
-    object's labels are exact, and R's unknown or outside-ROI pixels keep weight 0). The
-    background reference is not pasted into: the pasted object is not part of this scene's
-    background. ``target_num`` becomes the sum of both examples' counts (an own object hidden
-    entirely under the paste is still counted, which errs on the side of small objects, as a crop
-    does). A batch of one is left as it is.
+    soft edge (R blurred by two 3x3 binomial passes) so that the paste leaves no hard seam in it;
+    HOP, mask and weight take R's values outright (the pasted object's labels are exact, and R's
+    unknown or outside-ROI pixels keep weight 0). The background reference is not pasted into:
+    the pasted object is not part of this scene's background. ``target_num`` becomes the sum of
+    both examples' counts (an own object hidden entirely under the paste is still counted, which
+    errs on the side of small objects, as a crop does). A batch of one is left as it is.
 
     Objects then move over backgrounds they were never filmed on, so the model cannot tie the
     foreground to the looks of its training scenes."""
     batch = tf.shape(ex[FRAME_KEY])[0]
-    paste = _chosen(seed, batch, cfg.paste) & (batch > 1)
-
-    def other(x):
-        return tf.roll(x, shift=-1, axis=0)
-
+    paste = _chosen(seed, batch, cfg.paste) & (batch > 1)  # one example would count its objects twice
+    other = _next_in_batch
     mask = tf.cast(ex["mask"], tf.float32)
     region = other(mask)
     if cfg.paste_margin > 0:
