@@ -186,7 +186,7 @@ def apply_overrides(cfg: RunConfig, sets: list[str]) -> RunConfig:
 
 # FlowConfig fields added after composites were first cached: at the value their absence stands for
 # (FlowConfig.ABSENT_MEANS) they are left out of the key, so cached composites made without them keep it.
-KEY_LATER_FIELDS = ("reference_stride",)
+KEY_LATER_FIELDS = ("reference_stride", "reference_spread")
 
 
 def flow_key(flow) -> str:

@@ -127,6 +127,13 @@ class FlowConfig:
       ``RunConfig``): the HOP stays as it is, and the frame encoder sees frame and background
       together, so it can tell what differs from the scene without the object, inside plain
       surfaces too, where optical flow has little to hold on to.
+    reference_spread: (default False, the reference of 0.5-0.9) how the reference is made while
+      fewer frames have been read than its span (stride x background_frames): False clamps the
+      frames before the first one read to it, so early in a sequence, and through a whole short
+      clip, most of the median is that first frame, objects included; True spreads the frames
+      evenly over the earlier frames there are (frame T, first frame read F: T - ceil((T - F) * k /
+      n), k = 1 .. n, while T - F < stride x n), so an object that moves drops out of the median as
+      soon as it has moved. Once the span has been read the two are the same.
     flo_pattern: for estimator "flo", the file name of the flow from frame T to frame T-tau,
       relative to the sequence's flow folder; ``{frame_id}`` and ``{tau}`` are filled in.
     """
@@ -149,6 +156,8 @@ class FlowConfig:
     reference_stride: int = option(0, "Background reference: a third model input, the median RGB of "
                                    "background_frames earlier frames this many frames apart (0: off, the "
                                    "original's two inputs).")
+    reference_spread: bool = option(False, "While fewer frames than the reference's span have been read, spread "
+                                    "its frames over those there are instead of clamping to the first.")
     flo_pattern: str = option("{frame_id}_tau{tau}.flo", ".flo file name pattern (estimator=flo).")
     encoding: str = option("log", "How flow magnitude becomes HOP grey levels.", flag="hop_encoding",
                            choices=HOP_ENCODINGS)
@@ -156,7 +165,7 @@ class FlowConfig:
     # Fields added after files recording flow settings were first written, with the value an absent
     # key stands for (how those files were made), whatever today's default.
     ABSENT_MEANS = {"reverse_check": False, "change_gate": 0.0, "background_stride": 0, "background_frames": 9,
-                    "reference_stride": 0}
+                    "reference_stride": 0, "reference_spread": False}
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> "FlowConfig":

@@ -56,6 +56,37 @@ def test_a_later_start_clamps_the_reference_to_the_first_frame_read():
     assert np.all(out[20] == 7 * 14)  # 17, 14, 12 (11 clamped) -> median 14
 
 
+def test_a_spread_reference_takes_distinct_earlier_frames_before_its_span_is_read():
+    cfg = FlowConfig(reference_stride=10, background_frames=3, reference_spread=True)
+    # frame 6 of a clip: the span (30 frames) is not read yet, so 3 frames spread over frames 0..5
+    assert reference_indices(6, cfg) == [4, 2, 0] and reference_indices(2, cfg) == [1, 0, 0]
+    assert reference_indices(6, dataclasses.replace(cfg, reference_spread=False)) == [0, 0, 0]
+    assert reference_indices(0, cfg) == [0, 0, 0]  # nothing earlier: the frame itself
+    assert reference_indices(45, cfg) == [35, 25, 15]  # once the span is read, the same as clamping
+    assert reference_indices(45, cfg) == reference_indices(45, dataclasses.replace(cfg, reference_spread=False))
+    assert reference_indices(20, cfg, first=14) == [18, 16, 14]  # read from frame 14 on
+    # on real streamed frames: each reference is the median of the frames named, computed here with NumPy
+    values = [9 * i for i in range(28)]
+    for start in (0, 5):
+        frames = _flat_frames(values)[start:]
+        out = {fr.index: ref for fr, _, _, ref in iter_hop(iter(frames), cfg, workers=2, max_pending=2)}
+        assert sorted(out) == list(range(start, 28))
+        for t, ref in out.items():
+            named = [t - int(np.ceil((t - start) * k / 3)) for k in (1, 2, 3)]
+            assert min(named) >= start and (t == start or max(named) < t)
+            assert np.all(ref == int(np.median([values[i] for i in named]))), (start, t)
+    # a 12-frame clip, frame 11: the clamped median is frame 0 (which holds whatever stood there),
+    # the spread one the middle of the clip
+    short = _flat_frames(values[:12])
+    spread = {fr.index: ref for fr, _, _, ref in iter_hop(iter(short), cfg, workers=1)}
+    clamped = {fr.index: ref for fr, _, _, ref in
+               iter_hop(iter(_flat_frames(values[:12])), dataclasses.replace(cfg, reference_spread=False), workers=1)}
+    assert np.all(clamped[11] == 0) and np.all(spread[11] == values[3])  # frames 7, 3, 0 -> median 3's
+    with pytest.raises(HOFAMInputError):
+        FlowConfig.from_dict({"reference_stride": -1, "reference_spread": True})
+    assert FlowConfig.from_dict({"reference_stride": 10}).reference_spread is False  # older records: clamped
+
+
 def test_composite_round_trip_with_a_background_tile(tmp_path):
     from hofam_tf.files import write_png
 

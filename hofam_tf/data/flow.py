@@ -174,12 +174,17 @@ def background_indices(t: int, cfg: FlowConfig) -> list[int]:
     return [reference_index(t, cfg.background_stride * k) for k in range(1, cfg.background_frames + 1)]
 
 
-def reference_indices(t: int, cfg: FlowConfig) -> list[int]:
+def reference_indices(t: int, cfg: FlowConfig, first: int = 0) -> list[int]:
     """``FlowConfig.reference_stride``: the earlier frames whose median RGB is frame ``t``'s
-    background reference (clamped at 0); empty when the setting is off."""
+    background reference, ``first`` being the first frame read; empty when the setting is off.
+    Frames before ``first`` clamp to it, or with ``cfg.reference_spread``, while ``t - first`` is
+    shorter than the span, the frames spread evenly over ``first .. t - 1``."""
     if not cfg.reference_stride:
         return []
-    return [reference_index(t, cfg.reference_stride * k) for k in range(1, cfg.background_frames + 1)]
+    n, span = cfg.background_frames, cfg.reference_stride * cfg.background_frames
+    if cfg.reference_spread and t - first < span:
+        return [t - -(-(t - first) * k // n) for k in range(1, n + 1)]  # t - ceil((t - first) k / n)
+    return [max(t - cfg.reference_stride * k, first) for k in range(1, n + 1)]
 
 
 # compare-exchange pairs of a sorting network that leaves the median of 9 values at position 4
@@ -354,7 +359,7 @@ def iter_gray_windows(frames, cfg: FlowConfig, stages=None):
         refs = [reference_index(fr.index, tau) for tau in cfg.taus] + background_indices(fr.index, cfg)
         for ref in refs:
             needed[ref] = window[max(ref, first)]
-        reference = ([colour[max(i, first)] for i in reference_indices(fr.index, cfg)]
+        reference = ([colour[i] for i in reference_indices(fr.index, cfg, first)]
                      if cfg.reference_stride else None)
         yield fr, tile, needed, reference
 
