@@ -78,6 +78,9 @@ flags.DEFINE_string("input", None, "predict: a video file, a folder of frames, a
                     "stream URL (rtsp://, http://, ...).")
 flags.DEFINE_bool("overlay_video", True, "predict: write overlay.mp4.")
 flags.DEFINE_bool("side_by_side", False, "predict: also write side_by_side.mp4 = [frame | mask | masked frame].")
+flags.DEFINE_integer("video_max_side", PredictOptions.video_max_side,
+                     "predict: the videos are previews: frames whose longer side exceeds this many pixels are scaled "
+                     "down to it before encoding (0: native size). The masks are always native.")
 flags.DEFINE_integer("max_frames", 0, "predict: stop after N frames per sequence (0: all); for live sources.")
 flags.DEFINE_string("roi", None, "predict: region-of-interest mask image (white = watch); default: the input "
                     "folder's own ROI.bmp when it has one.")
@@ -275,7 +278,8 @@ def phase_predict() -> None:
                           batch_size=FLAGS.eval_batch_size, panels=bool(FLAGS.panels),
                           overlay_video=FLAGS.overlay_video, method=FLAGS.method,
                           max_frames=FLAGS.max_frames, roi=FLAGS.roi, naming=FLAGS.naming, post=FLAGS.post,
-                          side_by_side=FLAGS.side_by_side, **_post_settings(hofam_ckpt), reconnect=FLAGS.reconnect,
+                          side_by_side=FLAGS.side_by_side, video_max_side=FLAGS.video_max_side,
+                          **_post_settings(hofam_ckpt), reconnect=FLAGS.reconnect,
                           reconnect_backoff=FLAGS.reconnect_backoff, open_timeout=FLAGS.open_timeout,
                           read_timeout=FLAGS.read_timeout, runtime=FLAGS.runtime, flow_preset=FLAGS.flow_preset)
     result = run_predict(FLAGS.input, FLAGS.ckpt, FLAGS.output_dir, opts, _model_overrides(),
@@ -338,7 +342,7 @@ PHASE_FLAGS = {
                 "live sources": ["reconnect", "reconnect_backoff", "open_timeout", "read_timeout"],
                 "decision and post-processing": ["threshold", "calibrate_frames", "calibrate_range", "median_gate", "gate_mode", "gate_fill",
                                              "hysteresis", "post"],
-                "outputs": ["overlay_video", "side_by_side", "panels"],
+                "outputs": ["overlay_video", "side_by_side", "video_max_side", "panels"],
                 "running the model": ["runtime", "flow_preset", "eval_batch_size", "inference_precision",
                                       *_MODEL_OVERRIDES]},
     "convert": {"TF1 checkpoint -> .keras": ["ckpt", "output_path", *_MODEL_OVERRIDES]},

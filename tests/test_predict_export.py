@@ -66,6 +66,43 @@ def test_predict_video_end_to_end(tmp_path, tiny_model):
     assert (expected == got).mean() > 0.999
 
 
+def test_preview_videos_are_scaled_to_video_max_side_and_the_masks_stay_native(tmp_path, tiny_model):
+    from hofam_tf.tasks.predict import preview_size
+    from hofam_tf.tasks.viz import overlay
+
+    images, _ = make_scene(4, frames=9, size=256)
+    frames = [cv2.resize(i, (320, 240)) for i in images]
+    _write_video(tmp_path / "cam.avi", frames)
+    opts = dict(batch_size=4, calibrate_frames=0, median_gate=0, side_by_side=True)
+    for name, max_side, size in (("small", 100, (100, 76)), ("native", 0, (320, 240)), ("above", 320, (320, 240))):
+        run_predict(tmp_path / "cam.avi", tiny_model / "model.keras", tmp_path / name,
+                    PredictOptions(**opts, video_max_side=max_side), progress=False)
+        out = tmp_path / name / "cam"
+        mask = np.asarray(Image.open(out / "masks" / "000006.png")) == 255
+        assert mask.shape == (240, 320)  # masks are native whatever the videos' size
+        for video, width in (("overlay.mp4", size[0]), ("side_by_side.mp4", 3 * size[0])):
+            cap = cv2.VideoCapture(str(out / video))
+            assert (cap.get(cv2.CAP_PROP_FRAME_WIDTH), cap.get(cv2.CAP_PROP_FRAME_HEIGHT)) == (width, size[1]), video
+        # the overlay's frame 6 against the same preview made here from the decoded frame and the mask
+        cap = cv2.VideoCapture(str(out / "overlay.mp4"))
+        for _ in range(7):
+            ok, got = cap.read()
+        decoded = cv2.VideoCapture(str(tmp_path / "cam.avi"))
+        for _ in range(7):
+            _, bgr = decoded.read()
+        rgb, fg = preview_size(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), mask, max_side)
+        assert fg.shape == size[::-1] and fg.dtype == bool
+        # MPEG-4 is lossy, and the tiny model's masks are speckled: compared after a low-pass filter
+        low = lambda x: cv2.GaussianBlur(np.asarray(x, np.float32), (0, 0), 2)  # noqa: E731
+        tinted = np.abs(low(got) - low(overlay(rgb, fg, bgr=True))).mean()
+        untinted = np.abs(low(got) - low(cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))).mean()
+        assert ok and tinted < 4 and untinted > 3 * tinted, (name, tinted, untinted)  # the tint is there
+    small = preview_size(np.zeros((240, 320, 3), np.uint8), np.ones((240, 320), bool), 100)[1]
+    assert small.all()  # a mask scaled by nearest neighbour stays a mask
+    with pytest.raises(HOFAMInputError, match="video_max_side"):
+        PredictOptions(video_max_side=-1)
+
+
 def test_predict_computes_the_hop_at_its_own_dis_preset(tmp_path, tiny_model):
     """predict's HOP uses PredictOptions.flow_preset (its default, or "run": the model's own preset),
     every other flow setting the run's; the HOP tile of the panels is compared with HOP images computed

@@ -12,7 +12,9 @@ scene-adaptive threshold is chosen on them). Outputs under ``output_dir/<sequenc
                              (probabilities resized bilinearly, thresholded at the scene-adaptive
                              threshold, optionally extended by hysteresis, trimmed by the
                              median gate: ``PredictOptions``)
-    overlay.mp4              foreground tinted over the frames (MPEG-4, native size)
+    overlay.mp4              foreground tinted over the frames (MPEG-4): a preview, at native
+                             size up to ``PredictOptions.video_max_side`` pixels on the longer
+                             side, scaled down beyond it (the masks are always native)
     panels/<frame id>.png    optional [frame | GT | HOP | prediction] at 256 (GT tile: 170 grey)
     summary.json             written last: frames, seconds, frames/s
 The HOP is computed on the 256x256 tile grid; models of a larger input size get the frame and
@@ -131,6 +133,10 @@ class PredictOptions:
     naming: str = "frame"  # "frame": masks/<frame id>.png; "cdnet": masks/binNNNNNN.png
     post: str = "none"  # "none" or "medianK": a KxK median filter of the binary mask (K odd)
     side_by_side: bool = False  # also side_by_side.mp4 = [frame | mask | masked frame]
+    # the videos are previews: a frame whose longer side exceeds this many pixels is scaled down to
+    # it (the frame with an area filter, the mask with nearest neighbour) before it is tinted and
+    # encoded, which at 1920x1080 costs a quarter of the native size's MP4 encoding; 0: native size
+    video_max_side: int = 960
     # scene-adaptive threshold (HOFAM only; 0: off, use ``threshold``): see ``scene_threshold``;
     # at most ``max_frames`` when that is set
     calibrate_frames: int = CALIBRATE_FRAMES
@@ -170,6 +176,8 @@ class PredictOptions:
         post_kernel(self.post)
         if self.batch_size < 1:
             raise HOFAMInputError(f"eval batch size must be at least 1, got {self.batch_size}")
+        if self.video_max_side < 0:
+            raise HOFAMInputError(f"video_max_side must be 0 (native size) or more pixels, got {self.video_max_side}")
         if self.calibrate_frames < 0:
             raise HOFAMInputError(f"calibrate_frames must be 0 (off) or more, got {self.calibrate_frames}")
         if not 0.0 <= self.median_gate <= 32:
@@ -244,11 +252,11 @@ class _Outputs:
     """The mask and video writing of one sequence, off the main thread (see ``QUEUE_DEPTH``). A
     writer's error is raised at the next call or at ``finish``."""
 
-    def __init__(self, stages: StageTimes, sinks: dict):
+    def __init__(self, stages: StageTimes, sinks: dict, video_max_side: int = 0):
         from collections import deque
         from concurrent.futures import ThreadPoolExecutor
 
-        self.stages, self.sinks = stages, sinks
+        self.stages, self.sinks, self.video_max_side = stages, sinks, video_max_side
         self._masks = ThreadPoolExecutor(MASK_THREADS, thread_name_prefix="masks")
         self._video = ThreadPoolExecutor(1, thread_name_prefix="video")
         self._pending = {"masks": deque(), "video": deque()}
@@ -274,6 +282,7 @@ class _Outputs:
     def _write_video(self, rgb, fg) -> None:
         from hofam_tf.tasks.viz import overlay, side_by_side
 
+        rgb, fg = preview_size(rgb, fg, self.video_max_side)
         if "overlay" in self.sinks:
             self.sinks["overlay"].write_bgr(overlay(rgb, fg, bgr=True))
         if "side_by_side" in self.sinks:
@@ -292,6 +301,20 @@ class _Outputs:
         self._video.shutdown()
         if error is not None and raise_errors:
             raise error
+
+
+def preview_size(rgb: np.ndarray, fg: np.ndarray, max_side: int) -> tuple[np.ndarray, np.ndarray]:
+    """The frame and its boolean mask as a preview video shows them: unchanged when the longer
+    side is at most ``max_side`` (or ``max_side`` is 0), else scaled so that it is ``max_side``,
+    each side rounded to an even count of pixels (what MPEG-4 encoders take); the frame with an
+    area filter, the mask with nearest neighbour (it stays a mask)."""
+    h, w = fg.shape[:2]
+    if not max_side or max(h, w) <= max_side:
+        return rgb, fg
+    scale = max_side / max(h, w)
+    size = (max(2, 2 * round(w * scale / 2)), max(2, 2 * round(h * scale / 2)))
+    small = cv2.resize(fg.astype(np.uint8), size, interpolation=cv2.INTER_NEAREST).astype(bool)
+    return cv2.resize(rgb, size, interpolation=cv2.INTER_AREA), small
 
 
 def native_probability(prob: np.ndarray, shape) -> np.ndarray:
@@ -645,7 +668,7 @@ def predict_sequence(model, cfg, seq, output_dir: Path, opts: PredictOptions, pr
         total = min(total, opts.max_frames) if total else opts.max_frames
     threshold, agreement, held = opts.threshold, None, 0
     bar = tqdm(total=total, desc=seq.name, unit="frame", disable=not progress)
-    outputs = _Outputs(stages, sinks)
+    outputs = _Outputs(stages, sinks, opts.video_max_side)
     stop = _StopOnCtrlC()
     try:
         if opts.calibrate_frames and opts.method == "hofam":  # the first frames are kept, then replayed
