@@ -81,9 +81,11 @@ def write_clip(video: str, path: Path, size: tuple[int, int], frames: int) -> in
     return n
 
 
-def one_run(clip: str, ckpt: str, out: str, mode: str, batch: int, rss_at: int, flow_preset: str = "") -> dict:
+def one_run(clip: str, ckpt: str, out: str, mode: str, batch: int, rss_at: int, flow_preset: str = "",
+            video_max_side: int | None = None) -> dict:
     """One predict run in this process: frames/s, peak RSS and the stage profile. ``flow_preset``:
-    predict's DIS preset ("": predict's default)."""
+    predict's DIS preset ("": predict's default); ``video_max_side``: the overlay video's size cap
+    (None: predict's default)."""
     from hofam_tf.model.checkpoints import stored_post, stored_threshold
     from hofam_tf.tasks.predict import PredictOptions, run_predict
 
@@ -92,6 +94,8 @@ def one_run(clip: str, ckpt: str, out: str, mode: str, batch: int, rss_at: int, 
         opts.update(calibrate_frames=0, median_gate=0)
     if flow_preset:
         opts.update(flow_preset=flow_preset)
+    if video_max_side is not None:
+        opts.update(video_max_side=video_max_side)
     rss_early = None
     if rss_at:  # the long stream: peak memory after its first rss_at frames too
         run_predict(clip, ckpt, out + "_early", PredictOptions(**opts, max_frames=rss_at), progress=False)
@@ -139,11 +143,14 @@ def main() -> None:
     ap.add_argument("--long", type=int, default=0, help="add an N-frame stream at the middle size")
     ap.add_argument("--flow_preset", default="", help="predict's DIS preset: run (the model's own) or a preset "
                                                       "(default: predict's, hofam_tf.tasks.predict.FLOW_PRESET)")
+    ap.add_argument("--video_max_side", type=int, default=None,
+                    help="the overlay video's size cap (default: predict's, PredictOptions.video_max_side; 0: native)")
     ap.add_argument("--one", default="", help=argparse.SUPPRESS)  # clip,ckpt,out,mode,rss_at: one run, JSON out
     args = ap.parse_args()
     if args.one:
         clip, ckpt, out, mode, rss_at = args.one.split(",")
-        print(json.dumps(one_run(clip, ckpt, out, mode, args.batch, int(rss_at), args.flow_preset)))
+        print(json.dumps(one_run(clip, ckpt, out, mode, args.batch, int(rss_at), args.flow_preset,
+                                 args.video_max_side)))
         return
 
     args.video = args.video or default_video()
@@ -162,6 +169,7 @@ def main() -> None:
         def run(clip, mode, name, rss_at=0):
             cmd = [sys.executable, "-m", "bench.bench_predict", f"--batch={args.batch}",
                    f"--flow_preset={args.flow_preset}",
+                   *([f"--video_max_side={args.video_max_side}"] if args.video_max_side is not None else []),
                    f"--one={clip},{ckpt},{tmp / name},{mode},{rss_at}"]
             proc = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
             if proc.returncode != 0:
@@ -181,6 +189,8 @@ def main() -> None:
             rows.append({"size": f"{w}x{h}", "long_stream": True,
                          **run(clip, "defaults", f"long_{w}x{h}", rss_at=args.long // 5)})
         model_fps = model_only_fps(ckpt, args.batch)
+    from hofam_tf.tasks.predict import PredictOptions
+
     for r in rows:
         if "end_to_end_fps" in r:
             r["fraction_of_model_only"] = r["end_to_end_fps"] / model_fps
@@ -188,6 +198,7 @@ def main() -> None:
         "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version()},
         "video": args.video, "frames": n, "ckpt": args.ckpt if not args.ngf else None, "ngf": args.ngf or None,
         "batch": args.batch, "model_only_fps": model_fps, "rows": rows,
+        "video_max_side": args.video_max_side if args.video_max_side is not None else PredictOptions.video_max_side,
     }, indent=2))
 
 
