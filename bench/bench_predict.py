@@ -144,7 +144,7 @@ def main() -> None:
     ap.add_argument("--flow_preset", default="", help="predict's DIS preset: run (the model's own) or a preset "
                                                       "(default: predict's, hofam_tf.tasks.predict.FLOW_PRESET)")
     ap.add_argument("--video_max_side", type=int, default=None,
-                    help="the overlay video's size cap (default: predict's, PredictOptions.video_max_side; 0: native)")
+                    help="the preview videos' size cap (default: predict's, PredictOptions.video_max_side; 0: native)")
     ap.add_argument("--one", default="", help=argparse.SUPPRESS)  # clip,ckpt,out,mode,rss_at: one run, JSON out
     args = ap.parse_args()
     if args.one:
