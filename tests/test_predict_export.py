@@ -74,7 +74,7 @@ def test_preview_videos_are_scaled_to_video_max_side_and_the_masks_stay_native(t
     frames = [cv2.resize(i, (320, 240)) for i in images]
     _write_video(tmp_path / "cam.avi", frames)
     opts = dict(batch_size=4, calibrate_frames=0, median_gate=0, side_by_side=True)
-    for name, max_side, size in (("small", 100, (100, 76)), ("native", 0, (320, 240)), ("above", 320, (320, 240))):
+    for name, max_side, size in (("small", 100, (100, 76)), ("native", 0, (320, 240))):
         run_predict(tmp_path / "cam.avi", tiny_model / "model.keras", tmp_path / name,
                     PredictOptions(**opts, video_max_side=max_side), progress=False)
         out = tmp_path / name / "cam"
@@ -97,8 +97,9 @@ def test_preview_videos_are_scaled_to_video_max_side_and_the_masks_stay_native(t
         tinted = np.abs(low(got) - low(overlay(rgb, fg, bgr=True))).mean()
         untinted = np.abs(low(got) - low(cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))).mean()
         assert ok and tinted < 4 and untinted > 3 * tinted, (name, tinted, untinted)  # the tint is there
-    small = preview_size(np.zeros((240, 320, 3), np.uint8), np.ones((240, 320), bool), 100)[1]
-    assert small.all()  # a mask scaled by nearest neighbour stays a mask
+    frame, full = np.zeros((240, 320, 3), np.uint8), np.ones((240, 320), bool)
+    assert preview_size(frame, full, 100)[1].all()  # a mask scaled by nearest neighbour stays a mask
+    assert all(a is b for a, b in zip(preview_size(frame, full, 320), (frame, full)))  # under the cap: as is
     with pytest.raises(HOFAMInputError, match="video_max_side"):
         PredictOptions(video_max_side=-1)
 
