@@ -226,6 +226,17 @@ def synthetic_composites(work: Path, count: int, flow) -> list[Path]:
     return out
 
 
+def demo_records(data: Path, work: Path) -> str:
+    """The TFRecord pattern of the authors' demo composites (``data/hofam_demo``), written once
+    under ``work``: all of them train (``bench/train_release.py`` adds the same to the release model)."""
+    from hofam_tf.data.records import write_tfrecords
+
+    out = work / "records_demo"
+    if not (out / "dataset.json").exists():
+        write_tfrecords(data / "hofam_demo", out, examples_per_shard=128, progress=False)
+    return str(out / "train-*.tfrecord")
+
+
 def fold_records(comp: Path, sources: dict, train: list[str], val: list[str], out: Path, extra=()) -> None:
     """TFRecords of one fold: train-* from ``train`` scenes (and the ``extra`` composite folders),
     test-* from the ``val`` scenes."""
@@ -352,6 +363,9 @@ def main(argv=None) -> dict:
     ap.add_argument("--keep_records", action="store_true",
                     help="keep each fold's TFRecords (by default deleted once the fold's model is trained: "
                          "about 0.4 GB a fold; a rerun of the tag reuses its finished folds' models)")
+    ap.add_argument("--demo", action="store_true",
+                    help="add the authors' 29 demo composites (hofam_demo under --data, with their own HOP tiles) to "
+                         "every fold's training set, as bench/train_release.py does for the release model")
     ap.add_argument("--synthetic", type=int, default=0,
                     help="add this many synthetic scenes (hofam_tf.data.synthetic) to every fold's training set")
     args = ap.parse_args(argv)
@@ -379,6 +393,7 @@ def main(argv=None) -> dict:
     t0 = time.time()
     comp = composites(sources, work, cfg.flow)
     extra = synthetic_composites(work, args.synthetic, cfg.flow) if args.synthetic else []
+    demo_pattern = demo_records(Path(args.data), work) if args.demo else ""
     prep_s = time.time() - t0
 
     scores: dict[str, dict[str, float]] = {n: {} for n in names}
@@ -412,7 +427,7 @@ def main(argv=None) -> dict:
                                 random.Random(args.seed + 1000 + i))
         train = [n for n in rest if n not in val]
         fdir = run_root / f"fold{i}"
-        split = {"test": test, "val": val, "train": train}
+        split = {"test": test, "val": val, "train": train + (["hofam_demo"] if args.demo else [])}
         # a finished fold of an earlier call is reused when it had the same split
         trained = (fdir / "run" / "model.keras").exists() and (fdir / "split.json").exists() and \
             json.loads((fdir / "split.json").read_text()) == split
@@ -425,7 +440,8 @@ def main(argv=None) -> dict:
             rec = fdir / "records"
             fold_records(comp, sources, train, val, rec, extra)
             fcfg = dataclasses.replace(cfg, train=dataclasses.replace(
-                cfg.train, train_pattern=str(rec / "train-*.tfrecord"), val_pattern=str(rec / "test-*.tfrecord")))
+                cfg.train, train_pattern=",".join(p for p in (str(rec / "train-*.tfrecord"), demo_pattern) if p),
+                val_pattern=str(rec / "test-*.tfrecord")))
             run_train(fcfg, fdir / "run", progress=False)
             if not args.keep_records:
                 shutil.rmtree(rec)
@@ -507,7 +523,7 @@ def main(argv=None) -> dict:
         "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version()},
         "setting": args.setting, "folds": setting["folds"], "steps": setting["steps"], "batch": setting["batch"],
         "ngf": setting["ngf"], "overrides": args.sets, "flow_preset": args.flow_preset,
-        "synthetic_scenes": args.synthetic, "tag": tag,
+        "synthetic_scenes": args.synthetic, "demo": args.demo, "tag": tag,
         "per_scene_f": {n: s for n, s in scores.items() if "hofam" in s},
         "mean_f": means,
         "scene_groups": groups,
