@@ -33,8 +33,8 @@ from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from bench.bench_quality import (ROOT, apply_overrides, composites, fold_records, group_arg, pick_scenes,  # noqa: E402
-                                  post_grid_arg, post_on_validation, scene_group, scene_sources)
+from bench.bench_quality import (ROOT, apply_overrides, composites, demo_records, fold_records, group_arg,  # noqa: E402
+                                  pick_scenes, post_grid_arg, post_on_validation, scene_group, scene_sources)
 
 
 def validation_scenes(sources: dict, data: Path, names: str, seed: int) -> list[str]:
@@ -118,7 +118,6 @@ def main(argv=None) -> dict:
     if args.threshold is not None and not args.threshold_from:
         ap.error("--threshold needs --threshold_from: say where the number was chosen")
 
-    from hofam_tf.data.records import write_tfrecords
     from hofam_tf.model.checkpoints import BEST_NAME, CONFIG_NAME, FINAL_MODEL
     from hofam_tf.config import ModelConfig, RunConfig, TrainConfig
     from hofam_tf.files import atomic_path, write_json
@@ -138,12 +137,10 @@ def main(argv=None) -> dict:
     train = sorted(n for n in sources if n not in val)
     comp = composites(sources, work, cfg.flow)
     split = hashlib.sha1(",".join(val).encode()).hexdigest()[:8]
-    real_rec, demo_rec = work / f"records_real_{comp.name}_{split}", work / "records_demo"  # keyed by flow and split
+    real_rec = work / f"records_real_{comp.name}_{split}"  # keyed by flow and split
     if not (real_rec / "dataset.json").exists():
         fold_records(comp, sources, train, val, real_rec)
-    if not (demo_rec / "dataset.json").exists():
-        write_tfrecords(Path(args.data) / "hofam_demo", demo_rec, examples_per_shard=128, progress=False)
-    pattern = f"{real_rec}/train-*.tfrecord,{demo_rec}/train-*.tfrecord"
+    pattern = f"{real_rec}/train-*.tfrecord,{demo_records(Path(args.data), work)}"
     ckpt_every = min(args.val_every, args.steps)
     cfg = dataclasses.replace(cfg, train=dataclasses.replace(
         cfg.train, train_pattern=pattern, val_pattern=str(real_rec / "test-*.tfrecord") if val else "",
