@@ -447,6 +447,11 @@ class TrainConfig:
     weight_decay: decoupled weight decay (AdamW): every update also multiplies each convolution
       and dense kernel by 1 - learning rate x weight_decay; biases and normalisation scales and
       offsets are left alone. 0 (default): plain Adam, the original's.
+    scene_balance: 0 (default, the original's): every training example is drawn equally often, so
+      a scene with 150 labelled frames weighs ten times one with 15. Above 0 each scene s is drawn
+      in proportion to count_s ** (1 - scene_balance) (1: every scene equally often), by thinning
+      the shuffled stream (``hofam_tf.data.dataset.scene_acceptance``; scenes by the records'
+      ``sequence`` key).
     """
 
     train_pattern: str = option("", "TFRecord glob(s), comma-separated, for training "
@@ -474,6 +479,8 @@ class TrainConfig:
     ema_decay: float = option(0.99, "Validate, save and infer with a moving average of the weights with this "
                               "decay (0: off).")
     weight_decay: float = option(0.0, "Decoupled weight decay of the kernels (AdamW; 0: plain Adam).")
+    scene_balance: float = option(0.0, "How far training draws scenes equally instead of in proportion to "
+                                  "their examples: 0 (the original's) to 1 (every scene equally often).")
 
     def __post_init__(self) -> None:
         for name in ("steps", "batch_size", "ckpt_every", "keep_ckpts", "log_every", "val_every", "steps_per_loop"):
@@ -486,6 +493,8 @@ class TrainConfig:
             raise HOFAMInputError(f"learning_rate must be positive, got {self.learning_rate}")
         if not self.weight_decay >= 0:
             raise HOFAMInputError(f"weight_decay must be 0 (off) or more, got {self.weight_decay}")
+        if not 0 <= self.scene_balance <= 1:
+            raise HOFAMInputError(f"scene_balance must be in [0, 1] (0: examples drawn equally), got {self.scene_balance}")
         if not 0 <= self.ema_decay < 1:
             raise HOFAMInputError(f"ema_decay must be in [0, 1) (0: no weight average), got {self.ema_decay}")
         if self.lr_schedule not in LR_SCHEDULES:

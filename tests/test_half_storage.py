@@ -17,6 +17,7 @@ def _inputs(n=2, seed=0):
             "hop": rng.integers(0, 256, (n, 256, 256, 3)).astype(np.float32)}
 
 
+@pytest.mark.slow
 def test_half_storage_round_trip(tmp_path):
     cfg = RunConfig(model=ModelConfig(ngf=4))
     full = build_hofam(cfg.model)

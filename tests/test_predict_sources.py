@@ -140,6 +140,7 @@ def test_bad_options_are_refused():
         PredictOptions(max_frames=-1)
 
 
+@pytest.mark.slow
 def test_ctrl_c_ends_cleanly_with_complete_outputs(tmp_path, video):
     long = tmp_path / "long.avi"
     cap = cv2.VideoCapture(str(video))

@@ -132,6 +132,7 @@ def test_a_stream_that_drops_and_stalls_is_reconnected_and_numbered_on(tmp_path,
     _messages_start_lines(proc.stderr)
 
 
+@pytest.mark.slow
 def test_with_reconnect_off_a_dropped_stream_ends_cleanly(tmp_path, clip):
     data = (clip / "clip.avi").read_bytes()
     server = _Server(data, [("cut", len(data) // 3)])
@@ -198,6 +199,7 @@ def test_a_damaged_packet_in_a_video_is_skipped(tmp_path, clip):
         np.testing.assert_array_equal(a, b)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("source", ["camera", "refused", "silent"])
 def test_a_camera_that_never_opens_is_one_error_line_in_bounded_time(tmp_path, source):
     listener = None

@@ -52,6 +52,7 @@ def test_summary_records_each_stage_of_the_run(tmp_path, tiny_model, defaults):
     assert stages["bound_by"] in STAGES and stages["threads"] == {"flows": opts.workers, "masks": 2, "video": 1}
 
 
+@pytest.mark.slow
 def test_threaded_writing_gives_the_masks_and_video_of_one_writer_at_a_time(tmp_path, tiny_model, monkeypatch):
     import numpy as np
     from PIL import Image

@@ -9,7 +9,7 @@ import tensorflow as tf
 from hofam_tf.data.composite import IGNORED_LABELS
 from hofam_tf.config import BACKGROUND_KEY, FRAME_KEY, HOP_KEY, TILE, FlowConfig, model_inputs
 from hofam_tf.errors import HOFAMInputError
-from hofam_tf.data.schema import DATASET_INFO, compression_of, decode_examples, parse_shard_name
+from hofam_tf.data.schema import DATASET_INFO, compression_of, decode_examples, parse_shard_name, sequence_names
 
 
 def list_tfrecords(pattern: str | list[str]) -> list[str]:
@@ -103,6 +103,40 @@ def _records(files: list[str], shuffle_files: bool, seed: int) -> tf.data.Datase
     )
 
 
+def scene_counts(files: list[str]) -> dict[str, int]:
+    """Examples per ``sequence`` name in ``files`` (records with only the original keys count
+    under "")."""
+    counts: dict[str, int] = {}
+    for batch in _records(files, False, 0).batch(256):
+        for name in sequence_names(batch).numpy():
+            counts[name.decode()] = counts.get(name.decode(), 0) + 1
+    return counts
+
+
+def scene_acceptance(counts: dict[str, int], balance: float) -> dict[str, float]:
+    """The probability that ``build_dataset`` keeps a drawn example of each scene so that scene s is
+    trained on in proportion to count_s ** (1 - balance): (min count / count_s) ** balance. 0 keeps
+    every example (scenes weigh as many examples as they have), 1 makes every scene equally likely."""
+    least = min(counts.values())
+    return {name: (least / n) ** balance for name, n in counts.items()}
+
+
+def _balanced(ds: tf.data.Dataset, files: list[str], balance: float, seed: int) -> tf.data.Dataset:
+    """``ds`` (serialized examples, repeated) thinned by ``scene_acceptance``: each example is kept
+    with its scene's probability, drawn statelessly from ``seed`` and the example's position."""
+    accept = scene_acceptance(scene_counts(files), balance)
+    table = tf.lookup.StaticHashTable(
+        tf.lookup.KeyValueTensorInitializer(tf.constant(list(accept)), tf.constant(list(accept.values()), tf.float32)),
+        default_value=1.0)
+
+    def keep(index, serialized):
+        name = sequence_names(serialized[None])[0]
+        draw = tf.random.stateless_uniform([], tf.stack([tf.constant(seed, tf.int64), index]))
+        return draw < table.lookup(name)
+
+    return ds.enumerate().filter(keep).map(lambda index, serialized: serialized)
+
+
 def parse_examples(serialized, ignore_labels: bool = True, background: bool = False) -> dict:
     """A batch of serialized examples [B] -> ``schema.decode_examples``'s arrays (with the
     background reference when ``background``) plus what
@@ -135,7 +169,7 @@ def read_examples(pattern, ignore_labels: bool = True, batch_size: int | None = 
 def build_dataset(pattern, batch_size: int = 1, training: bool = True, shuffle_buffer: int = 2000,
                   seed: int = 12138, ignore_labels: bool = True, repeat: bool | None = None,
                   with_target_num: bool = False, size: tuple[int, int] | None = None,
-                  augment=None, flow=None) -> tf.data.Dataset:
+                  augment=None, flow=None, scene_balance: float = 0.0) -> tf.data.Dataset:
     """Batches ``({"frame", "hop"}, mask, weight)`` for training or evaluation.
 
     frame, hop (and background, when ``flow.reference_stride`` says the records hold the background
@@ -148,6 +182,9 @@ def build_dataset(pattern, batch_size: int = 1, training: bool = True, shuffle_b
     ``enabled``) augments each batch with the stateless seed (``seed``, batch number), see
     ``hofam_tf.data.augment``; frame and HOP then come as float32 bytes. ``flow`` (a ``FlowConfig``;
     None: the defaults) says how the records' HOP images were made, for the augmentation.
+    ``scene_balance`` (training only; ``TrainConfig.scene_balance``): 0 draws every example equally
+    often, so a scene weighs as many examples as it has; above 0 the shuffled stream is thinned
+    per scene (``scene_acceptance``; scenes by the records' ``sequence`` key) towards equal scenes at 1.
     """
     files = list_tfrecords(pattern)
     background = bool(flow is not None and flow.reference_stride)
@@ -157,6 +194,8 @@ def build_dataset(pattern, batch_size: int = 1, training: bool = True, shuffle_b
         ds = ds.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
     if repeat if repeat is not None else training:
         ds = ds.repeat()
+    if training and scene_balance:
+        ds = _balanced(ds, files, scene_balance, seed)
 
     augmenting = augment is not None and augment.enabled
 

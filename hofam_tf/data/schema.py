@@ -130,6 +130,14 @@ def _features():
     }
 
 
+def sequence_names(serialized):
+    """A batch of serialized examples [B] -> their ``sequence`` names, string [B] ("" when a record
+    has only the original keys); nothing else is decoded."""
+    import tensorflow as tf
+
+    return tf.io.parse_example(serialized, {KEY_SEQUENCE: _features()[KEY_SEQUENCE]})[KEY_SEQUENCE]
+
+
 def decode_examples(serialized, background: bool = False) -> dict:
     """A batch of serialized examples [B] -> its arrays (inside tf.data or eagerly); nothing more.
 

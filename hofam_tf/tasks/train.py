@@ -287,7 +287,8 @@ def _distributed_batches(cfg: RunConfig, files, strategy, start: int):
     tc = cfg.train
     ds = build_dataset(files, tc.batch_size, training=True, shuffle_buffer=tc.shuffle_buffer,
                        seed=tc.seed + start, ignore_labels=cfg.loss.ignore_labels, with_target_num=True,
-                       size=(cfg.model.height, cfg.model.width), augment=cfg.augment, flow=cfg.flow)
+                       size=(cfg.model.height, cfg.model.width), augment=cfg.augment, flow=cfg.flow,
+                       scene_balance=tc.scene_balance)
     options = tf.data.Options()
     options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
     return iter(strategy.experimental_distribute_dataset(ds.with_options(options))), ds
