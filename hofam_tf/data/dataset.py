@@ -123,7 +123,9 @@ def scene_acceptance(counts: dict[str, int], balance: float) -> dict[str, float]
 
 def _balanced(ds: tf.data.Dataset, files: list[str], balance: float, seed: int) -> tf.data.Dataset:
     """``ds`` (serialized examples, repeated) thinned by ``scene_acceptance``: each example is kept
-    with its scene's probability, drawn statelessly from ``seed`` and the example's position."""
+    with its scene's probability, drawn statelessly from ``seed`` and the example's position (as
+    the seed pair's negative second half, which the batch augmentation's never is). Counting the
+    scenes reads every record once before training starts."""
     accept = scene_acceptance(scene_counts(files), balance)
     table = tf.lookup.StaticHashTable(
         tf.lookup.KeyValueTensorInitializer(tf.constant(list(accept)), tf.constant(list(accept.values()), tf.float32)),
@@ -131,7 +133,7 @@ def _balanced(ds: tf.data.Dataset, files: list[str], balance: float, seed: int) 
 
     def keep(index, serialized):
         name = sequence_names(serialized[None])[0]
-        draw = tf.random.stateless_uniform([], tf.stack([tf.constant(seed, tf.int64), index]))
+        draw = tf.random.stateless_uniform([], tf.stack([tf.constant(seed, tf.int64), -1 - index]))
         return draw < table.lookup(name)
 
     return ds.enumerate().filter(keep).map(lambda index, serialized: serialized)
