@@ -74,3 +74,19 @@ def test_evaluation_is_never_thinned(two_scenes):
 def test_a_balance_outside_zero_to_one_is_refused(value):
     with pytest.raises(HOFAMInputError, match="scene_balance"):
         TrainConfig(scene_balance=value)
+
+
+def test_training_with_balanced_scenes_runs_and_records_the_setting(tmp_path, cdnet_records):
+    from hofam_tf.config import LossConfig, ModelConfig, RunConfig
+    from hofam_tf.tasks.train import run_train
+
+    rec = cdnet_records["records"]
+    assert scene_counts([str(p) for p in rec.glob("train-*.tfrecord")]) == {"baseline_highway": 51,
+                                                                           "baseline_pedestrians": 51}
+    cfg = RunConfig(model=ModelConfig(ngf=2), loss=LossConfig(),
+                    train=TrainConfig(train_pattern=str(rec / "train-*.tfrecord"), steps=2, batch_size=2,
+                                      ckpt_every=1, log_every=1, image_every=0, shuffle_buffer=20,
+                                      scene_balance=1.0))
+    result = run_train(cfg, tmp_path / "run", progress=False)
+    assert result["steps"] == 2 and np.isfinite(result["last_loss"]["loss"])
+    assert RunConfig.load(tmp_path / "run" / "config.json").train.scene_balance == 1.0
