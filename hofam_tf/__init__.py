@@ -13,7 +13,7 @@ from hofam_tf.errors import HOFAMInputError
 
 __version__ = "0.11.0"  # the README's changelog
 
-# old flat module -> its home since 0.2 (README, "Changelog")
+# old flat module -> its home since 0.2 (docs/changelog.md, 0.2)
 MOVED = {
     "augment": "data.augment", "composite": "data.composite", "flat_composites": "data.flat_composites",
     "flow": "data.flow", "flow_images": "data.flow_images", "merging": "data.merging", "records": "data.records",
