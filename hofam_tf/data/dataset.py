@@ -106,11 +106,11 @@ def _records(files: list[str], shuffle_files: bool, seed: int) -> tf.data.Datase
 def scene_counts(files: list[str]) -> dict[str, int]:
     """Examples per ``sequence`` name in ``files`` (records with only the original keys count
     under "")."""
-    counts: dict[str, int] = {}
-    for batch in _records(files, False, 0).batch(256):
-        for name in sequence_names(batch).numpy():
-            counts[name.decode()] = counts.get(name.decode(), 0) + 1
-    return counts
+    from collections import Counter
+
+    counts = Counter(name.decode() for batch in _records(files, False, 0).batch(256)
+                     for name in sequence_names(batch).numpy())
+    return dict(counts)
 
 
 def scene_acceptance(counts: dict[str, int], balance: float) -> dict[str, float]:
@@ -131,12 +131,15 @@ def _balanced(ds: tf.data.Dataset, files: list[str], balance: float, seed: int) 
         tf.lookup.KeyValueTensorInitializer(tf.constant(list(accept)), tf.constant(list(accept.values()), tf.float32)),
         default_value=1.0)
 
-    def keep(index, serialized):
-        name = sequence_names(serialized[None])[0]
-        draw = tf.random.stateless_uniform([], tf.stack([tf.constant(seed, tf.int64), -1 - index]))
-        return draw < table.lookup(name)
+    def with_acceptance(serialized):  # the parse runs in parallel; the filter only draws
+        return table.lookup(sequence_names(serialized[None])[0]), serialized
 
-    return ds.enumerate().filter(keep).map(lambda index, serialized: serialized)
+    def keep(index, item):
+        draw = tf.random.stateless_uniform([], tf.stack([tf.constant(seed, tf.int64), -1 - index]))
+        return draw < item[0]
+
+    ds = ds.map(with_acceptance, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    return ds.enumerate().filter(keep).map(lambda index, item: item[1])
 
 
 def parse_examples(serialized, ignore_labels: bool = True, background: bool = False) -> dict:
