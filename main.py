@@ -110,6 +110,13 @@ flags.DEFINE_float("hysteresis", PredictOptions.hysteresis,
                    "connected region whose odds are at most this factor below the threshold's and that holds a seed "
                    "is kept whole (e.g. 10: threshold 0.99 extends objects down to 0.91). 0: off. Not given: the "
                    "model's own choice when its best.json records one, else this default.")
+flags.DEFINE_integer("adapt_steps", PredictOptions.adapt_steps,
+                     "predict: scene adaptation: this many updates of the model on each video's first "
+                     "--adapt_frames frames, from labels it makes itself where its mask and the median-background "
+                     "rule agree, before any mask is written (about 0.5 s an update at width 8 on 2 CPU cores). "
+                     "0: off. Not given: the model's own choice when its best.json records one, else this default.")
+flags.DEFINE_integer("adapt_frames", PredictOptions.adapt_frames,
+                     "predict: how many of each video's first frames scene adaptation (--adapt_steps) learns from.")
 flags.DEFINE_integer("reconnect", PredictOptions.reconnect,
                      "predict: reconnection attempts when a camera or stream drops or stalls (waits doubling from "
                      "--reconnect_backoff up to 30 s; frames are numbered on without a gap). 0: end cleanly where it "
@@ -252,7 +259,7 @@ def _post_settings(ckpt) -> dict:
     stored = stored_post(ckpt) if ckpt is not None else {}
     flags_now = {"calibrate_frames": FLAGS.calibrate_frames, "median_gate": FLAGS.median_gate,
                  "gate_mode": FLAGS.gate_mode, "hysteresis": FLAGS.hysteresis,
-                 "calibrate_range": FLAGS.calibrate_range}
+                 "calibrate_range": FLAGS.calibrate_range, "adapt_steps": FLAGS.adapt_steps}
     given = {k: v for k, v in flags_now.items() if FLAGS[k].present}
     if FLAGS.gate_fill:
         if given.get("gate_mode", "fill") != "fill":
@@ -281,7 +288,8 @@ def phase_predict() -> None:
                           side_by_side=FLAGS.side_by_side, video_max_side=FLAGS.video_max_side,
                           **_post_settings(hofam_ckpt), reconnect=FLAGS.reconnect,
                           reconnect_backoff=FLAGS.reconnect_backoff, open_timeout=FLAGS.open_timeout,
-                          read_timeout=FLAGS.read_timeout, runtime=FLAGS.runtime, flow_preset=FLAGS.flow_preset)
+                          read_timeout=FLAGS.read_timeout, runtime=FLAGS.runtime, flow_preset=FLAGS.flow_preset,
+                          adapt_frames=FLAGS.adapt_frames)
     result = run_predict(FLAGS.input, FLAGS.ckpt, FLAGS.output_dir, opts, _model_overrides(),
                          precision=FLAGS.inference_precision or RUN_PRECISION)
     print(json.dumps(result, indent=2))
@@ -341,7 +349,7 @@ PHASE_FLAGS = {
     "predict": {"input and output": ["input", "output_dir", "ckpt", "method", "max_frames", "roi", "naming"],
                 "live sources": ["reconnect", "reconnect_backoff", "open_timeout", "read_timeout"],
                 "decision and post-processing": ["threshold", "calibrate_frames", "calibrate_range", "median_gate", "gate_mode", "gate_fill",
-                                             "hysteresis", "post"],
+                                             "hysteresis", "adapt_steps", "adapt_frames", "post"],
                 "outputs": ["overlay_video", "side_by_side", "video_max_side", "panels"],
                 "running the model": ["runtime", "flow_preset", "eval_batch_size", "inference_precision",
                                       *_MODEL_OVERRIDES]},

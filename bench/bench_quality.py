@@ -57,11 +57,11 @@ EXTRA_BASELINES = ("median",)  # reported beside them (mean_f, per_scene_f, hofa
 # HOFAM's columns besides "hofam" (the per-run threshold): each gets <name>_over_best_baseline and
 # scenes_below_mog2_<name without "hofam_"> (None and [] when the run did not make it)
 VARIANTS = ("hofam_nested", "hofam_pooled_threshold", "hofam_scene_threshold", "hofam_gated", "hofam_scene_threshold_gated",
-            "hofam_scene_threshold_gated_fill")
+            "hofam_scene_threshold_gated_fill", "hofam_adapted")
 
 
 # The nested protocol's choices of post-processing (predict's calibrate_frames, median_gate, gate_mode,
-# hysteresis):
+# hysteresis, calibrate_range, adapt_steps):
 # each fold segments its validation scenes with every entry, keeps the one with the best mean F there
 # and segments its unseen scenes with it ("hofam_nested"). Only the fold's own validation scenes
 # choose (never a scene the fold reports, nor another fold's validation scene, which may be one).
@@ -81,10 +81,12 @@ POST_GRID = {
     "calibrated10": {"calibrate_frames": 200, "calibrate_range": 10.0},
     "calibrated10_gate1.5_fill": {"calibrate_frames": 200, "calibrate_range": 10.0, "median_gate": 1.5,
                                   "gate_mode": "fill"},
+    "adapt60": {"adapt_steps": 60},
+    "adapt60_gate1.5_fill": {"adapt_steps": 60, "median_gate": 1.5, "gate_mode": "fill"},
 }
 # what an entry leaves out is off: predict's post-processing fields (``checkpoints.POST_FIELDS``)
 POST_OFF = {"calibrate_frames": 0, "median_gate": 0.0, "gate_mode": "pixel", "hysteresis": 0.0,
-            "calibrate_range": 0.0}
+            "calibrate_range": 0.0, "adapt_steps": 0}
 
 
 def post_entry(name: str) -> dict:
@@ -287,14 +289,15 @@ def score_scene(pred_dir: Path, seq, out: Path) -> float:
 
 def predict_scene(seq, out: Path, method: str, ckpt=None, threshold: float = 0.5, calibrate_frames: int = 0,
                   median_gate: float = 0.0, gate_mode: str = "pixel", flow_preset: str = FLOW_PRESET,
-                  hysteresis: float = 0.0, calibrate_range: float = 0.0) -> float:
+                  hysteresis: float = 0.0, calibrate_range: float = 0.0, adapt_steps: int = 0) -> float:
     """Segments one scene into ``out``; returns the threshold used (the scene's own when calibrated).
     ``flow_preset``: predict's DIS preset for HOFAM's HOP."""
     from hofam_tf.tasks.predict import PredictOptions, run_predict
 
     opts = PredictOptions(threshold=threshold, overlay_video=False, method=method, batch_size=8,
                           calibrate_frames=calibrate_frames, median_gate=median_gate, gate_mode=gate_mode,
-                          flow_preset=flow_preset, hysteresis=hysteresis, calibrate_range=calibrate_range)
+                          flow_preset=flow_preset, hysteresis=hysteresis, calibrate_range=calibrate_range,
+                          adapt_steps=adapt_steps)
     return run_predict(seq.path, ckpt, out, opts, progress=False)["sequences"][0]["threshold"]
 
 
@@ -354,6 +357,9 @@ def main(argv=None) -> dict:
     ap.add_argument("--gate_fill", action="store_true",
                     help="with --calibrate_frames and --median_gate, also the column hofam_scene_threshold_gated_fill: "
                          "predict's --gate_fill (the gate's holes filled)")
+    ap.add_argument("--adapt_steps", type=int, default=0,
+                    help="also segment each unseen scene with the plain model after N updates of scene adaptation "
+                         "(predict's --adapt_steps; column hofam_adapted); 0: not")
     ap.add_argument("--post_grid", default="all",
                     help="post-processing entries (POST_GRID) each fold chooses from on its validation scenes, "
                          "comma-separated, 'all' or 'none' (no hofam_nested column)")
@@ -468,6 +474,9 @@ def main(argv=None) -> dict:
                                 args.calibrate_frames, args.median_gate, gate_mode="fill")
                         scores[n]["hofam_scene_threshold_gated_fill"] = score_scene(
                             fdir / "pred_scene_gated_fill", sources[n], fdir / "scores_scene_gated_fill" / n)
+            if args.adapt_steps:  # the plain model, adapted to the scene first
+                segment(sources[n], fdir / "pred_adapted", "hofam", fdir / "run", threshold, adapt_steps=args.adapt_steps)
+                scores[n]["hofam_adapted"] = score_scene(fdir / "pred_adapted", sources[n], fdir / "scores_adapted" / n)
         post = None
         if grid:  # nested: the fold's validation scenes choose the post-processing for its unseen scenes
             post = post_on_validation(grid, val, sources, fdir / "run", threshold, fdir, test, args.flow_preset)

@@ -585,7 +585,7 @@ def test_hysteresis_option_is_checked_and_recorded_by_runs(tmp_path):
     post = {"chosen": "x", "calibrate_frames": 0, "median_gate": 1.5, "gate_mode": "fill"}
     (tmp_path / "best.json").write_text(json.dumps({"threshold": 0.9, "post": post}))
     fields = {k: v for k, v in post.items() if k != "chosen"}
-    assert stored_post(tmp_path) == {**fields, "hysteresis": 0.0, "calibrate_range": 0.0}  # older record: off
+    assert stored_post(tmp_path) == {**fields, "hysteresis": 0.0, "calibrate_range": 0.0, "adapt_steps": 0}  # older record: off
     (tmp_path / "best.json").write_text(json.dumps({"threshold": 0.9, "post": {**post, "hysteresis": 10.0}}))
     assert stored_post(tmp_path)["hysteresis"] == 10.0 and set(stored_post(tmp_path)) == set(POST_FIELDS)
     (tmp_path / "best.json").write_text(json.dumps({"threshold": 0.9, "post": {"calibrate_frames": 0}}))

@@ -71,9 +71,9 @@ def stored_threshold(ckpt: str | Path) -> float:
 
 # The fields of predict's post-processing a run may record in best.json under "post", chosen on its
 # validation scenes (bench/train_release.py); predict takes them as its defaults for that model.
-POST_FIELDS = ("calibrate_frames", "median_gate", "gate_mode", "hysteresis", "calibrate_range")
+POST_FIELDS = ("calibrate_frames", "median_gate", "gate_mode", "hysteresis", "calibrate_range", "adapt_steps")
 # fields added after runs had recorded a "post", with the value those runs used
-POST_FIELDS_LATER = {"hysteresis": 0.0, "calibrate_range": 0.0}
+POST_FIELDS_LATER = {"hysteresis": 0.0, "calibrate_range": 0.0, "adapt_steps": 0}
 
 
 def stored_post(ckpt: str | Path) -> dict:

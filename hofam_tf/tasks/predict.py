@@ -37,6 +37,7 @@ from hofam_tf.data.composite import UNKNOWN
 from hofam_tf.data.sources import CapturePolicy
 from hofam_tf.config import TILE
 from hofam_tf.errors import HOFAMInputError
+from hofam_tf.tasks.adapt import MAX_ADAPT_STEPS
 from hofam_tf.files import atomic_path, safe_name, write_json, write_png
 from hofam_tf.locks import folder_lock
 
@@ -84,6 +85,8 @@ def read_roi(path, shape) -> np.ndarray:
 # run's validated threshold.
 CALIBRATE_FRAMES = 200
 MEDIAN_GATE = 1.5
+# scene adaptation (``PredictOptions.adapt_steps``, off by default) learns from the first frames
+ADAPT_FRAMES = 200
 # below this best agreement (Dice) the calibration frames say nothing about the threshold: nothing
 # moved in them, or the rule and the model see different things (the benchmark's lowest: 0.13)
 MIN_AGREEMENT = 0.1
@@ -111,9 +114,11 @@ FLOW_PRESET = "balanced"
 
 
 def calibration_frames(opts: "PredictOptions", shape) -> int:
-    """How many frames of size ``shape`` (H, W, 3) the scene-adaptive threshold holds: at most
-    ``calibrate_frames``, ``max_frames`` when set, and ``calibration_bytes`` (at least one frame)."""
-    n = min(opts.calibrate_frames, opts.max_frames) if opts.max_frames else opts.calibrate_frames
+    """How many frames of size ``shape`` (H, W, 3) are held for the scene-adaptive threshold and
+    scene adaptation: at most the more of ``calibrate_frames`` and ``adapt_frames`` (of those that
+    are on), ``max_frames`` when set, and ``calibration_bytes`` (at least one frame)."""
+    n = max(opts.calibrate_frames, opts.adapt_frames if opts.adapt_steps else 0)
+    n = min(n, opts.max_frames) if opts.max_frames else n
     h, w = shape[:2]
     per_frame = h * w * 3 + h * w + 2 * TILE * TILE * 3 + TILE * TILE * 4  # frame, gate, tile + HOP, probability
     return max(1, min(n, opts.calibration_bytes // per_frame)) if n else 0
@@ -150,6 +155,10 @@ class PredictOptions:
     # hysteresis (HOFAM only; 0: off): the factor K by which a pixel's odds may fall below the
     # threshold's and still be foreground when connected to a pixel above it (``hysteresis_mask``)
     hysteresis: float = 0.0
+    # scene adaptation (HOFAM only; 0: off): this many updates of the model on pseudo-labels of the
+    # sequence's first ``adapt_frames`` frames before any mask is written (``hofam_tf.tasks.adapt``)
+    adapt_steps: int = 0
+    adapt_frames: int = ADAPT_FRAMES
     # what runs the model (hofam_tf.tasks.runtimes): "tf", or "onnxruntime" on an export folder
     runtime: str = "tf"
     # the DIS preset of predict's HOP: "run" (the run's own) or one of DIS_PRESETS (see ``predict_flow``)
@@ -178,6 +187,10 @@ class PredictOptions:
             raise HOFAMInputError(f"eval batch size must be at least 1, got {self.batch_size}")
         if self.video_max_side < 0:
             raise HOFAMInputError(f"video_max_side must be 0 (native size) or more pixels, got {self.video_max_side}")
+        if not 0 <= self.adapt_steps <= MAX_ADAPT_STEPS:
+            raise HOFAMInputError(f"adapt_steps must be 0 (off) to {MAX_ADAPT_STEPS} updates, got {self.adapt_steps}")
+        if self.adapt_frames < 1:
+            raise HOFAMInputError(f"adapt_frames must be 1 or more, got {self.adapt_frames}")
         if self.calibrate_frames < 0:
             raise HOFAMInputError(f"calibrate_frames must be 0 (off) or more, got {self.calibrate_frames}")
         if not 0.0 <= self.median_gate <= 32:
@@ -495,6 +508,13 @@ def predict_flow(flow, preset: str):
     return dataclasses.replace(flow, dis_preset=preset)
 
 
+def fit_tiles(tiles: np.ndarray, size, interpolation: int = cv2.INTER_LINEAR) -> np.ndarray:
+    """Tiles [N, 256, 256, ...] resized to a model's input ``size`` (H, W); as they are at 256x256."""
+    if tuple(size) == (TILE, TILE):
+        return tiles
+    return np.stack([cv2.resize(t, (size[1], size[0]), interpolation=interpolation) for t in tiles])
+
+
 def _hofam_stream(model, flow, seq, opts: PredictOptions, stages: StageTimes):
     """Yields ``(frame, frame_tile, hop, probability, gate)`` for every scored frame, running the
     model (a ``runtimes`` runner) in batches of ``opts.batch_size``: the probability at the model's size
@@ -512,11 +532,8 @@ def _hofam_stream(model, flow, seq, opts: PredictOptions, stages: StageTimes):
         hops = np.stack([item[2] for item in batch])
         backgrounds = np.stack([item[3] for item in batch]) if batch[0][3] is not None else None
         if (h_model, w_model) != (TILE, TILE):
-            def fit(tiles):
-                return np.stack([cv2.resize(f, (w_model, h_model), interpolation=cv2.INTER_LINEAR) for f in tiles])
-
-            frames, hops = fit(frames), fit(hops)
-            backgrounds = fit(backgrounds) if backgrounds is not None else None
+            frames, hops = fit_tiles(frames, model.size), fit_tiles(hops, model.size)
+            backgrounds = fit_tiles(backgrounds, model.size) if backgrounds is not None else None
         with stages.timed("model"):
             prob = model(frames, hops, backgrounds)
         done = [(fr, tile, hop, p, keep.pop(fr.index, None)) for (fr, tile, hop, _), p in zip(batch, prob)]
@@ -526,13 +543,47 @@ def _hofam_stream(model, flow, seq, opts: PredictOptions, stages: StageTimes):
     keep: dict = {}
     frames = stages.timed_iter("decode", seq.iter_frames(lookback=flow.history, capture=opts.capture()))
     if opts.median_gate:
-        frames = _gate_tap(frames, opts, keep, stages, held=bool(opts.calibrate_frames))
+        frames = _gate_tap(frames, opts, keep, stages, held=bool(opts.calibrate_frames or opts.adapt_steps))
     for item in iter_hop(frames, flow, workers=opts.workers, stages=stages):
         batch.append(item)
         if len(batch) >= opts.batch_size:
             yield from flush()
     if batch:
         yield from flush()
+
+
+def _adapt_to_scene(model, cfg, head: list, opts: PredictOptions) -> tuple[list, dict]:
+    """Scene adaptation (``hofam_tf.tasks.adapt``) of the runner ``model`` on the first
+    ``opts.adapt_frames`` held items of ``head`` at ``opts.threshold``; returns every held item with
+    its probability from the adapted weights, and the record of summary.json's "adaptation"."""
+    from hofam_tf.tasks.adapt import adapt, pseudo_labels
+
+    used = head[:opts.adapt_frames]
+    tiles = np.stack([item[1] for item in used])
+    hops = np.stack([item[2] for item in used])
+    probs = np.stack([_tile_probability(item[3]) for item in used])
+    labels = pseudo_labels(tiles, [item[0].index for item in used], probs, opts.threshold)
+    losses = adapt(model.model, cfg.loss, fit_tiles(tiles, model.size), fit_tiles(hops, model.size),
+                   fit_tiles(labels, model.size, cv2.INTER_NEAREST), opts.adapt_steps, balanced=cfg.model.balanced_head)
+    again = []
+    for i in range(0, len(head), opts.batch_size):
+        part = head[i:i + opts.batch_size]
+        prob = model(fit_tiles(np.stack([item[1] for item in part]), model.size),
+                     fit_tiles(np.stack([item[2] for item in part]), model.size))
+        again += [(item[0], item[1], item[2], p, *item[4:]) for item, p in zip(part, prob)]
+    labelled = labels != UNKNOWN
+    record = {"steps": opts.adapt_steps, "frames": len(used),
+              "foreground_share": float((labels == 255).sum() / max(labelled.sum(), 1)),
+              "labelled_share": float(labelled.mean()),
+              "first_loss": losses[0] if losses else None, "last_loss": losses[-1] if losses else None}
+    return again, record
+
+
+def _tile_probability(prob: np.ndarray) -> np.ndarray:
+    """A model-size probability map at the 256x256 tile (the size the pseudo-labels are made at)."""
+    if prob.shape[:2] == (TILE, TILE):
+        return prob
+    return cv2.resize(prob, (TILE, TILE), interpolation=cv2.INTER_LINEAR)
 
 
 def within_odds(threshold: float, reference: float, factor: float) -> bool:
@@ -666,12 +717,12 @@ def predict_sequence(model, cfg, seq, output_dir: Path, opts: PredictOptions, pr
     total = seq.count_scored()
     if opts.max_frames:
         total = min(total, opts.max_frames) if total else opts.max_frames
-    threshold, agreement, held = opts.threshold, None, 0
+    threshold, agreement, held, adaptation = opts.threshold, None, 0, None
     bar = tqdm(total=total, desc=seq.name, unit="frame", disable=not progress)
     outputs = _Outputs(stages, sinks, opts.video_max_side)
     stop = _StopOnCtrlC()
     try:
-        if opts.calibrate_frames and opts.method == "hofam":  # the first frames are kept, then replayed
+        if (opts.calibrate_frames or opts.adapt_steps) and opts.method == "hofam":  # the first frames are kept, then replayed
             import itertools
 
             first = next(stream, None)
@@ -680,8 +731,13 @@ def predict_sequence(model, cfg, seq, output_dir: Path, opts: PredictOptions, pr
             held = len(head)
             if head and roi_path is not None:
                 roi = read_roi(roi_path, head[0][0].rgb.shape[:2])
-            with stages.timed("calibration"):
-                threshold, agreement = scene_threshold(head, roi, opts.threshold, opts.calibrate_range)
+            if opts.adapt_steps and head:
+                with stages.timed("adaptation"):
+                    head, adaptation = _adapt_to_scene(model, cfg, head, opts)
+            if opts.calibrate_frames:
+                with stages.timed("calibration"):
+                    threshold, agreement = scene_threshold(head[:opts.calibrate_frames], roi, opts.threshold,
+                                                           opts.calibrate_range)
             stream = itertools.chain(head, stream)
         for fr, tile, hop, prob, gate in stream:
             with stages.timed("post"):
@@ -736,6 +792,7 @@ def predict_sequence(model, cfg, seq, output_dir: Path, opts: PredictOptions, pr
                "masks": str(out / "masks"), "threshold": threshold, "post": opts.post,
                "calibrate_frames": opts.calibrate_frames, "calibrate_range": opts.calibrate_range,
                "calibration_frames_held": held,
+               "adaptation": adaptation,
                "agreement_by_threshold": agreement,
                "median_gate": opts.median_gate if opts.method == "hofam" else 0.0,
                "gate_mode": opts.gate_mode if opts.median_gate and opts.method == "hofam" else None,
@@ -766,6 +823,9 @@ def run_predict(input_path, ckpt, output_dir, opts: PredictOptions = PredictOpti
     model in ``ckpt``, or with the classical baseline ``opts.method`` (then ``ckpt`` is unused).
     Each sequence goes to ``output_dir/<sequence>/``, except that an ``output_dir`` already named
     after the only sequence is used as it is."""
+    from contextlib import nullcontext
+
+    from hofam_tf.tasks.adapt import check_adaptable, restored_weights
     from hofam_tf.tasks.baselines import METHODS
     from hofam_tf.data.sources import discover
 
@@ -777,6 +837,8 @@ def run_predict(input_path, ckpt, output_dir, opts: PredictOptions = PredictOpti
         from hofam_tf.tasks.runtimes import load_runner
 
         model, cfg = load_runner(ckpt, opts.runtime, model_overrides, precision)
+        if opts.adapt_steps:
+            check_adaptable(model, cfg)
     if opts.roi is not None and not Path(opts.roi).is_file():
         raise HOFAMInputError(f"{opts.roi}: ROI mask not found")
     import shutil
@@ -792,7 +854,8 @@ def run_predict(input_path, ckpt, output_dir, opts: PredictOptions = PredictOpti
                 out = root / safe_name(seq.name, "sequence name")
                 created = not out.exists()
                 try:
-                    results.append(predict_sequence(model, cfg, seq, root, opts, progress))
+                    with restored_weights(model.model) if opts.adapt_steps and model is not None else nullcontext():
+                        results.append(predict_sequence(model, cfg, seq, root, opts, progress))
                 except Exception:
                     if created:  # a sequence that failed leaves nothing that looks like a result
                         shutil.rmtree(out, ignore_errors=True)

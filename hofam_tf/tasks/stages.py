@@ -3,7 +3,8 @@
 The stages (``STAGES``): ``decode`` (reading and decoding frames), ``resize`` (frame tiles and
 their grey versions), ``flows`` (the HOP images' optical flows, on the flow worker threads:
 compute time, which overlaps the rest), ``gate`` (the median rule behind the median gate, near the mask),
-``model``, ``calibration`` (the scene-adaptive threshold), ``post`` (threshold, hysteresis, gate, filters and
+``model``, ``adaptation`` (scene adaptation: pseudo-labels, updates, the held frames again),
+``calibration`` (the scene-adaptive threshold), ``post`` (threshold, hysteresis, gate, filters and
 ROI at native size), ``masks`` (PNG writing) and ``video`` (overlay drawing and MP4 writing).
 The flows, the masks and the video run on their own threads (``threads``: how many each), beside
 the main thread, which runs the other stages one after another, so its share of a frame is their
@@ -17,7 +18,7 @@ import threading
 import time
 from contextlib import contextmanager
 
-STAGES = ("decode", "resize", "flows", "gate", "model", "calibration", "post", "masks", "video")
+STAGES = ("decode", "resize", "flows", "gate", "model", "adaptation", "calibration", "post", "masks", "video")
 WORKER_STAGES = ("flows", "masks", "video")  # run on threads of their own, overlapping the main thread
 
 
