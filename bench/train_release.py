@@ -15,8 +15,11 @@ median gate radius and mode; ``bench.bench_quality.POST_GRID``), segmented at na
 scored by CDnet rules: best.json's "post" holds the choice, which predict takes as its defaults
 for this model (flags given win). A stopped run resumes
 where its last checkpoint left it when the same command runs again (``--fresh`` starts over).
+``--post_only`` makes that last choice again for the model already in ``--out``, on the validation
+scenes its best.json names, over today's grid (nothing is trained; the rest of best.json stays).
 
     python -m bench.train_release --steps 8000     # the shipped model (about 45 minutes on 2 cores)
+    python -m bench.train_release --post_only      # its post-processing chosen again over today's grid
     python -m bench.budget_curve                   # then: unseen-scene F at each kept checkpoint
 """
 from __future__ import annotations
@@ -85,12 +88,40 @@ def store_half(out: Path, val_pattern: str, threshold: float) -> dict:
             "on": "every pixel of the validation records"}
 
 
+def choose_post_again(out: Path, data: Path, work: Path, grid: dict) -> dict:
+    """The post-processing of the model in ``out`` chosen again over ``grid`` on the validation scenes
+    its best.json names (``post_on_validation``, the step ``main`` ends with); best.json keeps every
+    other entry. Returns the new best.json."""
+    from hofam_tf.files import write_json
+    from hofam_tf.model.checkpoints import BEST_NAME
+
+    if not (out / BEST_NAME).is_file():
+        raise SystemExit(f"{out / BEST_NAME}: no release record to choose the post-processing for")
+    info = json.loads((out / BEST_NAME).read_text())
+    val = info.get("validation_scenes") or []
+    if not val:
+        raise SystemExit(f"{out / BEST_NAME}: names no validation scenes, so nothing may choose its post-processing")
+    sources = scene_sources(data)
+    missing = sorted(set(val) - set(sources))
+    if missing:
+        raise SystemExit(f"{data}: the validation scenes {missing} of {out / BEST_NAME} are not labelled scenes here")
+    shutil.rmtree(work / "val_post", ignore_errors=True)
+    trained = [n for n in info.get("training_scenes", []) if n in sources]
+    info["post"] = post_on_validation(grid, val, sources, out, info["threshold"], work, reported=trained)
+    write_json(out / BEST_NAME, info)
+    return info
+
+
 def main(argv=None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data", default=str(ROOT.parent / "shared" / "data"))
     ap.add_argument("--work", default="/tmp/hofam_release")
     ap.add_argument("--out", default=str(ROOT / "checkpoints" / "release"))
-    ap.add_argument("--steps", type=int, required=True, help="most updates; the validated best is kept")
+    ap.add_argument("--steps", type=int, default=None, help="most updates; the validated best is kept (required "
+                                                               "unless --post_only)")
+    ap.add_argument("--post_only", action="store_true",
+                    help="train nothing: choose the post-processing of the model in --out again over --post_grid, "
+                         "on the validation scenes its best.json names")
     ap.add_argument("--threshold", type=float, default=None,
                     help="stored threshold (default: the one chosen on the validation scenes)")
     ap.add_argument("--val_scenes", default="",
@@ -117,6 +148,14 @@ def main(argv=None) -> dict:
     args = ap.parse_args(argv)
     if args.threshold is not None and not args.threshold_from:
         ap.error("--threshold needs --threshold_from: say where the number was chosen")
+    if args.post_only:
+        if args.post_grid == "none":
+            ap.error("--post_only needs a --post_grid to choose from")
+        info = choose_post_again(Path(args.out), Path(args.data), Path(args.work), post_grid_arg(args.post_grid))
+        print(json.dumps(info, indent=1))
+        return info
+    if args.steps is None:
+        ap.error("--steps is required (or --post_only)")
 
     from hofam_tf.model.checkpoints import BEST_NAME, CONFIG_NAME, FINAL_MODEL
     from hofam_tf.config import ModelConfig, RunConfig, TrainConfig

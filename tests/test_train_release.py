@@ -82,6 +82,23 @@ def test_release_training_validates_on_scenes_it_never_trains_on(tmp_path, share
 
     model, loaded = load_for_inference(tmp_path / "out")
     assert loaded.model.dtype == "float32" and loaded.model.ngf == 2
+    # --post_only: the same validation scenes choose again over another grid; nothing else changes
+    before = json.loads((tmp_path / "out" / "best.json").read_text())
+    weights = (tmp_path / "out" / "model.keras").read_bytes()
+    only = subprocess.run([sys.executable, "-m", "bench.train_release", f"--data={shared_data}",
+                           f"--work={tmp_path / 'work2'}", f"--out={tmp_path / 'out'}", "--post_only",
+                           "--post_grid=plain,adapt60"], capture_output=True, text=True, cwd=ROOT)
+    assert only.returncode == 0, only.stderr[-3000:]
+    after = json.loads((tmp_path / "out" / "best.json").read_text())
+    assert {k: v for k, v in after.items() if k != "post"} == {k: v for k, v in before.items() if k != "post"}
+    assert (tmp_path / "out" / "model.keras").read_bytes() == weights
+    post = after["post"]
+    assert post["chosen_on"] == val and set(post["validation_f"]) == {"plain", "adapt60"}
+    mean = {k: sum(fs.values()) / len(fs) for k, fs in post["validation_f"].items()}
+    assert mean[post["chosen"]] == max(mean.values())
+    assert post["adapt_steps"] == (60 if post["chosen"] == "adapt60" else 0)
+    summary = json.loads(next((tmp_path / "work2" / "val_post" / "adapt60").glob("*/summary.json")).read_text())
+    assert summary["adaptation"]["steps"] == 60
     # a threshold from elsewhere must say where it came from
     bad = subprocess.run(cmd + ["--threshold=0.9"], capture_output=True, text=True, cwd=ROOT)
     assert bad.returncode == 2 and "--threshold_from" in bad.stderr
