@@ -40,6 +40,8 @@ from hofam_tf.data.flow import DIS_PRESETS
 from hofam_tf.model.precision import RUN_PRECISION
 
 FLAGS = flags.FLAGS
+# the last sentence of every predict flag whose default a model's best.json may set ("post")
+MODEL_CHOICE = " Not given: the model's own choice when its best.json records one, else this default."
 flags.DEFINE_enum("phase", "demo", ["train", "test", "score", "demo", "predict", "convert", "export"],  # = PHASES
                   "What to run. convert: TF1 checkpoint -> .keras; export: SavedModel or ONNX for serving.")
 # every RunConfig field is a flag (name, default and help from hofam_tf.config): --ngf, --steps,
@@ -89,32 +91,28 @@ flags.DEFINE_string("post", "none", "predict: post-filter of the binary mask: no
 flags.DEFINE_integer("calibrate_frames", PredictOptions.calibrate_frames,
                      "predict: scene-adaptive threshold: choose each video's threshold on its first N frames, where "
                      "HOFAM's masks agree best with the median-background rule (no labels). 0: off, the run's "
-                     "validated threshold; a given --threshold also turns it off unless this flag is given too. Not given: the "
-                     "model's own choice when its best.json records one (\"post\"), else this default.")
+                     "validated threshold; a given --threshold also turns it off unless this flag is given too." + MODEL_CHOICE)
 flags.DEFINE_float("calibrate_range", PredictOptions.calibrate_range,
                    "predict: bound of the scene-adaptive threshold: only thresholds whose odds lie within this "
                    "factor of the validated threshold's either way (e.g. 10: 0.95 may move to 0.66-0.99). 0: "
-                   "any. Not given: the model's own choice when its best.json records one, else this default.")
+                   "any." + MODEL_CHOICE)
 flags.DEFINE_float("median_gate", PredictOptions.median_gate,
                    "predict: keep a HOFAM mask's pixel only within this radius (tile pixels, scaled to the frame) of "
-                   "a pixel the median-background rule marks changed: trims flow halos (0: off). Not given: the model's own "
-                   "choice when its best.json records one, else this default.")
+                   "a pixel the median-background rule marks changed: trims flow halos (0: off)." + MODEL_CHOICE)
 flags.DEFINE_enum("gate_mode", PredictOptions.gate_mode, list(GATE_MODES),
                   "predict: how the median gate trims the mask: pixel (its pixels near the rule's changes), fill "
                   "(also the pixels those enclose: no hollow objects), components (each connected component kept "
-                  "whole when a share of it is near the rule's changes, else dropped). Not given: the model's own choice "
-                  "when its best.json records one, else this default.")
+                  "whole when a share of it is near the rule's changes, else dropped)." + MODEL_CHOICE)
 flags.DEFINE_bool("gate_fill", False, "predict: the same as --gate_mode=fill.")
 flags.DEFINE_float("hysteresis", PredictOptions.hysteresis,
                    "predict: hysteresis thresholding: pixels at or above the threshold seed objects, and each "
                    "connected region whose odds are at most this factor below the threshold's and that holds a seed "
-                   "is kept whole (e.g. 10: threshold 0.99 extends objects down to 0.91). 0: off. Not given: the "
-                   "model's own choice when its best.json records one, else this default.")
+                   "is kept whole (e.g. 10: threshold 0.99 extends objects down to 0.91). 0: off." + MODEL_CHOICE)
 flags.DEFINE_integer("adapt_steps", PredictOptions.adapt_steps,
                      "predict: scene adaptation: this many updates of the model on each video's first "
                      "--adapt_frames frames, from labels it makes itself where its mask and the median-background "
                      "rule agree, before any mask is written (about 0.5 s an update at width 8 on 2 CPU cores). "
-                     "0: off. Not given: the model's own choice when its best.json records one, else this default.")
+                     "0: off." + MODEL_CHOICE)
 flags.DEFINE_integer("adapt_frames", PredictOptions.adapt_frames,
                      "predict: how many of each video's first frames scene adaptation (--adapt_steps) learns from.")
 flags.DEFINE_integer("reconnect", PredictOptions.reconnect,
