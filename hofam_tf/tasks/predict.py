@@ -561,7 +561,7 @@ def _adapt_to_scene(model, cfg, head: list, opts: PredictOptions) -> tuple[list,
     used = head[:opts.adapt_frames]
     tiles = np.stack([item[1] for item in used])
     hops = np.stack([item[2] for item in used])
-    probs = np.stack([_tile_probability(item[3]) for item in used])
+    probs = np.stack([native_probability(item[3], (TILE, TILE)) for item in used])  # at the tile, as the labels
     labels = pseudo_labels(tiles, [item[0].index for item in used], probs, opts.threshold)
     losses = adapt(model.model, cfg.loss, fit_tiles(tiles, model.size), fit_tiles(hops, model.size),
                    fit_tiles(labels, model.size, cv2.INTER_NEAREST), opts.adapt_steps, balanced=cfg.model.balanced_head)
@@ -577,13 +577,6 @@ def _adapt_to_scene(model, cfg, head: list, opts: PredictOptions) -> tuple[list,
               "labelled_share": float(labelled.mean()),
               "first_loss": losses[0] if losses else None, "last_loss": losses[-1] if losses else None}
     return again, record
-
-
-def _tile_probability(prob: np.ndarray) -> np.ndarray:
-    """A model-size probability map at the 256x256 tile (the size the pseudo-labels are made at)."""
-    if prob.shape[:2] == (TILE, TILE):
-        return prob
-    return cv2.resize(prob, (TILE, TILE), interpolation=cv2.INTER_LINEAR)
 
 
 def within_odds(threshold: float, reference: float, factor: float) -> bool:
