@@ -83,6 +83,7 @@ def _masks(folder):
     return {p.name: cv2.imread(str(p), cv2.IMREAD_GRAYSCALE) for p in sorted((folder / "masks").glob("*.png"))}
 
 
+@pytest.mark.slow  # about 45 s: two predict runs with adaptation
 def test_predict_adapts_each_sequence_from_the_checkpoint_and_records_it(tmp_path, tiny_model):
     (tmp_path / "two").mkdir()
     _video(tmp_path / "two" / "a.avi", 5)

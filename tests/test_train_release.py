@@ -104,27 +104,30 @@ def test_release_training_validates_on_scenes_it_never_trains_on(tmp_path, share
     assert bad.returncode == 2 and "--threshold_from" in bad.stderr
 
 
-def test_post_only_refuses_a_model_without_a_release_record(tmp_path):
+def test_post_only_refuses_a_model_without_a_release_record(tmp_path, capsys):
     """--post_only chooses only for a model whose best.json names its validation scenes; --steps is
     required otherwise."""
-    def run(*args):
-        return subprocess.run([sys.executable, "-m", "bench.train_release", f"--work={tmp_path / 'work'}",
-                               f"--data={tmp_path / 'data'}", *args], capture_output=True, text=True, cwd=ROOT)
+    from bench.train_release import main
 
-    empty = run(f"--out={tmp_path / 'none'}", "--post_only")
-    assert empty.returncode != 0 and f"{tmp_path / 'none' / 'best.json'}: no release record" in empty.stderr
+    def refused(*args) -> str:
+        with pytest.raises(SystemExit) as exit_:
+            main([f"--work={tmp_path / 'work'}", f"--data={tmp_path / 'data'}", *args])
+        code = exit_.value.code
+        return f"{code} {capsys.readouterr().err}" if code == 2 else str(code)
+
+    empty = refused(f"--out={tmp_path / 'none'}", "--post_only")
+    assert f"{tmp_path / 'none' / 'best.json'}: no release record" in empty
     (tmp_path / "out").mkdir()
     (tmp_path / "out" / "best.json").write_text(json.dumps({"threshold": 0.9, "validation_scenes": []}))
-    unnamed = run(f"--out={tmp_path / 'out'}", "--post_only")
-    assert unnamed.returncode != 0 and "names no validation scenes" in unnamed.stderr
+    assert "names no validation scenes" in refused(f"--out={tmp_path / 'out'}", "--post_only")
     (tmp_path / "out" / "best.json").write_text(json.dumps({"threshold": 0.9, "validation_scenes": ["office"]}))
     (tmp_path / "data").mkdir()
-    absent = run(f"--out={tmp_path / 'out'}", "--post_only")
-    assert absent.returncode != 0 and "['office']" in absent.stderr and "not labelled scenes here" in absent.stderr
-    no_grid = run(f"--out={tmp_path / 'out'}", "--post_only", "--post_grid=none")
-    assert no_grid.returncode == 2 and "--post_only needs a --post_grid" in no_grid.stderr
-    no_steps = run(f"--out={tmp_path / 'out'}")
-    assert no_steps.returncode == 2 and "--steps is required" in no_steps.stderr
+    absent = refused(f"--out={tmp_path / 'out'}", "--post_only")
+    assert "['office']" in absent and "not labelled scenes here" in absent
+    no_grid = refused(f"--out={tmp_path / 'out'}", "--post_only", "--post_grid=none")
+    assert no_grid.startswith("2 ") and "--post_only needs a --post_grid" in no_grid
+    no_steps = refused(f"--out={tmp_path / 'out'}")
+    assert no_steps.startswith("2 ") and "--steps is required" in no_steps
     # nothing was written where a model would be
     assert json.loads((tmp_path / "out" / "best.json").read_text())["validation_scenes"] == ["office"]
     assert not (tmp_path / "none").exists()
