@@ -88,11 +88,24 @@ def store_half(out: Path, val_pattern: str, threshold: float) -> dict:
             "on": "every pixel of the validation records"}
 
 
+def record_post(info: dict, out: Path, grid: dict, val: list[str], sources: dict, work: Path,
+                reported: list[str]) -> dict:
+    """best.json's "post": the validation scenes ``val`` choose predict's post-processing for the model
+    in ``out`` at its threshold over ``grid`` (``post_on_validation``, under ``work``/val_post, emptied
+    first; ``reported``: scenes that must not choose); ``out``/best.json is written with it."""
+    from hofam_tf.files import write_json
+    from hofam_tf.model.checkpoints import BEST_NAME
+
+    shutil.rmtree(work / "val_post", ignore_errors=True)
+    info["post"] = post_on_validation(grid, val, sources, out, info["threshold"], work, reported=reported)
+    write_json(out / BEST_NAME, info)
+    return info
+
+
 def choose_post_again(out: Path, data: Path, work: Path, grid: dict) -> dict:
     """The post-processing of the model in ``out`` chosen again over ``grid`` on the validation scenes
-    its best.json names (``post_on_validation``, the step ``main`` ends with); best.json keeps every
-    other entry. Returns the new best.json."""
-    from hofam_tf.files import write_json
+    its best.json names (``record_post``, the step ``main`` ends with); best.json keeps every other
+    entry. Returns the new best.json."""
     from hofam_tf.model.checkpoints import BEST_NAME
 
     if not (out / BEST_NAME).is_file():
@@ -105,11 +118,7 @@ def choose_post_again(out: Path, data: Path, work: Path, grid: dict) -> dict:
     missing = sorted(set(val) - set(sources))
     if missing:
         raise SystemExit(f"{data}: the validation scenes {missing} of {out / BEST_NAME} are not labelled scenes here")
-    shutil.rmtree(work / "val_post", ignore_errors=True)
-    trained = [n for n in info.get("training_scenes", []) if n in sources]
-    info["post"] = post_on_validation(grid, val, sources, out, info["threshold"], work, reported=trained)
-    write_json(out / BEST_NAME, info)
-    return info
+    return record_post(info, out, grid, val, sources, work, reported=info.get("training_scenes", []))
 
 
 def main(argv=None) -> dict:
@@ -231,9 +240,7 @@ def main(argv=None) -> dict:
     write_json(out / BEST_NAME, info)
     grid = post_grid_arg(args.post_grid) if val else {}
     if grid:  # the validation scenes choose predict's post-processing for this model, at native size
-        shutil.rmtree(work / "val_post", ignore_errors=True)
-        info["post"] = post_on_validation(grid, val, sources, out, threshold, work, reported=train)
-        write_json(out / BEST_NAME, info)
+        record_post(info, out, grid, val, sources, work, reported=train)
     print(json.dumps(info, indent=1))
     return info
 
