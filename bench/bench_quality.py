@@ -57,7 +57,7 @@ EXTRA_BASELINES = ("median",)  # reported beside them (mean_f, per_scene_f, hofa
 # HOFAM's columns besides "hofam" (the per-run threshold): each gets <name>_over_best_baseline and
 # scenes_below_mog2_<name without "hofam_"> (None and [] when the run did not make it)
 VARIANTS = ("hofam_nested", "hofam_pooled_threshold", "hofam_scene_threshold", "hofam_gated", "hofam_scene_threshold_gated",
-            "hofam_scene_threshold_gated_fill", "hofam_adapted")
+            "hofam_scene_threshold_gated_fill", "hofam_adapted", "hofam_adapted_rounds")
 
 
 # The nested protocol's choices of post-processing (predict's calibrate_frames, median_gate, gate_mode,
@@ -289,7 +289,8 @@ def score_scene(pred_dir: Path, seq, out: Path) -> float:
 
 def predict_scene(seq, out: Path, method: str, ckpt=None, threshold: float = 0.5, calibrate_frames: int = 0,
                   median_gate: float = 0.0, gate_mode: str = "pixel", flow_preset: str = FLOW_PRESET,
-                  hysteresis: float = 0.0, calibrate_range: float = 0.0, adapt_steps: int = 0) -> float:
+                  hysteresis: float = 0.0, calibrate_range: float = 0.0, adapt_steps: int = 0,
+                  adapt_rounds: int = 1) -> float:
     """Segments one scene into ``out``; returns the threshold used (the scene's own when calibrated).
     ``flow_preset``: predict's DIS preset for HOFAM's HOP."""
     from hofam_tf.tasks.predict import PredictOptions, run_predict
@@ -297,7 +298,7 @@ def predict_scene(seq, out: Path, method: str, ckpt=None, threshold: float = 0.5
     opts = PredictOptions(threshold=threshold, overlay_video=False, method=method, batch_size=8,
                           calibrate_frames=calibrate_frames, median_gate=median_gate, gate_mode=gate_mode,
                           flow_preset=flow_preset, hysteresis=hysteresis, calibrate_range=calibrate_range,
-                          adapt_steps=adapt_steps)
+                          adapt_steps=adapt_steps, adapt_rounds=adapt_rounds)
     return run_predict(seq.path, ckpt, out, opts, progress=False)["sequences"][0]["threshold"]
 
 
@@ -360,6 +361,9 @@ def main(argv=None) -> dict:
     ap.add_argument("--adapt_steps", type=int, default=0,
                     help="also segment each unseen scene with the plain model after N updates of scene adaptation "
                          "(predict's --adapt_steps; column hofam_adapted); 0: not")
+    ap.add_argument("--adapt_rounds", type=int, default=1,
+                    help="with --adapt_steps, also the column hofam_adapted_rounds: the same updates in this many "
+                         "rounds of pseudo-labels (predict's --adapt_rounds); 1: not")
     ap.add_argument("--post_grid", default="all",
                     help="post-processing entries (POST_GRID) each fold chooses from on its validation scenes, "
                          "comma-separated, 'all' or 'none' (no hofam_nested column)")
@@ -477,6 +481,11 @@ def main(argv=None) -> dict:
             if args.adapt_steps:  # the plain model, adapted to the scene first
                 segment(sources[n], fdir / "pred_adapted", "hofam", fdir / "run", threshold, adapt_steps=args.adapt_steps)
                 scores[n]["hofam_adapted"] = score_scene(fdir / "pred_adapted", sources[n], fdir / "scores_adapted" / n)
+                if args.adapt_rounds > 1:
+                    segment(sources[n], fdir / "pred_adapted_rounds", "hofam", fdir / "run", threshold,
+                            adapt_steps=args.adapt_steps, adapt_rounds=args.adapt_rounds)
+                    scores[n]["hofam_adapted_rounds"] = score_scene(fdir / "pred_adapted_rounds", sources[n],
+                                                                    fdir / "scores_adapted_rounds" / n)
         post = None
         if grid:  # nested: the fold's validation scenes choose the post-processing for its unseen scenes
             post = post_on_validation(grid, val, sources, fdir / "run", threshold, fdir, test, args.flow_preset)

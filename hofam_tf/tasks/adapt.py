@@ -18,6 +18,10 @@ threshold):
   ``ADAPT_BATCH`` held frames drawn with a fixed seed (half of them mirrored), the run's own loss
   (``LossConfig``; the balanced head's unweighted loss for that variant), dropout on as in
   training;
+- **rounds** (``PredictOptions.adapt_rounds``, ``round_steps``): the updates may be split into
+  rounds, each on pseudo-labels made afresh from the weights the previous round left (each with
+  its own Adam state and batch draws), so foreground the adapted model has learned to find
+  labels the next round;
 - the held frames are segmented again with the adapted weights, and the rest of the sequence
   with them too. The next sequence starts from the checkpoint's weights again
   (``restored_weights``).
@@ -64,6 +68,12 @@ def pseudo_labels(tiles: np.ndarray, indices, probs: np.ndarray, threshold: floa
         out[i][~kept & ~changed & ~fg] = 0
         out[i][kept] = 255
     return out
+
+
+def round_steps(steps: int, rounds: int) -> list[int]:
+    """The updates of each of ``rounds`` rounds, ``steps`` in all (the earlier rounds take the
+    remainder): ``round_steps(60, 2) == [30, 30]``."""
+    return [steps // rounds + (r < steps % rounds) for r in range(rounds)]
 
 
 def _targets(labels: np.ndarray) -> np.ndarray:

@@ -159,6 +159,9 @@ class PredictOptions:
     # sequence's first ``adapt_frames`` frames before any mask is written (``hofam_tf.tasks.adapt``)
     adapt_steps: int = 0
     adapt_frames: int = ADAPT_FRAMES
+    # the updates split into this many rounds, each on pseudo-labels made afresh by the model as the
+    # previous round left it (self-training; 1: every label from the checkpoint's model)
+    adapt_rounds: int = 1
     # what runs the model (hofam_tf.tasks.runtimes): "tf", or "onnxruntime" on an export folder
     runtime: str = "tf"
     # the DIS preset of predict's HOP: "run" (the run's own) or one of DIS_PRESETS (see ``predict_flow``)
@@ -191,6 +194,9 @@ class PredictOptions:
             raise HOFAMInputError(f"adapt_steps must be 0 (off) to {MAX_ADAPT_STEPS} updates, got {self.adapt_steps}")
         if self.adapt_frames < 1:
             raise HOFAMInputError(f"adapt_frames must be 1 or more, got {self.adapt_frames}")
+        if not 1 <= self.adapt_rounds <= max(self.adapt_steps, 1):
+            raise HOFAMInputError(f"adapt_rounds must be 1 to adapt_steps ({self.adapt_steps}) rounds, "
+                                  f"got {self.adapt_rounds}")
         if self.calibrate_frames < 0:
             raise HOFAMInputError(f"calibrate_frames must be 0 (off) or more, got {self.calibrate_frames}")
         if not 0.0 <= self.median_gate <= 32:
@@ -554,26 +560,38 @@ def _hofam_stream(model, flow, seq, opts: PredictOptions, stages: StageTimes):
 
 def _adapt_to_scene(model, cfg, head: list, opts: PredictOptions) -> tuple[list, dict]:
     """Scene adaptation (``hofam_tf.tasks.adapt``) of the runner ``model`` on the first
-    ``opts.adapt_frames`` held items of ``head`` at ``opts.threshold``; returns every held item with
-    its probability from the adapted weights, and the record of summary.json's "adaptation"."""
-    from hofam_tf.tasks.adapt import adapt, pseudo_labels
+    ``opts.adapt_frames`` held items of ``head`` at ``opts.threshold``, in ``opts.adapt_rounds``
+    rounds (``adapt.round_steps``) whose pseudo-labels each come from the weights the previous round
+    left; returns every held item with its probability from the adapted weights, and the record of
+    summary.json's "adaptation"."""
+    from hofam_tf.tasks.adapt import ADAPT_SEED, adapt, pseudo_labels, round_steps
+
+    def probabilities(items: list) -> list:
+        out = []
+        for i in range(0, len(items), opts.batch_size):
+            part = items[i:i + opts.batch_size]
+            out += list(model(fit_tiles(np.stack([item[1] for item in part]), model.size),
+                              fit_tiles(np.stack([item[2] for item in part]), model.size)))
+        return out
 
     used = head[:opts.adapt_frames]
     tiles = np.stack([item[1] for item in used])
     hops = np.stack([item[2] for item in used])
-    probs = np.stack([native_probability(item[3], (TILE, TILE)) for item in used])  # at the tile, as the labels
-    labels = pseudo_labels(tiles, [item[0].index for item in used], probs, opts.threshold)
-    losses = adapt(model.model, cfg.loss, fit_tiles(tiles, model.size), fit_tiles(hops, model.size),
-                   fit_tiles(labels, model.size, cv2.INTER_NEAREST), opts.adapt_steps, balanced=cfg.model.balanced_head)
-    again = []
-    for i in range(0, len(head), opts.batch_size):
-        part = head[i:i + opts.batch_size]
-        prob = model(fit_tiles(np.stack([item[1] for item in part]), model.size),
-                     fit_tiles(np.stack([item[2] for item in part]), model.size))
-        again += [(item[0], item[1], item[2], p, *item[4:]) for item, p in zip(part, prob)]
-    labelled = labels != UNKNOWN
-    record = {"steps": opts.adapt_steps, "frames": len(used),
-              "foreground_share": float((labels == 255).sum() / max(labelled.sum(), 1)),
+    probs = [item[3] for item in used]
+    losses, shares = [], []
+    for r, steps in enumerate(round_steps(opts.adapt_steps, opts.adapt_rounds)):
+        if r:
+            probs = probabilities(used)
+        at_tile = np.stack([native_probability(p, (TILE, TILE)) for p in probs])  # at the tile, as the labels
+        labels = pseudo_labels(tiles, [item[0].index for item in used], at_tile, opts.threshold)
+        losses += adapt(model.model, cfg.loss, fit_tiles(tiles, model.size), fit_tiles(hops, model.size),
+                        fit_tiles(labels, model.size, cv2.INTER_NEAREST), steps, balanced=cfg.model.balanced_head,
+                        seed=ADAPT_SEED + r)
+        labelled = labels != UNKNOWN
+        shares.append(float((labels == 255).sum() / max(labelled.sum(), 1)))
+    again = [(item[0], item[1], item[2], p, *item[4:]) for item, p in zip(head, probabilities(head))]
+    record = {"steps": opts.adapt_steps, "rounds": opts.adapt_rounds, "frames": len(used),
+              "foreground_share": shares[0], "foreground_share_per_round": shares,
               "labelled_share": float(labelled.mean()),
               "first_loss": losses[0] if losses else None, "last_loss": losses[-1] if losses else None}
     return again, record
