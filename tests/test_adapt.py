@@ -1,4 +1,5 @@
 """Scene adaptation (``--adapt_steps``): pseudo-labels, updates, predict's use of them."""
+import dataclasses
 import json
 
 import cv2
@@ -8,7 +9,7 @@ import pytest
 from hofam_tf.data.composite import UNKNOWN
 from hofam_tf.data.synthetic import make_scene
 from hofam_tf.errors import HOFAMInputError
-from hofam_tf.tasks.adapt import pseudo_labels
+from hofam_tf.tasks.adapt import pseudo_labels, round_steps
 from hofam_tf.tasks.predict import PredictOptions, run_predict
 
 
@@ -108,11 +109,26 @@ def test_predict_adapts_each_sequence_from_the_checkpoint_and_records_it(tmp_pat
     assert len(second) == 11 and second.keys() == first.keys()
     assert all(np.array_equal(second[k], first[k]) for k in first)
     stored = json.loads((tmp_path / "out1" / "b" / "summary.json").read_text())
-    assert stored["adaptation"] == alone["sequences"][0]["adaptation"]
+    assert stored["adaptation"] == alone["sequences"][0]["adaptation"] and stored["adaptation"]["rounds"] == 1
+    # in two rounds: the first round labels as a one-round run does; the record holds each round
+    rounds = run_predict(tmp_path / "alone", tiny_model / "model.keras", tmp_path / "out3",
+                         dataclasses.replace(opts, adapt_rounds=2), progress=False)["sequences"][0]["adaptation"]
+    assert rounds["rounds"] == 2 and rounds["steps"] == 4 and len(rounds["foreground_share_per_round"]) == 2
+    assert rounds["foreground_share_per_round"][0] == stored["foreground_share"]
+
+
+def test_round_steps_share_the_updates_out():
+    assert round_steps(60, 1) == [60] and round_steps(60, 2) == [30, 30]
+    assert round_steps(7, 3) == [3, 2, 2] and round_steps(3, 3) == [1, 1, 1]
+    for steps in range(1, 40):
+        for rounds in range(1, steps + 1):
+            got = round_steps(steps, rounds)
+            assert len(got) == rounds and sum(got) == steps and max(got) - min(got) <= 1 and min(got) >= 1
 
 
 def test_adaptation_is_refused_where_it_cannot_run(tmp_path, tiny_model):
-    for bad in (dict(adapt_steps=-1), dict(adapt_steps=10**6), dict(adapt_frames=0)):
+    for bad in (dict(adapt_steps=-1), dict(adapt_steps=10**6), dict(adapt_frames=0), dict(adapt_rounds=0),
+                dict(adapt_steps=3, adapt_rounds=4)):
         with pytest.raises(HOFAMInputError, match="adapt_"):
             PredictOptions(**bad)
     _video(tmp_path / "a.avi", 5, frames=4)
