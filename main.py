@@ -118,6 +118,9 @@ flags.DEFINE_integer("adapt_frames", PredictOptions.adapt_frames,
 flags.DEFINE_integer("adapt_rounds", PredictOptions.adapt_rounds,
                      "predict: scene adaptation's updates split into this many rounds, each on labels made afresh by "
                      "the model as the previous round left it. 1: every label from the checkpoint's model.")
+flags.DEFINE_float("adapt_min_recall", PredictOptions.adapt_min_recall,
+                   "predict: undo scene adaptation on a video when the adapted model marks less than this share of "
+                   "the foreground it was taught (or it was taught none). 0: always keep it.")
 flags.DEFINE_integer("reconnect", PredictOptions.reconnect,
                      "predict: reconnection attempts when a camera or stream drops or stalls (waits doubling from "
                      "--reconnect_backoff up to 30 s; frames are numbered on without a gap). 0: end cleanly where it "
@@ -290,7 +293,8 @@ def phase_predict() -> None:
                           **_post_settings(hofam_ckpt), reconnect=FLAGS.reconnect,
                           reconnect_backoff=FLAGS.reconnect_backoff, open_timeout=FLAGS.open_timeout,
                           read_timeout=FLAGS.read_timeout, runtime=FLAGS.runtime, flow_preset=FLAGS.flow_preset,
-                          adapt_frames=FLAGS.adapt_frames, adapt_rounds=FLAGS.adapt_rounds)
+                          adapt_frames=FLAGS.adapt_frames, adapt_rounds=FLAGS.adapt_rounds,
+                          adapt_min_recall=FLAGS.adapt_min_recall)
     result = run_predict(FLAGS.input, FLAGS.ckpt, FLAGS.output_dir, opts, _model_overrides(),
                          precision=FLAGS.inference_precision or RUN_PRECISION)
     print(json.dumps(result, indent=2))
@@ -350,7 +354,8 @@ PHASE_FLAGS = {
     "predict": {"input and output": ["input", "output_dir", "ckpt", "method", "max_frames", "roi", "naming"],
                 "live sources": ["reconnect", "reconnect_backoff", "open_timeout", "read_timeout"],
                 "decision and post-processing": ["threshold", "calibrate_frames", "calibrate_range", "median_gate", "gate_mode", "gate_fill",
-                                             "hysteresis", "adapt_steps", "adapt_frames", "adapt_rounds", "post"],
+                                             "hysteresis", "adapt_steps", "adapt_frames", "adapt_rounds",
+                                             "adapt_min_recall", "post"],
                 "outputs": ["overlay_video", "side_by_side", "video_max_side", "panels"],
                 "running the model": ["runtime", "flow_preset", "eval_batch_size", "inference_precision",
                                       *_MODEL_OVERRIDES]},

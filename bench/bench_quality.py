@@ -290,7 +290,7 @@ def score_scene(pred_dir: Path, seq, out: Path) -> float:
 def predict_scene(seq, out: Path, method: str, ckpt=None, threshold: float = 0.5, calibrate_frames: int = 0,
                   median_gate: float = 0.0, gate_mode: str = "pixel", flow_preset: str = FLOW_PRESET,
                   hysteresis: float = 0.0, calibrate_range: float = 0.0, adapt_steps: int = 0,
-                  adapt_rounds: int = 1) -> float:
+                  adapt_rounds: int = 1, adapt_min_recall: float = 0.0) -> float:
     """Segments one scene into ``out``; returns the threshold used (the scene's own when calibrated).
     ``flow_preset``: predict's DIS preset for HOFAM's HOP."""
     from hofam_tf.tasks.predict import PredictOptions, run_predict
@@ -298,7 +298,8 @@ def predict_scene(seq, out: Path, method: str, ckpt=None, threshold: float = 0.5
     opts = PredictOptions(threshold=threshold, overlay_video=False, method=method, batch_size=8,
                           calibrate_frames=calibrate_frames, median_gate=median_gate, gate_mode=gate_mode,
                           flow_preset=flow_preset, hysteresis=hysteresis, calibrate_range=calibrate_range,
-                          adapt_steps=adapt_steps, adapt_rounds=adapt_rounds)
+                          adapt_steps=adapt_steps, adapt_rounds=adapt_rounds,
+                          adapt_min_recall=adapt_min_recall)
     return run_predict(seq.path, ckpt, out, opts, progress=False)["sequences"][0]["threshold"]
 
 

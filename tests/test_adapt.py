@@ -114,7 +114,19 @@ def test_predict_adapts_each_sequence_from_the_checkpoint_and_records_it(tmp_pat
     rounds = run_predict(tmp_path / "alone", tiny_model / "model.keras", tmp_path / "out3",
                          dataclasses.replace(opts, adapt_rounds=2), progress=False)["sequences"][0]["adaptation"]
     assert rounds["rounds"] == 2 and rounds["steps"] == 4 and len(rounds["foreground_share_per_round"]) == 2
-    assert rounds["foreground_share_per_round"][0] == stored["foreground_share"]
+    record = stored["adaptation"]
+    assert rounds["foreground_share_per_round"][0] == record["foreground_share"]
+    # undone where the adapted model keeps too little of what it was taught: the checkpoint's masks
+    for least in (1e-9, 1.0):
+        run = run_predict(tmp_path / "alone", tiny_model / "model.keras", tmp_path / f"out_least{least}",
+                          dataclasses.replace(opts, adapt_min_recall=least), progress=False)["sequences"][0]
+        got, recall = run["adaptation"], record["taught_recall"]
+        assert got["taught_recall"] == recall and record["undone"] is False
+        assert got["undone"] is (recall is None or recall < least)
+        masks = _masks(tmp_path / f"out_least{least}" / "b")
+        assert all(np.array_equal(masks[k], (_masks(tmp_path / "out0" / "b") if got["undone"] else first)[k])
+                   for k in first)
+    assert recall is None or recall < 1.0  # so the strict bound was undone above
 
 
 def test_round_steps_share_the_updates_out():
@@ -128,7 +140,7 @@ def test_round_steps_share_the_updates_out():
 
 def test_adaptation_is_refused_where_it_cannot_run(tmp_path, tiny_model):
     for bad in (dict(adapt_steps=-1), dict(adapt_steps=10**6), dict(adapt_frames=0), dict(adapt_rounds=0),
-                dict(adapt_steps=3, adapt_rounds=4)):
+                dict(adapt_steps=3, adapt_rounds=4), dict(adapt_min_recall=1.5)):
         with pytest.raises(HOFAMInputError, match="adapt_"):
             PredictOptions(**bad)
     _video(tmp_path / "a.avi", 5, frames=4)

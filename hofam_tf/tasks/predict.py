@@ -162,6 +162,10 @@ class PredictOptions:
     # the updates split into this many rounds, each on pseudo-labels made afresh by the model as the
     # previous round left it (self-training; 1: every label from the checkpoint's model)
     adapt_rounds: int = 1
+    # the adaptation is undone (the checkpoint's weights segment the sequence) when the adapted model
+    # marks less than this share of the pseudo-foreground it learned from, or there was none: it
+    # learned to erase what it was taught to find (0: always kept)
+    adapt_min_recall: float = 0.0
     # what runs the model (hofam_tf.tasks.runtimes): "tf", or "onnxruntime" on an export folder
     runtime: str = "tf"
     # the DIS preset of predict's HOP: "run" (the run's own) or one of DIS_PRESETS (see ``predict_flow``)
@@ -197,6 +201,8 @@ class PredictOptions:
         if not 1 <= self.adapt_rounds <= max(self.adapt_steps, 1):
             raise HOFAMInputError(f"adapt_rounds must be 1 to adapt_steps ({self.adapt_steps}) rounds, "
                                   f"got {self.adapt_rounds}")
+        if not 0.0 <= self.adapt_min_recall <= 1.0:
+            raise HOFAMInputError(f"adapt_min_recall must be a share from 0 (off) to 1, got {self.adapt_min_recall}")
         if self.calibrate_frames < 0:
             raise HOFAMInputError(f"calibrate_frames must be 0 (off) or more, got {self.calibrate_frames}")
         if not 0.0 <= self.median_gate <= 32:
@@ -563,7 +569,9 @@ def _adapt_to_scene(model, cfg, head: list, opts: PredictOptions) -> tuple[list,
     ``opts.adapt_frames`` held items of ``head`` at ``opts.threshold``, in ``opts.adapt_rounds``
     rounds (``adapt.round_steps``) whose pseudo-labels each come from the weights the previous round
     left; returns every held item with its probability from the adapted weights, and the record of
-    summary.json's "adaptation"."""
+    summary.json's "adaptation". With ``opts.adapt_min_recall``, the adaptation is undone (the
+    checkpoint's weights given back, the held items returned as they were) when the adapted model
+    marks less than that share of the last round's pseudo-foreground, or there was none."""
     from hofam_tf.tasks.adapt import ADAPT_SEED, adapt, pseudo_labels, round_steps
 
     def probabilities(items: list) -> list:
@@ -578,6 +586,7 @@ def _adapt_to_scene(model, cfg, head: list, opts: PredictOptions) -> tuple[list,
     tiles = np.stack([item[1] for item in used])
     hops = np.stack([item[2] for item in used])
     probs = [item[3] for item in used]
+    held = model.model.get_weights()
     losses, shares = [], []
     for r, steps in enumerate(round_steps(opts.adapt_steps, opts.adapt_rounds)):
         if r:
@@ -590,9 +599,16 @@ def _adapt_to_scene(model, cfg, head: list, opts: PredictOptions) -> tuple[list,
         labelled = labels != UNKNOWN
         shares.append(float((labels == 255).sum() / max(labelled.sum(), 1)))
     again = [(item[0], item[1], item[2], p, *item[4:]) for item, p in zip(head, probabilities(head))]
+    taught = labels == 255
+    adapted = np.stack([native_probability(item[3], (TILE, TILE)) for item in again[:len(used)]]) >= opts.threshold
+    recall = float(adapted[taught].mean()) if taught.any() else None
+    undone = bool(opts.adapt_min_recall) and (recall is None or recall < opts.adapt_min_recall)
+    if undone:
+        model.model.set_weights(held)
+        again = head
     record = {"steps": opts.adapt_steps, "rounds": opts.adapt_rounds, "frames": len(used),
               "foreground_share": shares[0], "foreground_share_per_round": shares,
-              "labelled_share": float(labelled.mean()),
+              "labelled_share": float(labelled.mean()), "taught_recall": recall, "undone": undone,
               "first_loss": losses[0] if losses else None, "last_loss": losses[-1] if losses else None}
     return again, record
 
