@@ -365,6 +365,9 @@ def main(argv=None) -> dict:
     ap.add_argument("--adapt_rounds", type=int, default=1,
                     help="with --adapt_steps, also the column hofam_adapted_rounds: the same updates in this many "
                          "rounds of pseudo-labels (predict's --adapt_rounds); 1: not")
+    ap.add_argument("--adapt_min_recall", type=float, default=0.0,
+                    help="with --adapt_steps: predict's --adapt_min_recall for the adapted columns (each scene's "
+                         "adaptation undone where the adapted model keeps less than this share of what it was taught)")
     ap.add_argument("--post_grid", default="all",
                     help="post-processing entries (POST_GRID) each fold chooses from on its validation scenes, "
                          "comma-separated, 'all' or 'none' (no hofam_nested column)")
@@ -480,11 +483,13 @@ def main(argv=None) -> dict:
                         scores[n]["hofam_scene_threshold_gated_fill"] = score_scene(
                             fdir / "pred_scene_gated_fill", sources[n], fdir / "scores_scene_gated_fill" / n)
             if args.adapt_steps:  # the plain model, adapted to the scene first
-                segment(sources[n], fdir / "pred_adapted", "hofam", fdir / "run", threshold, adapt_steps=args.adapt_steps)
+                segment(sources[n], fdir / "pred_adapted", "hofam", fdir / "run", threshold, adapt_steps=args.adapt_steps,
+                        adapt_min_recall=args.adapt_min_recall)
                 scores[n]["hofam_adapted"] = score_scene(fdir / "pred_adapted", sources[n], fdir / "scores_adapted" / n)
                 if args.adapt_rounds > 1:
                     segment(sources[n], fdir / "pred_adapted_rounds", "hofam", fdir / "run", threshold,
-                            adapt_steps=args.adapt_steps, adapt_rounds=args.adapt_rounds)
+                            adapt_steps=args.adapt_steps, adapt_rounds=args.adapt_rounds,
+                            adapt_min_recall=args.adapt_min_recall)
                     scores[n]["hofam_adapted_rounds"] = score_scene(fdir / "pred_adapted_rounds", sources[n],
                                                                     fdir / "scores_adapted_rounds" / n)
         post = None
