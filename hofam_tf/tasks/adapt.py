@@ -22,6 +22,10 @@ threshold):
   rounds, each on pseudo-labels made afresh from the weights the previous round left (each with
   its own Adam state and batch draws), so foreground the adapted model has learned to find
   labels the next round;
+- **undoing** (``PredictOptions.adapt_min_recall``): where the adapted model marks less than that
+  share of the foreground it was taught (or it was taught none: labels nearly all background, as on
+  a short scene where the model found little), the updates have taught it to erase its objects,
+  and the checkpoint's weights segment the sequence instead;
 - the held frames are segmented again with the adapted weights, and the rest of the sequence
   with them too. The next sequence starts from the checkpoint's weights again
   (``restored_weights``).

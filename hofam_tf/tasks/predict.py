@@ -586,7 +586,7 @@ def _adapt_to_scene(model, cfg, head: list, opts: PredictOptions) -> tuple[list,
     tiles = np.stack([item[1] for item in used])
     hops = np.stack([item[2] for item in used])
     probs = [item[3] for item in used]
-    held = model.model.get_weights()
+    held = model.model.get_weights() if opts.adapt_min_recall else None  # to undo it
     losses, shares = [], []
     for r, steps in enumerate(round_steps(opts.adapt_steps, opts.adapt_rounds)):
         if r:
