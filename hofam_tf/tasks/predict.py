@@ -598,14 +598,17 @@ def _adapt_to_scene(model, cfg, head: list, opts: PredictOptions) -> tuple[list,
                         seed=ADAPT_SEED + r)
         labelled = labels != UNKNOWN
         shares.append(float((labels == 255).sum() / max(labelled.sum(), 1)))
-    again = [(item[0], item[1], item[2], p, *item[4:]) for item, p in zip(head, probabilities(head))]
+    fresh = probabilities(used)  # the held frames it learned from first: they decide whether it stays
     taught = labels == 255
-    adapted = np.stack([native_probability(item[3], (TILE, TILE)) for item in again[:len(used)]]) >= opts.threshold
+    adapted = np.stack([native_probability(p, (TILE, TILE)) for p in fresh]) >= opts.threshold
     recall = float(adapted[taught].mean()) if taught.any() else None
     undone = bool(opts.adapt_min_recall) and (recall is None or recall < opts.adapt_min_recall)
-    if undone:
+    if undone:  # the checkpoint's weights and probabilities; the rest of the held frames are not run again
         model.model.set_weights(held)
         again = head
+    else:
+        again = [(item[0], item[1], item[2], p, *item[4:])
+                 for item, p in zip(head, fresh + probabilities(head[len(used):]))]
     record = {"steps": opts.adapt_steps, "rounds": opts.adapt_rounds, "frames": len(used),
               "foreground_share": shares[0], "foreground_share_per_round": shares,
               "labelled_share": float(labelled.mean()), "taught_recall": recall, "undone": undone,
