@@ -215,11 +215,12 @@ def phase_train() -> None:
     _require("ckpt_dir")
     import dataclasses
 
-    from hofam_tf.tasks.train import run_train
-
+    # the configuration is checked before TensorFlow is imported: a bad number is refused at once
     cfg = run_config()
     if not cfg.train.train_pattern:
         cfg = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, train_pattern=_default_train_pattern()))
+    from hofam_tf.tasks.train import run_train
+
     result = run_train(cfg, FLAGS.ckpt_dir, explicit_flow=given("flow"))
     print(json.dumps(result, indent=2))
     print(f"run directory: {FLAGS.ckpt_dir}")

@@ -31,7 +31,7 @@ setup(
         # Exactly one of cpu / gpu: tensorflow and tensorflow-cpu must never share an environment.
         "cpu": [f"tensorflow-cpu=={TF_PIN}", "keras>=3.10,<4", "tensorboard>=2.20"],
         "gpu": [f"tensorflow[and-cuda]=={TF_PIN}", "keras>=3.10,<4", "tensorboard>=2.20"],
-        "test": ["pytest>=8", *ONNX],
+        "test": ["pytest>=8", "pytest-xdist>=3.5", *ONNX],
         "onnx": ONNX,
     },
     entry_points={

@@ -156,6 +156,21 @@ def test_install_and_pytest_commands_name_what_exists():
     assert seen >= 2
 
 
+def test_ci_runs_the_readmes_full_test_command_after_the_readmes_install():
+    """.ci/run is the README's set-up and full test command, nothing else: the pip install and the
+    pytest line are the README's, word for word."""
+    readme = [argv for name, argv in commands() if name == "README.md"]
+    tests = [a for a in readme if a[1:3] == ["-m", "pytest"]]
+    full = [a for a in tests if "-m" not in a[3:]]
+    assert len(full) == 1 and len(tests) == 2, tests
+    ci = [shlex.split(line, comments=True) for line in (ROOT / ".ci" / "run").read_text().splitlines()]
+    ci = [a for a in ci if a]
+    assert ci[-1] == full[0], (ci[-1], full[0])
+    install = next(a for a in ci if "install" in a)
+    assert install[:3] == ["python", "-m", "pip"] and any(
+        a[:2] == ["pip", "install"] and a[-1] == install[-1] for a in readme), install
+
+
 @pytest.mark.slow
 def test_make_figure_runs(tmp_path, shared_data):
     out = tmp_path / "figure.png"
