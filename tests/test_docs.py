@@ -157,8 +157,8 @@ def test_install_and_pytest_commands_name_what_exists():
 
 
 def test_ci_runs_the_readmes_full_test_command_after_the_readmes_install():
-    """.ci/run is the README's set-up and full test command, nothing else: the pip install and the
-    pytest line are the README's, word for word."""
+    """.ci/run ends with the README's full test command, word for word, and installs the package
+    with the extras the README's pip install names."""
     readme = [argv for name, argv in commands() if name == "README.md"]
     tests = [a for a in readme if a[1:3] == ["-m", "pytest"]]
     full = [a for a in tests if "-m" not in a[3:]]
