@@ -287,6 +287,24 @@ def score_scene(pred_dir: Path, seq, out: Path) -> float:
     return float(metrics["cdnet"]["per_sequence"][seq.path.name]["f_measure"])
 
 
+_LOADED: list = []  # [(checkpoint, its files' stamp), (runner, RunConfig)]: the checkpoint loaded last
+
+
+def loaded_runner(ckpt) -> tuple:
+    """``runtimes.load_runner(ckpt)``, kept while the checkpoint's files stay as they are: a fold
+    segments many scenes with many post-processing entries with one model, and loads it and traces
+    its inference and scene adaptation once. The files are those under ``ckpt`` (a folder), or
+    beside it with the config.json above (a file or a checkpoint prefix)."""
+    from hofam_tf.tasks.runtimes import load_runner
+
+    path = Path(ckpt)
+    files = sorted(path.rglob("*")) if path.is_dir() else sorted(path.parent.glob("*")) + [path.parent.parent / "config.json"]
+    stamp = tuple((str(f), s.st_mtime_ns, s.st_size, s.st_ino) for f in files if f.is_file() for s in [f.stat()])
+    if not _LOADED or _LOADED[0] != (str(path), stamp):
+        _LOADED[:] = [(str(path), stamp), load_runner(path)]
+    return _LOADED[1]
+
+
 def predict_scene(seq, out: Path, method: str, ckpt=None, threshold: float = 0.5, calibrate_frames: int = 0,
                   median_gate: float = 0.0, gate_mode: str = "pixel", flow_preset: str = FLOW_PRESET,
                   hysteresis: float = 0.0, calibrate_range: float = 0.0, adapt_steps: int = 0,
@@ -300,7 +318,8 @@ def predict_scene(seq, out: Path, method: str, ckpt=None, threshold: float = 0.5
                           flow_preset=flow_preset, hysteresis=hysteresis, calibrate_range=calibrate_range,
                           adapt_steps=adapt_steps, adapt_rounds=adapt_rounds,
                           adapt_min_recall=adapt_min_recall)
-    return run_predict(seq.path, ckpt, out, opts, progress=False)["sequences"][0]["threshold"]
+    loaded = loaded_runner(ckpt) if method == "hofam" else None
+    return run_predict(seq.path, ckpt, out, opts, progress=False, loaded=loaded)["sequences"][0]["threshold"]
 
 
 def post_on_validation(grid: dict, val: list[str], sources: dict, ckpt, threshold: float, work: Path,

@@ -71,6 +71,38 @@ def test_adapt_lowers_the_loss_on_its_labels_and_restored_weights_gives_the_mode
     tf.keras.backend.clear_session()
 
 
+
+def test_a_reused_adapter_updates_each_call_as_a_new_optimizer_would_without_tracing_again():
+    """predict adapts to one sequence after another with one ``SceneAdapter``: every call starts
+    from a fresh Adam state (a second call that kept the first's moments and update count would
+    move the weights otherwise), and its update is traced once."""
+    from hofam_tf.config import LossConfig, ModelConfig
+    from hofam_tf.model.hofam import build_hofam
+    from hofam_tf.tasks.adapt import SceneAdapter, adapt, restored_weights
+
+    images, masks = make_scene(7, frames=4, size=256, objects=1)
+    tiles, hops = np.stack(images), np.stack([cv2.cvtColor(m, cv2.COLOR_GRAY2RGB) for m in masks])
+    labels = np.where(np.stack(masks) > 127, 255, 0).astype(np.uint8)
+    model = build_hofam(ModelConfig(ngf=2))
+    start = [w.copy() for w in model.get_weights()]
+    adapter = SceneAdapter(model, LossConfig(), lr=1e-3)
+
+    def moved(run):
+        with restored_weights(model):
+            losses = run()
+            return losses, [a - b for a, b in zip(model.get_weights(), start)]
+
+    first = moved(lambda: adapter(tiles, hops, labels, steps=3))
+    second = moved(lambda: adapter(tiles, hops, labels, steps=3))
+    alone = moved(lambda: adapt(model, LossConfig(), tiles, hops, labels, steps=3, lr=1e-3))
+    assert all(np.array_equal(a, b) for a, b in zip(model.get_weights(), start))
+    assert max(float(np.abs(d).max()) for d in first[1]) > 1e-4  # the updates moved the weights
+    for other in (second, alone):
+        np.testing.assert_allclose(other[0], first[0], rtol=1e-5)
+        for a, b in zip(other[1], first[1]):
+            np.testing.assert_allclose(a, b, rtol=1e-3, atol=1e-7)
+    assert adapter._step.experimental_get_tracing_count() == 1
+
 def _video(path, seed, frames=11):
     images, _ = make_scene(seed, frames=frames, size=256)
     h, w = 240, 320

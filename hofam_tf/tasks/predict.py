@@ -572,7 +572,7 @@ def _adapt_to_scene(model, cfg, head: list, opts: PredictOptions) -> tuple[list,
     summary.json's "adaptation". With ``opts.adapt_min_recall``, the adaptation is undone (the
     checkpoint's weights given back, the held items returned as they were) when the adapted model
     marks less than that share of the last round's pseudo-foreground, or there was none."""
-    from hofam_tf.tasks.adapt import ADAPT_SEED, adapt, pseudo_labels, round_steps
+    from hofam_tf.tasks.adapt import ADAPT_SEED, pseudo_labels, round_steps
 
     def probabilities(items: list) -> list:
         out = []
@@ -593,9 +593,9 @@ def _adapt_to_scene(model, cfg, head: list, opts: PredictOptions) -> tuple[list,
             probs = probabilities(used)
         at_tile = np.stack([native_probability(p, (TILE, TILE)) for p in probs])  # at the tile, as the labels
         labels = pseudo_labels(tiles, [item[0].index for item in used], at_tile, opts.threshold)
-        losses += adapt(model.model, cfg.loss, fit_tiles(tiles, model.size), fit_tiles(hops, model.size),
-                        fit_tiles(labels, model.size, cv2.INTER_NEAREST), steps, balanced=cfg.model.balanced_head,
-                        seed=ADAPT_SEED + r)
+        losses += model.adapter(cfg.loss, cfg.model.balanced_head)(
+            fit_tiles(tiles, model.size), fit_tiles(hops, model.size), fit_tiles(labels, model.size, cv2.INTER_NEAREST),
+            steps, seed=ADAPT_SEED + r)
         labelled = labels != UNKNOWN
         shares.append(float((labels == 255).sum() / max(labelled.sum(), 1)))
     fresh = probabilities(used)  # the held frames it learned from first: they decide whether it stays
@@ -848,11 +848,14 @@ def _flow_record(flow) -> dict:
 
 @graph_options()
 def run_predict(input_path, ckpt, output_dir, opts: PredictOptions = PredictOptions(),
-                model_overrides: dict | None = None, progress: bool = True, precision: str | None = None) -> dict:
+                model_overrides: dict | None = None, progress: bool = True, precision: str | None = None,
+                loaded: tuple | None = None) -> dict:
     """Segments every sequence found at ``input_path`` (a video file or a frame folder) with the
     model in ``ckpt``, or with the classical baseline ``opts.method`` (then ``ckpt`` is unused).
     Each sequence goes to ``output_dir/<sequence>/``, except that an ``output_dir`` already named
-    after the only sequence is used as it is."""
+    after the only sequence is used as it is. ``loaded``: the ``(runner, RunConfig)`` that
+    ``runtimes.load_runner`` returned for ``ckpt``, used instead of loading it again (many calls on
+    one checkpoint then load it and trace its inference and scene adaptation once)."""
     from contextlib import nullcontext
 
     from hofam_tf.tasks.adapt import check_adaptable, restored_weights
@@ -866,7 +869,7 @@ def run_predict(input_path, ckpt, output_dir, opts: PredictOptions = PredictOpti
     if opts.method == "hofam":
         from hofam_tf.tasks.runtimes import load_runner
 
-        model, cfg = load_runner(ckpt, opts.runtime, model_overrides, precision)
+        model, cfg = loaded or load_runner(ckpt, opts.runtime, model_overrides, precision)
         if opts.adapt_steps:
             check_adaptable(model, cfg)
     if opts.roi is not None and not Path(opts.roi).is_file():

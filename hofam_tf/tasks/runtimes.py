@@ -32,6 +32,16 @@ class TFRunner:
         self.model = model
         self.size = tuple(model.inputs[0].shape[1:3])
         self._fn = tf.function(lambda x: tf.sigmoid(model(x, training=False)))
+        self._adapter = None
+
+    def adapter(self, loss_cfg, balanced: bool = False):
+        """The scene adaptation of this runner's model (``adapt.SceneAdapter``), built on first use
+        and reused for every later sequence with the same loss."""
+        from hofam_tf.tasks.adapt import SceneAdapter
+
+        if self._adapter is None or self._adapter[0] != (loss_cfg, balanced):
+            self._adapter = ((loss_cfg, balanced), SceneAdapter(self.model, loss_cfg, balanced=balanced))
+        return self._adapter[1]
 
     def __call__(self, frames: np.ndarray, hops: np.ndarray, backgrounds: np.ndarray | None = None) -> np.ndarray:
         from hofam_tf.config import model_inputs
