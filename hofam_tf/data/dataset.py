@@ -166,8 +166,8 @@ def read_examples(pattern, ignore_labels: bool = True, batch_size: int | None = 
     ``batch_size`` (the last batch may be smaller), or one example at a time when None."""
     files = list_tfrecords(pattern)
     check_required_keys(files, background)
-    ds = _records(files, False, 0).batch(batch_size or 64).map(
-        lambda s: parse_examples(s, ignore_labels, background), num_parallel_calls=tf.data.AUTOTUNE)
+    parse = tf.autograph.experimental.do_not_convert(lambda s: parse_examples(s, ignore_labels, background))
+    ds = _records(files, False, 0).batch(batch_size or 64).map(parse, num_parallel_calls=tf.data.AUTOTUNE)
     return ds if batch_size else ds.unbatch()
 
 
@@ -220,4 +220,6 @@ def build_dataset(pattern, batch_size: int = 1, training: bool = True, shuffle_b
         return out + (ex["target_num"],) if with_target_num else out
 
     ds = ds.batch(batch_size, drop_remainder=training).enumerate()
+    # traced as written: no tensor-valued Python control flow, so autograph's conversion (seconds) is skipped
+    to_tuple = tf.autograph.experimental.do_not_convert(to_tuple)
     return ds.map(to_tuple, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)

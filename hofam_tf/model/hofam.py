@@ -154,7 +154,7 @@ def tile_probabilities(model):
 
     size = tuple(model.inputs[0].shape[1:3])
 
-    @tf.function
+    @tf.function(autograph=False)  # no tensor-valued Python control flow: traced as written
     def predict(x):
         if size == (TILE, TILE):
             return tf.sigmoid(model(x, training=False))

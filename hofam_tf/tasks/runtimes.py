@@ -31,7 +31,7 @@ class TFRunner:
 
         self.model = model
         self.size = tuple(model.inputs[0].shape[1:3])
-        self._fn = tf.function(lambda x: tf.sigmoid(model(x, training=False)))
+        self._fn = tf.function(lambda x: tf.sigmoid(model(x, training=False)), autograph=False)
         self._adapter = None
 
     def adapter(self, loss_cfg, balanced: bool = False):

@@ -248,7 +248,9 @@ def make_train_loop(state: TrainState, cfg: RunConfig, strategy):
         else model
     part_names = ("loss", "l1", "focal", "soft_f") + (("balanced",) if balanced else ())
 
-    @tf.function(jit_compile=cfg.train.xla or None)
+    # autograph=False: the step has no tensor-valued Python control flow, so it is traced as written
+    # (converting the model's and the loss's code took seconds of every training start)
+    @tf.function(jit_compile=cfg.train.xla or None, autograph=False)
     def train_step(inputs, mask, weight, target_num):
         with tf.GradientTape() as tape:
             outputs = forward(inputs, training=True)
