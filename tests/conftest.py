@@ -15,6 +15,13 @@ ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = Path(os.environ.get("HOFAM_SHARED_DATA") or ROOT.parent / "shared" / "data")
 
 
+def pytest_collection_modifyitems(config, items):
+    """The slow tests first, each keeping its place among them: in two processes (``-n 2 --dist
+    worksteal``) the workers begin with the long tests and share out the short ones at the end,
+    instead of one of them running a long test alone while the other has nothing left."""
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
+
+
 @pytest.fixture(scope="session")
 def shared_data() -> Path:
     if not SHARED_DATA.is_dir():

@@ -193,3 +193,20 @@ def test_adaptation_is_refused_where_it_cannot_run(tmp_path, tiny_model):
                     PredictOptions(adapt_steps=2, calibrate_frames=0, median_gate=0.0, overlay_video=False),
                     progress=False)
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.slow  # about 30 s: one predict over two clips with adaptation
+def test_bench_adapt_reports_each_clips_adaptation(tmp_path, tiny_model, capsys):
+    from bench.bench_adapt import main
+
+    _video(tmp_path / "v.avi", 8, frames=12)
+    report = main([f"--video={tmp_path / 'v.avi'}", "--clips=2", "--frames=6", "--steps=2",
+                   f"--ckpt={tiny_model / 'model.keras'}"])
+    assert json.loads(capsys.readouterr().out) == report
+    assert [r["clip"] for r in report["clips"]] == ["clip0", "clip1"]
+    assert all(r["frames"] == 6 and r["adaptation_s"] > 0 for r in report["clips"])
+    first, later = (r["adaptation_s"] for r in report["clips"])
+    assert report["first_clip_adaptation_s"] == first and report["later_clips_adaptation_s_mean"] == later
+    assert report["one_time_cost_s"] == pytest.approx(first - later, abs=0.011)
+    with pytest.raises(SystemExit):  # 12 frames do not make 3 clips of 6
+        main([f"--video={tmp_path / 'v.avi'}", "--clips=3", "--frames=6", f"--ckpt={tiny_model / 'model.keras'}"])
