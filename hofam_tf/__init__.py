@@ -11,7 +11,7 @@ from hofam_tf.config import FlowConfig, LossConfig, ModelConfig, RunConfig, Trai
 from hofam_tf._lazy import lazy_exports
 from hofam_tf.errors import HOFAMInputError
 
-__version__ = "0.14.0"  # the README's changelog
+__version__ = "0.15.0"  # the README's changelog
 
 # old flat module -> its home since 0.2 (docs/changelog.md, 0.2)
 MOVED = {
