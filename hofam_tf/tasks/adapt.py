@@ -150,8 +150,6 @@ def adapt(model, loss_cfg, tiles: np.ndarray, hops: np.ndarray, labels: np.ndarr
     """``steps`` updates of the Keras ``model`` (logits out) in place on the tiles ``tiles``/``hops``
     with the labels ``labels`` (``pseudo_labels``); returns the loss of every update. One call;
     ``SceneAdapter`` reuses its traced update over many."""
-    if not len(tiles) or not steps:
-        return []
     return SceneAdapter(model, loss_cfg, lr, balanced)(tiles, hops, labels, steps, seed)
 
 

@@ -587,15 +587,15 @@ def _adapt_to_scene(model, cfg, head: list, opts: PredictOptions) -> tuple[list,
     hops = np.stack([item[2] for item in used])
     probs = [item[3] for item in used]
     held = model.model.get_weights() if opts.adapt_min_recall else None  # to undo it
+    adapter = model.adapter(cfg.loss, cfg.model.balanced_head)  # traced on the run's first sequence only
     losses, shares = [], []
     for r, steps in enumerate(round_steps(opts.adapt_steps, opts.adapt_rounds)):
         if r:
             probs = probabilities(used)
         at_tile = np.stack([native_probability(p, (TILE, TILE)) for p in probs])  # at the tile, as the labels
         labels = pseudo_labels(tiles, [item[0].index for item in used], at_tile, opts.threshold)
-        losses += model.adapter(cfg.loss, cfg.model.balanced_head)(
-            fit_tiles(tiles, model.size), fit_tiles(hops, model.size), fit_tiles(labels, model.size, cv2.INTER_NEAREST),
-            steps, seed=ADAPT_SEED + r)
+        losses += adapter(fit_tiles(tiles, model.size), fit_tiles(hops, model.size),
+                          fit_tiles(labels, model.size, cv2.INTER_NEAREST), steps, seed=ADAPT_SEED + r)
         labelled = labels != UNKNOWN
         shares.append(float((labels == 255).sum() / max(labelled.sum(), 1)))
     fresh = probabilities(used)  # the held frames it learned from first: they decide whether it stays
